@@ -1,0 +1,227 @@
+#include "binding/module_wrap.h"
+
+#include <torch/torch.h>
+
+#include "binding/addon_data.h"
+#include "binding/convert.h"
+#include "binding/worker.h"
+#include "core/errors.h"
+#include "core/runtime.h"
+#include "core/state_dict.h"
+
+namespace mtpd::binding {
+
+namespace {
+struct Pending {
+  std::string name;
+  BuiltModule built;
+  std::string device;
+};
+}  // namespace
+
+Napi::Function ModuleWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModule",
+                     {
+                         InstanceMethod<&ModuleWrap::Info>("info"),
+                         InstanceMethod<&ModuleWrap::SetTraining>("setTraining"),
+                         InstanceMethod<&ModuleWrap::StateDict>("stateDict"),
+                         InstanceMethod<&ModuleWrap::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&ModuleWrap::To>("to"),
+                         InstanceMethod<&ModuleWrap::Forward>("forward"),
+                     });
+}
+
+ModuleWrap::ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeModule is created by createModule(), not with new");
+  auto* p = info[0].As<Napi::External<Pending>>().Data();
+  name_ = p->name;
+  built_ = std::move(p->built);
+  device_ = p->device;
+}
+
+Napi::Value ModuleWrap::Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = string_arg(info, 0, "name");
+  const std::string options = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+  const std::string device = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "cpu";
+  return run_async<std::shared_ptr<Pending>>(
+      env,
+      [name, options, device] {
+        Json o;
+        try {
+          o = Json::parse(options);
+        } catch (const std::exception& e) {
+          throw ArgumentError(fmt("options for \"", name, "\" are not valid JSON: ", e.what()));
+        }
+        const c10::Device dev = parse_device(device);
+        auto pending = std::make_shared<Pending>();
+        pending->name = name;
+        pending->built = build_module(name, o);
+        pending->built.module->to(dev);
+        pending->device = dev.str();
+        return pending;
+      },
+      [](Napi::Env env, std::shared_ptr<Pending>& p) -> Napi::Value {
+        auto* data = env.GetInstanceData<AddonData>();
+        return data->module_ctor.New({Napi::External<Pending>::New(env, p.get())});
+      });
+}
+
+void ModuleWrap::claim(Napi::Env env, const char* method) {
+  bool expected = false;
+  if (!busy_->compare_exchange_strong(expected, true)) {
+    Napi::Error e = Napi::Error::New(
+        env, fmt(name_, ".", method, "(): another call on this model is still running; await it first"));
+    e.Set("code", Napi::String::New(env, "ERR_MTPD_BUSY"));
+    throw e;
+  }
+  Ref();  // keep this object alive while the call is in flight
+}
+
+std::function<void()> ModuleWrap::release() {
+  return [this] {
+    busy_->store(false);
+    Unref();
+  };
+}
+
+Napi::Value ModuleWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int64_t total = 0, trainable = 0;
+  for (const auto& p : built_.module->parameters()) {
+    total += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  o.Set("name", name_);
+  o.Set("device", device_);
+  o.Set("training", built_.module->is_training());
+  o.Set("parameters", Napi::Number::New(env, static_cast<double>(total)));
+  o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(trainable)));
+  o.Set("hasForward", static_cast<bool>(built_.forward));
+  return o;
+}
+
+Napi::Value ModuleWrap::SetTraining(const Napi::CallbackInfo& info) {
+  const bool on = bool_arg(info, 0, "training");
+  if (busy_->load()) {
+    Napi::Error e = Napi::Error::New(info.Env(), fmt(name_, ".setTraining(): a call on this model is still running"));
+    e.Set("code", Napi::String::New(info.Env(), "ERR_MTPD_BUSY"));
+    throw e;
+  }
+  built_.module->train(on);
+  return info.Env().Undefined();
+}
+
+Napi::Value ModuleWrap::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  claim(env, "stateDict");
+  auto module = built_.module;
+  return run_async<NamedTensors>(
+      env,
+      [module] {
+        NamedTensors out;
+        for (auto& [k, v] : state_dict(*module)) out.emplace_back(k, host(v));
+        return out;
+      },
+      [](Napi::Env env, NamedTensors& sd) -> Napi::Value {
+        Napi::Array names = Napi::Array::New(env, sd.size());
+        Napi::Array tensors = Napi::Array::New(env, sd.size());
+        for (size_t i = 0; i < sd.size(); ++i) {
+          names.Set(static_cast<uint32_t>(i), sd[i].first);
+          tensors.Set(static_cast<uint32_t>(i), tensor_to_js(env, sd[i].second));
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("names", names);
+        o.Set("tensors", tensors);
+        return o;
+      },
+      release());
+}
+
+Napi::Value ModuleWrap::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) throw Napi::TypeError::New(env, "loadStateDict(names, tensors, strict) takes 3 arguments");
+  auto names = strings_arg(info[0], "names");
+  auto tensors = tensors_from_js(info[1], "tensors");
+  const bool strict = bool_arg(info, 2, "strict");
+  if (names.size() != tensors.size())
+    throw Napi::RangeError::New(env, fmt("names has ", names.size(), " entries but tensors has ", tensors.size()));
+  NamedTensors sd;
+  for (size_t i = 0; i < names.size(); ++i) sd.emplace_back(std::move(names[i]), std::move(tensors[i]));
+  claim(env, "loadStateDict");
+  auto module = built_.module;
+  return run_async<LoadReport>(
+      env, [module, sd = std::move(sd), strict] { return load_state_dict(*module, sd, strict); },
+      [](Napi::Env env, LoadReport& r) -> Napi::Value {
+        auto list = [&](const std::vector<std::string>& v) {
+          Napi::Array a = Napi::Array::New(env, v.size());
+          for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
+          return a;
+        };
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("missing", list(r.missing));
+        o.Set("unexpected", list(r.unexpected));
+        Napi::Array mm = Napi::Array::New(env, r.mismatched.size());
+        for (size_t i = 0; i < r.mismatched.size(); ++i) {
+          Napi::Object m = Napi::Object::New(env);
+          m.Set("key", r.mismatched[i].key);
+          Napi::Array e = Napi::Array::New(env), g = Napi::Array::New(env);
+          for (size_t j = 0; j < r.mismatched[i].expected.size(); ++j)
+            e.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].expected[j])));
+          for (size_t j = 0; j < r.mismatched[i].got.size(); ++j)
+            g.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].got[j])));
+          m.Set("expected", e);
+          m.Set("got", g);
+          mm.Set(static_cast<uint32_t>(i), m);
+        }
+        o.Set("mismatched", mm);
+        o.Set("loaded", Napi::Number::New(env, static_cast<double>(r.loaded)));
+        return o;
+      },
+      release());
+}
+
+Napi::Value ModuleWrap::To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string device = string_arg(info, 0, "device");
+  claim(env, "to");
+  auto module = built_.module;
+  auto done = release();
+  return run_async<std::string>(
+      env,
+      [module, device] {
+        const c10::Device dev = parse_device(device);
+        module->to(dev);
+        return dev.str();
+      },
+      [this](Napi::Env env, std::string& dev) -> Napi::Value {
+        device_ = dev;
+        return Napi::String::New(env, dev);
+      },
+      done);
+}
+
+Napi::Value ModuleWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!built_.forward) throw Napi::TypeError::New(env, fmt(name_, " has no plain forward()"));
+  auto inputs = tensors_from_js(info.Length() ? info[0] : env.Undefined(), "inputs");
+  claim(env, "forward");
+  auto fwd = built_.forward;
+  auto module = built_.module;
+  return run_async<std::vector<at::Tensor>>(
+      env,
+      [fwd, module, inputs] {
+        torch::NoGradGuard no_grad;
+        const auto dev = module->parameters().empty() ? c10::Device(c10::kCPU) : module->parameters()[0].device();
+        std::vector<at::Tensor> xs;
+        for (const auto& x : inputs) xs.push_back(x.to(dev));
+        std::vector<at::Tensor> out;
+        for (const auto& y : fwd(xs)) out.push_back(host(y));
+        return out;
+      },
+      [](Napi::Env env, std::vector<at::Tensor>& out) -> Napi::Value { return tensors_to_js(env, out); }, release());
+}
+
+}  // namespace mtpd::binding

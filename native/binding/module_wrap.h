@@ -1,0 +1,41 @@
+// JS handle over a libtorch module built from the registry. One call in flight at a time:
+// a second concurrent call is rejected with ERR_MTPD_BUSY (the TS side queues instead).
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "core/registry.h"
+
+namespace mtpd::binding {
+
+class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // Builds a registered module off the main thread; resolves to a ModuleWrap.
+  static Napi::Value Create(const Napi::CallbackInfo& info);
+
+  explicit ModuleWrap(const Napi::CallbackInfo& info);
+
+ protected:
+  // Claims the object for one async call, or throws ERR_MTPD_BUSY.
+  void claim(Napi::Env env, const char* method);
+  std::function<void()> release();
+
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value SetTraining(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+
+  std::string name_;
+  BuiltModule built_;
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+  std::string device_ = "cpu";
+};
+
+}  // namespace mtpd::binding

@@ -1,0 +1,111 @@
+#include "core/registry.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "core/errors.h"
+
+namespace mtpd {
+
+namespace {
+struct Entry {
+  ModuleFactory factory;
+  std::string doc;
+};
+std::map<std::string, Entry>& table() {
+  static std::map<std::string, Entry> t;
+  return t;
+}
+std::mutex& table_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+void register_module_factory(const std::string& name, ModuleFactory factory, std::string doc) {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  table()[name] = Entry{std::move(factory), std::move(doc)};
+}
+
+BuiltModule build_module(const std::string& name, const Json& options) {
+  ModuleFactory f;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    auto it = table().find(name);
+    if (it == table().end()) {
+      std::string known;
+      for (const auto& [k, v] : table()) known += (known.empty() ? "" : ", ") + k;
+      throw ArgumentError(fmt("unknown module \"", name, "\"; known: ", known));
+    }
+    f = it->second.factory;
+  }
+  MTPD_CHECK_ARG(options.is_object(), "options for \"", name, "\" must be an object");
+  return f(options);
+}
+
+std::vector<std::pair<std::string, std::string>> registered_modules() {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [k, v] : table()) out.emplace_back(k, v.doc);
+  return out;
+}
+
+double opt_number(const Json& o, const std::string& key, double fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  MTPD_CHECK_ARG(it->is_number(), "option \"", key, "\" must be a number, got ", it->dump());
+  return it->get<double>();
+}
+
+int64_t opt_int(const Json& o, const std::string& key, int64_t fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  MTPD_CHECK_ARG(it->is_number_integer() ||
+                     (it->is_number_float() && it->get<double>() == static_cast<double>(static_cast<int64_t>(it->get<double>()))),
+                 "option \"", key, "\" must be an integer, got ", it->dump());
+  return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(it->get<double>());
+}
+
+int64_t req_int(const Json& o, const std::string& key) {
+  MTPD_CHECK_ARG(o.contains(key) && !o.at(key).is_null(), "option \"", key, "\" is required");
+  return opt_int(o, key, 0);
+}
+
+bool opt_bool(const Json& o, const std::string& key, bool fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  MTPD_CHECK_ARG(it->is_boolean(), "option \"", key, "\" must be true or false, got ", it->dump());
+  return it->get<bool>();
+}
+
+std::string opt_string(const Json& o, const std::string& key, const std::string& fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  MTPD_CHECK_ARG(it->is_string(), "option \"", key, "\" must be a string, got ", it->dump());
+  return it->get<std::string>();
+}
+
+std::vector<double> opt_numbers(const Json& o, const std::string& key, std::vector<double> fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an array of numbers, got ", it->dump());
+  std::vector<double> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    MTPD_CHECK_ARG((*it)[i].is_number(), "option \"", key, "[", i, "]\" must be a number");
+    out.push_back((*it)[i].get<double>());
+  }
+  return out;
+}
+
+void check_known_options(const Json& o, const std::string& what, const std::vector<std::string>& known) {
+  for (auto it = o.begin(); it != o.end(); ++it) {
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw ArgumentError(fmt(what, ": unknown option \"", it.key(), "\" (known: ", list, ")"));
+    }
+  }
+}
+
+}  // namespace mtpd

@@ -1,0 +1,52 @@
+// Name -> factory registry for everything the TS side can build by name (modules now;
+// detectors, adapters and distillation losses register here too). Options arrive as JSON
+// objects whose keys carry torchvision's keyword names.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mtpd {
+
+using Json = nlohmann::json;
+
+struct BuiltModule {
+  std::shared_ptr<torch::nn::Module> module;
+  // Optional plain tensor-in/tensor-out forward (layers, adapters). Detectors expose their
+  // own interface instead (see models/detector.h).
+  std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&)> forward;
+};
+
+using ModuleFactory = std::function<BuiltModule(const Json& options)>;
+
+void register_module_factory(const std::string& name, ModuleFactory factory, std::string doc);
+BuiltModule build_module(const std::string& name, const Json& options);
+std::vector<std::pair<std::string, std::string>> registered_modules();  // (name, doc)
+
+// Typed option readers: the error names the option and what was expected.
+double opt_number(const Json& o, const std::string& key, double fallback);
+int64_t opt_int(const Json& o, const std::string& key, int64_t fallback);
+bool opt_bool(const Json& o, const std::string& key, bool fallback);
+std::string opt_string(const Json& o, const std::string& key, const std::string& fallback);
+std::vector<double> opt_numbers(const Json& o, const std::string& key, std::vector<double> fallback);
+int64_t req_int(const Json& o, const std::string& key);
+// Throws ArgumentError naming the first key of `o` that is not in `known`.
+void check_known_options(const Json& o, const std::string& what, const std::vector<std::string>& known);
+
+struct ModuleRegistrar {
+  ModuleRegistrar(const std::string& name, ModuleFactory f, std::string doc) {
+    register_module_factory(name, std::move(f), std::move(doc));
+  }
+};
+
+}  // namespace mtpd
+
+#define MTPD_CONCAT_INNER(a, b) a##b
+#define MTPD_CONCAT(a, b) MTPD_CONCAT_INNER(a, b)
+#define MTPD_REGISTER_MODULE(name, doc, factory) \
+  static ::mtpd::ModuleRegistrar MTPD_CONCAT(mtpd_registrar_, __COUNTER__)(name, factory, doc)

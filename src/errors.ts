@@ -1,0 +1,37 @@
+/**
+ * Error classes with stable `code`s. Native errors arrive as TypeError / RangeError / Error
+ * with a code set by the binding (ERR_MTPD_ARGUMENT, ERR_MTPD_SHAPE, ERR_MTPD_TORCH,
+ * ERR_MTPD_OUT_OF_MEMORY, ERR_MTPD_BUSY); TS-side failures use MtpdError.
+ */
+export type ErrorCode =
+  | 'ERR_MTPD_ADDON_NOT_FOUND'
+  | 'ERR_MTPD_ADDON_INCOMPATIBLE'
+  | 'ERR_MTPD_ARGUMENT'
+  | 'ERR_MTPD_SHAPE'
+  | 'ERR_MTPD_TORCH'
+  | 'ERR_MTPD_OUT_OF_MEMORY'
+  | 'ERR_MTPD_BUSY'
+  | 'ERR_MTPD_WEIGHTS'
+  | 'ERR_MTPD_UNSAFE_PICKLE'
+  | 'ERR_MTPD_CONFIG'
+  | 'ERR_MTPD_DATA'
+  | 'ERR_MTPD_EVAL'
+  | 'ERR_MTPD_NATIVE';
+
+export class MtpdError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MtpdError';
+    this.code = code;
+  }
+}
+
+/** Appends the JS call site to an error that came back from a native worker thread. */
+export function withCallSite<E>(err: E, callSite: string | undefined): E {
+  if (err instanceof Error && callSite) {
+    const lines = callSite.split('\n').slice(1).join('\n');
+    err.stack = `${err.name}: ${err.message}\n${lines}`;
+  }
+  return err;
+}
