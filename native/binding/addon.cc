@@ -5,6 +5,7 @@
 
 #include "binding/addon_data.h"
 #include "binding/convert.h"
+#include "binding/exports.h"
 #include "binding/module_wrap.h"
 #include "binding/worker.h"
 #include "core/errors.h"
@@ -16,6 +17,20 @@
 #endif
 
 namespace mtpd::binding {
+
+namespace {
+std::vector<std::pair<std::string, ExportInit>>& registrars() {
+  static std::vector<std::pair<std::string, ExportInit>> r;
+  return r;
+}
+}  // namespace
+
+ExportRegistrar::ExportRegistrar(const char* area, ExportInit init) { registrars().emplace_back(area, std::move(init)); }
+
+void run_export_registrars(Napi::Env env, Napi::Object exports) {
+  for (auto& [area, init] : registrars()) init(env, exports);
+}
+
 namespace {
 
 Napi::Value RuntimeInfoJs(const Napi::CallbackInfo& info) {
@@ -103,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ops.Set("toDevice", Napi::Function::New<ToDeviceJs>(env, "toDevice"));
   exports.Set("ops", ops);
   exports.Set("NativeModule", data->module_ctor.Value());
+  run_export_registrars(env, exports);
   return exports;
 }
 

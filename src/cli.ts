@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+/** The `mtpd` command line. Each subcommand lives in src/commands/. */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { commands } from './commands/index.js';
+
+export async function main(argv: string[]): Promise<void> {
+  let cli = yargs(argv)
+    .scriptName('mtpd')
+    .strict()
+    .demandCommand(1, 'name a command (mtpd --help lists them)')
+    .recommendCommands()
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`mtpd: ${msg}\nRun "mtpd --help" for usage.\n`);
+      process.exit(2);
+    });
+  for (const c of commands) cli = cli.command(c);
+  await cli.parseAsync();
+}
+
+main(hideBin(process.argv)).catch((err: unknown) => {
+  const e = err as { message?: string; code?: string };
+  process.stderr.write(`mtpd: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}\n`);
+  if (process.env.MTPD_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  process.exitCode = 1;
+});

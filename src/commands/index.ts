@@ -1,0 +1,9 @@
+/**
+ * The CLI's subcommands, one yargs CommandModule per file. Add a command by adding its module
+ * to this list.
+ */
+import type { CommandModule } from 'yargs';
+import { infoCommand } from './info.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [infoCommand];

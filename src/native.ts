@@ -1,0 +1,226 @@
+/**
+ * The one place that loads the native addon. It tries, in order: the MTPD_ADDON override,
+ * build/Release (a source build), prebuilds/<platform>-<arch> (a packaged binary), and on
+ * failure says what it tried and which libtorch each candidate was built against.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MtpdError } from './errors.js';
+import type { Tensor } from './tensor.js';
+
+export interface RawRuntimeInfo {
+  torchVersion: string;
+  torchVersionRuntime: string;
+  torchCmakeVersion: string;
+  cxx11Abi: boolean;
+  cudaBuilt: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  numThreads: number;
+  numInteropThreads: number;
+  hardwareConcurrency: number;
+  parallelInfo: string;
+  napiVersion: number;
+}
+
+export interface RawLoadReport {
+  missing: string[];
+  unexpected: string[];
+  mismatched: { key: string; expected: number[]; got: number[] }[];
+  loaded: number;
+}
+
+export interface RawModuleInfo {
+  name: string;
+  device: string;
+  training: boolean;
+  parameters: number;
+  trainableParameters: number;
+  hasForward: boolean;
+}
+
+/** A libtorch module held by the addon. One call in flight at a time (else ERR_MTPD_BUSY). */
+export interface NativeModuleHandle {
+  info(): RawModuleInfo;
+  setTraining(on: boolean): void;
+  stateDict(): Promise<{ names: string[]; tensors: Tensor[] }>;
+  loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<RawLoadReport>;
+  to(device: string): Promise<string>;
+  forward(inputs: Tensor[]): Promise<Tensor[]>;
+}
+
+/** The addon's exports, as src/ sees them. */
+export interface Binding {
+  runtimeInfo(): RawRuntimeInfo;
+  setNumThreads(threads: number): number;
+  listModules(): Record<string, string>;
+  checkDevice(device: string): string;
+  createModule(name: string, optionsJson: string, device: string): Promise<NativeModuleHandle>;
+  ops: {
+    matmul(a: Tensor, b: Tensor, device: string): Promise<Tensor>;
+    toDevice(t: Tensor, device: string): Promise<Tensor>;
+  };
+}
+
+/** What a binary was built against (mtpd.json beside the .node). */
+export interface BuildMeta {
+  torchVersion: string;
+  torchDir?: string;
+  torchLibDir?: string;
+  cuda: boolean;
+  cxx11Abi: boolean;
+  compiler?: string;
+  platform?: string;
+  arch?: string;
+  napiVersion?: number;
+}
+
+export interface LoadedAddon {
+  binding: Binding;
+  path: string;
+  kind: 'env' | 'build' | 'prebuild';
+  meta: BuildMeta | null;
+}
+
+export interface LoadOptions {
+  /** Package root (the folder with package.json). */
+  root?: string;
+  env?: NodeJS.ProcessEnv;
+  platform?: string;
+  arch?: string;
+}
+
+export const packageRoot: string = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+function readMeta(nodePath: string): BuildMeta | null {
+  const p = join(dirname(nodePath), 'mtpd.json');
+  if (!existsSync(p)) return null;
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as BuildMeta;
+  } catch {
+    return null;
+  }
+}
+
+function majorMinor(v: string): string {
+  const m = /^(\d+)\.(\d+)/.exec(v);
+  return m ? `${m[1]}.${m[2]}` : v;
+}
+
+/**
+ * The libtorch this machine would load, without loading it: $LIBTORCH/build-version,
+ * Torch_DIR's libtorch, or a versioned libtorch_cpu.so in the system library folders.
+ */
+export function detectInstalledLibtorch(env: NodeJS.ProcessEnv = process.env): { version: string; where: string } | null {
+  const roots: string[] = [];
+  if (env.LIBTORCH) roots.push(env.LIBTORCH);
+  if (env.Torch_DIR) roots.push(resolve(env.Torch_DIR, '..', '..', '..'));
+  for (const r of roots) {
+    const f = join(r, 'build-version');
+    if (existsSync(f)) return { version: readFileSync(f, 'utf8').trim(), where: r };
+  }
+  const dirs = [...roots.map((r) => join(r, 'lib')), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/local/lib', '/usr/lib'];
+  for (const d of dirs) {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    const hit = names.map((n) => /^libtorch_cpu\.so\.(\d+\.\d+(?:\.\d+)?)$/.exec(n)).find((m) => m);
+    if (hit?.[1]) return { version: hit[1], where: join(d, hit[0]) };
+  }
+  return null;
+}
+
+function libtorchLoadedFrom(): string | null {
+  try {
+    const maps = readFileSync('/proc/self/maps', 'utf8');
+    const m = /\s(\/\S*libtorch_cpu\.(?:so|dylib)\S*)$/m.exec(maps);
+    return m?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+let cached: LoadedAddon | null = null;
+
+/** Loads (once) and returns the addon, or throws ERR_MTPD_ADDON_NOT_FOUND / _INCOMPATIBLE. */
+export function loadAddon(options: LoadOptions = {}): LoadedAddon {
+  const useCache = !options.root && !options.env && !options.platform && !options.arch;
+  if (useCache && cached) return cached;
+  const root = options.root ?? packageRoot;
+  const env = options.env ?? process.env;
+  const platform = options.platform ?? process.platform;
+  const arch = options.arch ?? process.arch;
+  const require = createRequire(join(root, 'package.json'));
+
+  const candidates: { kind: LoadedAddon['kind']; path: string }[] = [];
+  if (env.MTPD_ADDON) candidates.push({ kind: 'env', path: resolve(env.MTPD_ADDON) });
+  candidates.push({ kind: 'build', path: join(root, 'build', 'Release', 'mtpd.node') });
+  candidates.push({ kind: 'prebuild', path: join(root, 'prebuilds', `${platform}-${arch}`, 'mtpd.node') });
+
+  const tried: string[] = [];
+  let incompatible = false;
+  for (const c of candidates) {
+    if (!existsSync(c.path)) {
+      tried.push(`${c.path}: not found${c.kind === 'env' ? ' (from MTPD_ADDON)' : ''}`);
+      continue;
+    }
+    const meta = readMeta(c.path);
+    const builtFor = meta ? `libtorch ${meta.torchVersion}${meta.cuda ? ' (CUDA)' : ' (CPU)'}` : 'an unknown libtorch';
+    if (c.kind === 'prebuild' && meta) {
+      if (meta.platform && meta.arch && (meta.platform !== platform || meta.arch !== arch)) {
+        tried.push(`${c.path}: built for ${meta.platform}-${meta.arch}, this is ${platform}-${arch}`);
+        incompatible = true;
+        continue;
+      }
+      const installed = detectInstalledLibtorch(env);
+      if (installed && majorMinor(installed.version) !== majorMinor(meta.torchVersion)) {
+        tried.push(
+          `${c.path}: built against ${builtFor}, but this machine has libtorch ${installed.version} (${installed.where}); ` +
+            'rebuild from source (npm rebuild mtpd) or install the matching libtorch',
+        );
+        incompatible = true;
+        continue;
+      }
+    }
+    let binding: Binding;
+    try {
+      binding = require(c.path) as Binding;
+    } catch (err) {
+      tried.push(`${c.path} (built against ${builtFor}): ${(err as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    const rt = binding.runtimeInfo();
+    if (majorMinor(rt.torchVersion) !== majorMinor(rt.torchVersionRuntime) && rt.torchVersionRuntime !== 'unknown') {
+      tried.push(`${c.path}: compiled against libtorch ${rt.torchVersion} but loaded libtorch ${rt.torchVersionRuntime}`);
+      incompatible = true;
+      continue;
+    }
+    const loaded: LoadedAddon = { binding, path: c.path, kind: c.kind, meta };
+    if (useCache) cached = loaded;
+    return loaded;
+  }
+  const expected = detectInstalledLibtorch(env);
+  const message = [
+    'mtpd: could not load the native addon. Tried:',
+    ...tried.map((t) => `  - ${t}`),
+    `libtorch on this machine: ${expected ? `${expected.version} (${expected.where})` : 'none found'}`,
+    'To build from source: install libtorch (Debian/Ubuntu: apt-get install libtorch-dev nlohmann-json3-dev;',
+    'elsewhere set LIBTORCH=/path/to/libtorch), then run `npm run build:native` (or `npm rebuild mtpd`).',
+  ].join('\n');
+  throw new MtpdError(incompatible ? 'ERR_MTPD_ADDON_INCOMPATIBLE' : 'ERR_MTPD_ADDON_NOT_FOUND', message);
+}
+
+/** The loaded addon's exports. */
+export function native(): Binding {
+  return loadAddon().binding;
+}
+
+/** Where libtorch was mapped from, once the addon is loaded. */
+export function loadedLibtorchPath(): string | null {
+  return libtorchLoadedFrom();
+}

@@ -1,0 +1,58 @@
+/** Runtime facts and settings: versions, devices, thread count. */
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { loadAddon, loadedLibtorchPath, native, packageRoot } from './native.js';
+
+export interface SystemInfo {
+  mtpd: string;
+  node: string;
+  platform: string;
+  libtorch: { built: string; runtime: string; cxx11Abi: boolean; loadedFrom: string | null };
+  cuda: { built: boolean; available: boolean; deviceCount: number };
+  threads: { intraOp: number; cores: number };
+  addon: { path: string; kind: string };
+}
+
+export function packageVersion(): string {
+  const require = createRequire(import.meta.url);
+  return (require(join(packageRoot, 'package.json')) as { version: string }).version;
+}
+
+/** Sets the intra-op thread count for native work; 0 or undefined means all cores. */
+export function setThreads(threads?: number): number {
+  return native().setNumThreads(threads ?? 0);
+}
+
+/** Validates a device string ("cpu", "cuda", "cuda:N") against the loaded libtorch. */
+export function checkDevice(device: string): string {
+  return native().checkDevice(device);
+}
+
+export function systemInfo(options: { threads?: number | undefined } = {}): SystemInfo {
+  const addon = loadAddon();
+  const threads = addon.binding.setNumThreads(options.threads ?? 0);
+  const rt = addon.binding.runtimeInfo();
+  return {
+    mtpd: packageVersion(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    libtorch: { built: rt.torchVersion, runtime: rt.torchVersionRuntime, cxx11Abi: rt.cxx11Abi, loadedFrom: loadedLibtorchPath() },
+    cuda: { built: rt.cudaBuilt, available: rt.cudaAvailable, deviceCount: rt.cudaDeviceCount },
+    threads: { intraOp: threads, cores: rt.hardwareConcurrency },
+    addon: { path: addon.path, kind: addon.kind },
+  };
+}
+
+export function formatSystemInfo(i: SystemInfo): string {
+  const rows: [string, string][] = [
+    ['mtpd', i.mtpd],
+    ['node', `${i.node} (${i.platform})`],
+    ['libtorch', `${i.libtorch.runtime} (addon built against ${i.libtorch.built}, cxx11 abi ${i.libtorch.cxx11Abi ? 'on' : 'off'})`],
+    ['libtorch loaded from', i.libtorch.loadedFrom ?? 'unknown'],
+    ['cuda', i.cuda.built ? (i.cuda.available ? `available, ${i.cuda.deviceCount} device(s)` : 'built, no device visible') : 'not built into this libtorch'],
+    ['threads', `${i.threads.intraOp} intra-op (${i.threads.cores} cores)`],
+    ['addon', `${i.addon.path} (${i.addon.kind})`],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
+}
