@@ -45,6 +45,7 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
     SwinOptions s = SwinOptions::named(o.name);
     s.width_mult = o.width_mult;
     if (o.stochastic_depth_prob >= 0) s.stochastic_depth_prob = o.stochastic_depth_prob;
+    if (!o.layers.empty()) s.depths = o.layers;  // "layers" = Swin depths per stage
     SwinBody body(s);
     body->set_trainable_layers(o.trainable_layers);
     stage_channels = body->out_channels();
