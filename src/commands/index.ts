@@ -4,6 +4,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
+import { planCommand } from './plan.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, planCommand];
