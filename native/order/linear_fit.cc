@@ -8,16 +8,24 @@ namespace mtpd {
 
 namespace {
 
-// (N, C, h, w) resized to (H, W) when needed; returns (N*H*W, C) rows in float64 or float32.
-at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtype) {
-  at::Tensor t = x;
-  if (t.size(2) != H || t.size(3) != W) {
-    t = torch::nn::functional::interpolate(
-        t.to(at::kFloat), torch::nn::functional::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{H, W})
-                              .mode(torch::kBilinear)
-                              .align_corners(false));
+// A's map brought to B's size: bilinear upsampling (align_corners=false), the paper's adapter,
+// when A is smaller; adaptive average pooling when A is larger (a teacher run at a higher
+// resolution mapped onto a lower-resolution model).
+at::Tensor resize_to(const at::Tensor& x, int64_t H, int64_t W) {
+  if (x.size(2) == H && x.size(3) == W) return x;
+  at::Tensor t = x.to(at::kFloat);
+  if (t.size(2) <= H && t.size(3) <= W) {
+    return torch::nn::functional::interpolate(t, torch::nn::functional::InterpolateFuncOptions()
+                                                     .size(std::vector<int64_t>{H, W})
+                                                     .mode(torch::kBilinear)
+                                                     .align_corners(false));
   }
+  return torch::adaptive_avg_pool2d(t, {H, W});
+}
+
+// (N, C, h, w) brought to (H, W); returns (N*H*W, C) rows.
+at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtype) {
+  at::Tensor t = resize_to(x, H, W);
   // (N, C, H, W) -> (N, H, W, C) -> (N*H*W, C)
   return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)}).to(dtype);
 }
@@ -36,8 +44,10 @@ void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor
     if (ca < 0) ca = x.size(1);
     if (cb < 0) cb = y.size(1);
     MTPD_CHECK_SHAPE(x.size(1) == ca && y.size(1) == cb, split, "[", i, "]: channel counts change between batches");
-    MTPD_CHECK_SHAPE(x.size(2) <= y.size(2) && x.size(3) <= y.size(3), split, "[", i, "]: A's map ", x.sizes(),
-                     " is larger than B's ", y.sizes(), "; the adapter only upsamples");
+    MTPD_CHECK_SHAPE((x.size(2) <= y.size(2)) == (x.size(3) <= y.size(3)) || x.size(2) == y.size(2) ||
+                         x.size(3) == y.size(3),
+                     split, "[", i, "]: A's map ", x.sizes(), " is larger than B's ", y.sizes(),
+                     " in one dimension and smaller in the other");
   }
 }
 
@@ -94,15 +104,8 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     else
       opt = std::make_unique<torch::optim::SGD>(conv->parameters(), torch::optim::SGDOptions(o.lr).momentum(o.momentum));
     std::vector<at::Tensor> xs;
-    for (size_t i = 0; i < train_x.size(); ++i) {
-      at::Tensor x = train_x[i].to(at::kFloat);
-      if (x.size(2) != train_y[i].size(2) || x.size(3) != train_y[i].size(3))
-        x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
-                                                      .size(std::vector<int64_t>{train_y[i].size(2), train_y[i].size(3)})
-                                                      .mode(torch::kBilinear)
-                                                      .align_corners(false));
-      xs.push_back(x);
-    }
+    for (size_t i = 0; i < train_x.size(); ++i)
+      xs.push_back(resize_to(train_x[i], train_y[i].size(2), train_y[i].size(3)).to(at::kFloat));
     torch::AutoGradMode grad(true);
     for (int64_t s = 0; s < o.steps; ++s) {
       const size_t b = static_cast<size_t>(s) % xs.size();

@@ -4,7 +4,8 @@
 // then score it as the mean squared error over B's elements on held-out features.
 //
 // Upsampling then a 1x1 conv equals a 1x1 conv then upsampling (bilinear weights sum to one and
-// act per channel), so the map is fitted on resized inputs without loss of generality.
+// act per channel), so the map is fitted on resized inputs without loss of generality. When A's
+// map is larger than B's (A run at a higher resolution), it is average-pooled to B's size.
 #pragma once
 
 #include <ATen/core/Tensor.h>
