@@ -20,3 +20,17 @@ export {
   type StateDict,
   type WeightsFormat,
 } from './weights/index.js';
+export {
+  createDetector,
+  Detector,
+  resolveDetectorConfig,
+  type Detection,
+  type DetectorConfig,
+  type DetectorInfo,
+  type RunResult,
+  type RunWhat,
+  type Target,
+  type TrainStepResult,
+} from './detector.js';
+export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
+export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';
