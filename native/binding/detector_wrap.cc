@@ -1,6 +1,5 @@
 #include "binding/detector_wrap.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "binding/convert.h"
@@ -377,21 +376,14 @@ Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
         DetectorOutput out;
         {
           // Mixed precision (CUDA): autocast only around the forward pass.
-          const bool prev = at::autocast::is_enabled();
-          if (amp) at::autocast::set_enabled(true);
+          const bool prev = amp ? train::set_cuda_autocast(true) : false;
           try {
             out = det->run(req->images, &req->targets, req->what);
           } catch (...) {
-            if (amp) {
-              at::autocast::set_enabled(prev);
-              at::autocast::clear_cache();
-            }
+            if (amp) train::set_cuda_autocast(prev);
             throw;
           }
-          if (amp) {
-            at::autocast::set_enabled(prev);
-            at::autocast::clear_cache();
-          }
+          if (amp) train::set_cuda_autocast(prev);
         }
         at::Tensor total;
         for (auto& [k, v] : out.losses) total = total.defined() ? total + v.to(at::kFloat) : v.to(at::kFloat);

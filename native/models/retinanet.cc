@@ -253,7 +253,11 @@ DetectorOutput RetinaNetImpl::forward_batch(const ImageBatch& batch, const RunOp
   std::vector<std::array<int64_t, 2>> grids;
   for (const auto& f : features) grids.push_back({f.size(2), f.size(3)});
   at::Tensor anchors = anchor_generator_.anchors(grids, out.batch_size, at::kFloat, batch.tensors.device());
-  if (what.losses) out.losses = compute_loss(batch.targets, ho, anchors);
+  if (what.losses) {
+    // Losses in float32 even when the forward ran under autocast (half-precision head outputs).
+    HeadOutputs f32{ho.cls_logits.to(at::kFloat), ho.bbox_regression.to(at::kFloat), ho.anchors_per_level};
+    out.losses = compute_loss(batch.targets, f32, anchors);
+  }
   if (what.detections) {
     torch::NoGradGuard no_grad;
     HeadOutputs detached{ho.cls_logits.detach().to(at::kFloat), ho.bbox_regression.detach().to(at::kFloat),

@@ -1,6 +1,8 @@
 #include "train/optimizer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -107,6 +109,18 @@ Json OptimizerOptions::to_json() const {
   }
   o["groups"] = groups;
   return o;
+}
+
+bool set_cuda_autocast(bool enabled) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+  const bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+#else
+  const bool prev = at::autocast::is_enabled();
+  at::autocast::set_enabled(enabled);
+#endif
+  if (!enabled) at::autocast::clear_cache();
+  return prev;
 }
 
 NamedParams trainable_parameters(const torch::nn::Module& module, const std::string& prefix) {

@@ -90,6 +90,10 @@ class Optimizer {
   int64_t steps_ = 0;
 };
 
+// CUDA autocast on/off for the calling thread (libtorch 1.13 and 2.x spellings); returns the
+// previous state. Clears the autocast weight cache when turning it off.
+bool set_cuda_autocast(bool enabled);
+
 // Named trainable parameters of a module (requires_grad only).
 NamedParams trainable_parameters(const torch::nn::Module& module, const std::string& prefix = "");
 

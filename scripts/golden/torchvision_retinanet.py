@@ -145,14 +145,16 @@ def perturb(model, seed):
         cls = model.head.classification_head
         reg = model.head.regression_head
         # Scores spread around 0.05..0.9 and boxes that move: exercises thresholds, top-k and NMS.
+        # Widths scale as 1/sqrt(channels) (the values at 16 FPN channels are the reference).
+        s = math.sqrt(16.0 / cls.cls_logits.in_channels)
         for layer in list(cls.conv.modules()) + list(reg.conv.modules()):
             if isinstance(layer, nn.Conv2d):
-                layer.weight.normal_(0, 0.08, generator=g)
+                layer.weight.normal_(0, 0.08 * s, generator=g)
                 if layer.bias is not None:
                     layer.bias.normal_(0, 0.05, generator=g)
-        cls.cls_logits.weight.normal_(0, 0.05, generator=g)
+        cls.cls_logits.weight.normal_(0, 0.05 * s, generator=g)
         cls.cls_logits.bias.normal_(-1.5, 0.5, generator=g)
-        reg.bbox_reg.weight.normal_(0, 0.02, generator=g)
+        reg.bbox_reg.weight.normal_(0, 0.02 * s, generator=g)
         reg.bbox_reg.bias.normal_(0, 0.1, generator=g)
 
 
