@@ -87,8 +87,10 @@ int main() {
     check(torch::tensor(keep, torch::kLong).equal(k_cpu), "batched_nms == brute-force greedy NMS");
   }
 
-  // 2. RetinaNet-R50 CPU vs CUDA
+  // 2. RetinaNet-R50 CPU vs CUDA (TF32 off for the comparison; it is on by default for cuDNN convs)
   {
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setAllowTF32CuBLAS(false);
     RetinaNetOptions o = RetinaNetOptions::from_json(Json{{"backbone", "resnet50"}, {"num_classes", 91},
                                                           {"min_size", 320}, {"max_size", 512}, {"score_thresh", 0.02}});
     auto cpu_model = std::make_shared<RetinaNetImpl>(o);
@@ -127,6 +129,7 @@ int main() {
 
   // 3. AMP training on CUDA lowers the loss
   {
+    at::globalContext().setAllowTF32CuDNN(true);
     RetinaNetOptions o = RetinaNetOptions::from_json(
         Json{{"backbone", "resnet18"}, {"num_classes", 2}, {"width_mult", 0.25}, {"min_size", 128}, {"max_size", 128},
              {"norm_layer", "bn"}, {"trainable_layers", 5}});
