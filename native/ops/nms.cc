@@ -90,7 +90,17 @@ at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_thr
 
 at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                        double iou_threshold) {
-  return nms_impl(boxes, scores, idxs, iou_threshold);
+  at::Tensor keep = nms_impl(boxes, scores, idxs, iou_threshold);
+  // The kept set never depends on the path; the order of equal scores does. torchvision runs
+  // NMS per class above 4000 box coordinates on the CPU (20000 on CUDA) and then orders the
+  // kept indices (ascending) by an unstable descending sort of their scores; below that, one
+  // NMS whose stable sort gives the order. Same here, so ties come out in torchvision's order.
+  if (boxes.numel() > (boxes.device().is_cpu() ? 4000 : 20000)) {
+    keep = std::get<0>(keep.sort());
+    at::Tensor order = std::get<1>(scores.index_select(0, keep).sort(/*dim=*/0, /*descending=*/true));
+    keep = keep.index_select(0, order);
+  }
+  return keep;
 }
 
 }  // namespace mtpd::ops
