@@ -2,6 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
 #include "binding/convert.h"
 #include "binding/exports.h"
 #include "binding/optimizer_wrap.h"
@@ -109,6 +115,68 @@ RunResult host_result(DetectorOutput& out) {
 }
 
 }  // namespace
+
+struct SerialExecutor::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> q;
+  bool stop = false;
+  std::thread th;
+};
+
+SerialExecutor::SerialExecutor() : state_(std::make_shared<State>()) {
+  auto s = state_;
+  s->th = std::thread([s] {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(s->mu);
+        s->cv.wait(lock, [&] { return s->stop || !s->q.empty(); });
+        if (s->q.empty()) return;
+        task = std::move(s->q.front());
+        s->q.pop_front();
+      }
+      task();
+    }
+  });
+}
+
+SerialExecutor::~SerialExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stop = true;
+  }
+  state_->cv.notify_all();
+  if (state_->th.joinable()) {
+    if (state_->th.get_id() == std::this_thread::get_id()) state_->th.detach();
+    else state_->th.join();
+  }
+}
+
+void SerialExecutor::run(const std::function<void()>& fn) {
+  std::mutex m;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::exception_ptr err;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->q.push_back([&] {
+      try {
+        apply_thread_settings();
+        fn();
+      } catch (...) {
+        err = std::current_exception();
+      }
+      std::lock_guard<std::mutex> l(m);
+      done = true;
+      done_cv.notify_one();
+    });
+  }
+  state_->cv.notify_one();
+  std::unique_lock<std::mutex> lock(m);
+  done_cv.wait(lock, [&] { return done; });
+  if (err) std::rethrow_exception(err);
+}
 
 at::Tensor image_to_chw_float(const at::Tensor& t) {
   if (t.scalar_type() == at::kByte && t.dim() == 3 && t.size(2) == 3) {
@@ -244,11 +312,14 @@ Napi::Value DetectorWrap::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto done = claim(env, "stateDict");
   auto det = detector_;
+  auto exec = exec_;
   return run_async<NamedTensors>(
       env,
-      [det] {
+      [det, exec] {
         NamedTensors out;
-        for (auto& [k, v] : state_dict(*det)) out.emplace_back(k, host(v));
+        exec->run([&] {
+          for (auto& [k, v] : state_dict(*det)) out.emplace_back(k, host(v));
+        });
         return out;
       },
       [](Napi::Env env, NamedTensors& sd) -> Napi::Value {
@@ -277,8 +348,14 @@ Napi::Value DetectorWrap::LoadStateDict(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < names.size(); ++i) sd.emplace_back(std::move(names[i]), std::move(tensors[i]));
   auto done = claim(env, "loadStateDict");
   auto det = detector_;
+  auto exec = exec_;
   return run_async<LoadReport>(
-      env, [det, sd = std::move(sd), strict] { return load_state_dict(*det, sd, strict); },
+      env,
+      [det, exec, sd = std::move(sd), strict] {
+        LoadReport r;
+        exec->run([&] { r = load_state_dict(*det, sd, strict); });
+        return r;
+      },
       [](Napi::Env env, LoadReport& r) -> Napi::Value {
         auto list = [&](const std::vector<std::string>& v) {
           Napi::Array a = Napi::Array::New(env, v.size());
@@ -313,11 +390,12 @@ Napi::Value DetectorWrap::To(const Napi::CallbackInfo& info) {
   const std::string device = string_arg(info, 0, "device");
   auto done = claim(env, "to");
   auto det = detector_;
+  auto exec = exec_;
   return run_async<std::string>(
       env,
-      [det, device] {
+      [det, exec, device] {
         const c10::Device dev = parse_device(device);
-        det->to(dev);
+        exec->run([&] { det->to(dev); });
         return dev.str();
       },
       [this](Napi::Env env, std::string& dev) -> Napi::Value {
@@ -342,13 +420,18 @@ Napi::Value DetectorWrap::Run(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, fmt(name_, ".run(): what.losses needs targets"));
   auto done = claim(env, "run");
   auto det = detector_;
+  auto exec = exec_;
   return run_async<RunResult>(
       env,
-      [det, req] {
-        at::AutoGradMode grad_mode(req->grad);
-        for (auto& im : req->images) im = image_to_chw_float(im);
-        DetectorOutput out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
-        return host_result(out);
+      [det, exec, req] {
+        RunResult r;
+        exec->run([&] {
+          at::AutoGradMode grad_mode(req->grad);
+          for (auto& im : req->images) im = image_to_chw_float(im);
+          DetectorOutput out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
+          r = host_result(out);
+        });
+        return r;
       },
       [](Napi::Env env, RunResult& r) -> Napi::Value { return result_to_js(env, r); }, done);
 }
@@ -367,33 +450,37 @@ Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
   auto opt = ow->optimizer();
   auto done = claim(env, "trainStep");
   auto det = detector_;
+  auto exec = exec_;
   return run_async<RunResult>(
       env,
-      [det, req, opt] {
-        at::AutoGradMode grad_mode(true);
-        for (auto& im : req->images) im = image_to_chw_float(im);
-        const bool amp = opt->options().amp;
-        DetectorOutput out;
-        {
-          // Mixed precision (CUDA): autocast only around the forward pass.
-          const bool prev = amp ? train::set_cuda_autocast(true) : false;
-          try {
-            out = det->run(req->images, &req->targets, req->what);
-          } catch (...) {
+      [det, exec, req, opt] {
+        RunResult r;
+        exec->run([&] {
+          at::AutoGradMode grad_mode(true);
+          for (auto& im : req->images) im = image_to_chw_float(im);
+          const bool amp = opt->options().amp;
+          DetectorOutput out;
+          {
+            // Mixed precision (CUDA): autocast only around the forward pass.
+            const bool prev = amp ? train::set_cuda_autocast(true) : false;
+            try {
+              out = det->run(req->images, &req->targets, req->what);
+            } catch (...) {
+              if (amp) train::set_cuda_autocast(prev);
+              throw;
+            }
             if (amp) train::set_cuda_autocast(prev);
-            throw;
           }
-          if (amp) train::set_cuda_autocast(prev);
-        }
-        at::Tensor total;
-        for (auto& [k, v] : out.losses) total = total.defined() ? total + v.to(at::kFloat) : v.to(at::kFloat);
-        train::StepResult s = opt->step(total);
-        out.features.clear();
-        RunResult r = host_result(out);
-        r.grad_norm = s.grad_norm;
-        r.skipped = s.skipped;
-        r.scale = s.scale;
-        r.lr = opt->lr();
+          at::Tensor total;
+          for (auto& [k, v] : out.losses) total = total.defined() ? total + v.to(at::kFloat) : v.to(at::kFloat);
+          train::StepResult s = opt->step(total);
+          out.features.clear();
+          r = host_result(out);
+          r.grad_norm = s.grad_norm;
+          r.skipped = s.skipped;
+          r.scale = s.scale;
+          r.lr = opt->lr();
+        });
         return r;
       },
       [](Napi::Env env, RunResult& r) -> Napi::Value {

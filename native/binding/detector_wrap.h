@@ -15,6 +15,23 @@
 
 namespace mtpd::binding {
 
+// Runs every compute call of one model on the same OS thread. libuv hands successive calls to
+// different pool threads, and glibc gives each thread its own malloc arena, so a model's
+// working set would be cached once per pool thread (about 1.6-1.9x torchvision's peak RSS in
+// scripts/bench/detectors.mjs). One thread per model keeps it to one arena and keeps
+// thread-local state (grad mode, autocast) in one place.
+class SerialExecutor {
+ public:
+  SerialExecutor();
+  ~SerialExecutor();
+  // Runs fn on the executor thread and waits; exceptions propagate unchanged.
+  void run(const std::function<void()>& fn);
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
 class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -26,6 +43,8 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   // Claims the detector for one async call, or throws ERR_MTPD_BUSY; the returned function
   // releases it (call it from the worker's finally).
   std::function<void()> claim(Napi::Env env, const char* method);
+  // The model's compute thread (see SerialExecutor).
+  std::shared_ptr<SerialExecutor> executor() const { return exec_; }
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -40,6 +59,7 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   std::shared_ptr<Detector> detector_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
   std::string device_ = "cpu";
+  std::shared_ptr<SerialExecutor> exec_ = std::make_shared<SerialExecutor>();
 };
 
 // The DetectorWrap behind a JS value (a handle from createDetector), or a TypeError naming `what`.

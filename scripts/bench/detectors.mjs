@@ -2,17 +2,18 @@
 // (Debian's /usr/bin/python3), same models (ResNet-18 / ResNet-50 FPN, FrozenBatchNorm2d,
 // trainable_backbone_layers 3, 91 classes), same input (batch 2 of 512x512), all cores, in
 // this run. Each measurement runs in its own process; peak memory is that process's max RSS.
-// Env: MTPD_BENCH_REPS (default 3), MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2).
+// Times are the best of MTPD_BENCH_REPS (default 4) after a warm-up. Env: MTPD_BENCH_SIZE (512),
+// MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const reps = process.env.MTPD_BENCH_REPS ?? '3';
+const reps = process.env.MTPD_BENCH_REPS ?? '4';
 const size = process.env.MTPD_BENCH_SIZE ?? '512';
 const batch = process.env.MTPD_BENCH_BATCH ?? '2';
-const threads = String(cpus().length);
+const threads = process.env.MTPD_BENCH_THREADS ?? String(cpus().length);
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
@@ -24,7 +25,7 @@ function run(cmd, args) {
   return JSON.parse(line);
 }
 
-console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads, ${reps} timed reps after 1 warm-up`);
+console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads, best of ${reps} after 1 warm-up`);
 console.log('arch       impl                 inference     train step    peak RSS');
 let ok = true;
 for (const arch of ['resnet18', 'resnet50']) {
