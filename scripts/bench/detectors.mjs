@@ -29,8 +29,8 @@ console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads, b
 console.log('arch       impl                 inference     train step    peak RSS');
 let ok = true;
 for (const arch of ['resnet18', 'resnet50']) {
-  const tv = run('/usr/bin/python3', [join(here, 'torchvision_detectors.py'), arch, batch, size, reps, threads]);
-  const mt = run(process.execPath, [join(here, 'detectors-worker.mjs'), arch, batch, size, reps, threads]);
+  const tv = run('/usr/bin/python3', [join(here, 'detectors', 'reference.py'), arch, batch, size, reps, threads]);
+  const mt = run(process.execPath, [join(here, 'detectors', 'worker.mjs'), arch, batch, size, reps, threads]);
   if (!tv || !mt) {
     ok = false;
     continue;

@@ -1,7 +1,7 @@
 // mtpd side of scripts/bench/detectors.mjs (one process per model so peak memory is its own).
 // argv: arch batch size reps threads -> one JSON line.
-import { createDetector } from '../../dist/detector.js';
-import { setThreads } from '../../dist/runtime.js';
+import { createDetector } from '../../../dist/detector.js';
+import { setThreads } from '../../../dist/runtime.js';
 
 const [arch, batchS, sizeS, repsS, threadsS] = process.argv.slice(2);
 const batch = Number(batchS);
