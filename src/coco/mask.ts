@@ -28,6 +28,7 @@
  *   iou(dt, gt, iscrowd)          Float64Array, dt-major: out[d * gt.length + g] (rleIou; -1 where
  *                                 sizes differ and the boxes overlap; crowd gt divides by dt area)
  *   bboxIou(dt, gt, iscrowd)      xywh boxes as flat Float64Array(4m) / (4n), same layout (bbIou)
+ *   rleInterUnion(a, b) / rleInterUnionAt(...)  [intersection, union] pixel counts (pooled variant)
  *   validateRle(rle, what)        throws MtpdError naming `what` when counts do not sum to h*w
  *
  * Known deliberate differences from pycocotools, only where it would crash or read garbage:
@@ -458,10 +459,26 @@ export function bboxIou(
 
 /** Intersection and union pixel counts of two same-size RLEs, as rleIou's inner loop. */
 export function rleInterUnion(A: Uint32Array, B: Uint32Array): [number, number] {
-  let ca = A[0] ?? 0;
-  let cb = B[0] ?? 0;
-  const ka = A.length;
-  const kb = B.length;
+  const out = new Float64Array(2);
+  rleInterUnionAt(A, 0, A.length, B, 0, B.length, out);
+  return [out[0]!, out[1]!];
+}
+
+/**
+ * rleInterUnion over pooled counts: A[aOff .. aOff+ka) and B[bOff .. bOff+kb); writes
+ * [intersection, union] into out (no allocation; used by the evaluator's hot loop).
+ */
+export function rleInterUnionAt(
+  A: Uint32Array,
+  aOff: number,
+  ka: number,
+  B: Uint32Array,
+  bOff: number,
+  kb: number,
+  out: Float64Array,
+): void {
+  let ca = ka > 0 ? A[aOff]! : 0;
+  let cb = kb > 0 ? B[bOff]! : 0;
   let va = 0;
   let vb = 0;
   let a = 1;
@@ -478,18 +495,19 @@ export function rleInterUnion(A: Uint32Array, B: Uint32Array): [number, number] 
     ct = 0;
     ca -= c;
     if (!ca && a < ka) {
-      ca = A[a++]!;
+      ca = A[aOff + a++]!;
       va ^= 1;
     }
     ct += ca;
     cb -= c;
     if (!cb && b < kb) {
-      cb = B[b++]!;
+      cb = B[bOff + b++]!;
       vb ^= 1;
     }
     ct += cb;
   }
-  return [i, u];
+  out[0] = i;
+  out[1] = u;
 }
 
 /**
