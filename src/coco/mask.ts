@@ -15,6 +15,7 @@
  *   encode(mask, h, w)            row-major HxW mask (nonzero = 1)   -> Rle          (mask.encode)
  *   decode(rle)                   Rle -> row-major HxW Uint8Array of 0/1            (mask.decode)
  *   rleToString(rle) / rleFromString(s, h, w)   counts <-> compressed string        (rleToString/rleFrString)
+ *   rleDecodeStringInto(s, out, off)            decode into a caller's buffer, returns the count
  *   toCompressed(rle) / fromCompressed(obj)     Rle <-> {size, counts: string}
  *   frPoly(xy, h, w)              one polygon -> Rle, rasterised exactly as rleFrPoly
  *   frBbox(box, h, w)             [x, y, w, h] -> Rle (as rleFrBbox)
@@ -24,6 +25,7 @@
  *   annToRle(segm, h, w)          COCO.annToRLE: polygons (merged), uncompressed or compressed RLE -> Rle
  *   area(rle)                     pixel count (rleArea)
  *   toBbox(rle)                   [x, y, w, h] tight box, maskApi's rleToBbox (Float64Array(4))
+ *   toBboxAt(counts, off, len, h, w, out, o)   the same over pooled counts
  *   merge(rles, intersect=false)  union (or intersection) of same-size RLEs (rleMerge)
  *   iou(dt, gt, iscrowd)          Float64Array, dt-major: out[d * gt.length + g] (rleIou; -1 where
  *                                 sizes differ and the boxes overlap; crowd gt divides by dt area)
@@ -137,29 +139,39 @@ export function rleToString(rle: Rle): string {
 /** Inverse of rleToString (rleFrString). */
 export function rleFromString(s: string, h: number, w: number): Rle {
   const cnts = new Uint32Array(s.length);
+  const m = rleDecodeStringInto(s, cnts, 0);
+  return { h, w, counts: cnts.slice(0, m) };
+}
+
+/**
+ * rleFrString into out[off ...] (out needs room for s.length counts); returns the number of
+ * counts. Integer fast path for numbers of up to 6 characters (30 bits), exact doubles beyond.
+ */
+export function rleDecodeStringInto(s: string, out: Uint32Array, off: number): number {
+  const n = s.length;
   let m = 0;
   let p = 0;
-  while (p < s.length) {
+  while (p < n) {
     let x = 0;
     let k = 0;
-    let more = true;
-    while (more) {
-      if (p >= s.length) fail(`compressed RLE string ends inside a number at character ${p}`);
+    let c = 0;
+    do {
+      if (p >= n) fail(`compressed RLE string ends inside a number at character ${p}`);
       const code = s.charCodeAt(p);
       if (code < 48 || code > 111) {
         fail(`compressed RLE string has invalid character ${JSON.stringify(s[p])} at ${p}`);
       }
-      const c = code - 48;
-      x += (c & 0x1f) * 2 ** (5 * k);
-      more = (c & 0x20) !== 0;
+      c = code - 48;
+      if (k < 6) x |= (c & 0x1f) << (5 * k);
+      else x += (c & 0x1f) * 2 ** (5 * k);
       p++;
       k++;
-      if (!more && c & 0x10) x -= 2 ** (5 * k); // sign-extend
-    }
-    if (m > 2) x += cnts[m - 2]!;
-    cnts[m++] = x >>> 0; // (uint) cast, as maskApi
+    } while (c & 0x20);
+    if (c & 0x10) x = k <= 6 ? x | (-1 << (5 * k)) : x - 2 ** (5 * k); // sign-extend
+    if (m > 2) x += out[off + m - 2]!;
+    out[off + m++] = x >>> 0; // (uint) cast, as maskApi
   }
-  return { h, w, counts: cnts.slice(0, m) };
+  return m;
 }
 
 export function toCompressed(rle: Rle): CompressedRle {
@@ -326,10 +338,15 @@ export function area(rle: Rle): number {
 
 /** Tight [x, y, w, h] box of the foreground, exactly as maskApi's rleToBbox. */
 export function toBbox(rle: Rle, out: Float64Array = new Float64Array(4), offset = 0): Float64Array {
-  const h = rle.h >>> 0;
-  const w = rle.w >>> 0;
-  const cnts = rle.counts;
-  const m = Math.floor(cnts.length / 2) * 2;
+  toBboxAt(rle.counts, 0, rle.counts.length, rle.h, rle.w, out, offset);
+  return out;
+}
+
+/** rleToBbox of counts[off .. off+len) into out[o .. o+4) (pooled variant, no allocation). */
+export function toBboxAt(counts: Uint32Array, off: number, len: number, hh: number, ww: number, out: Float64Array, o: number): void {
+  const h = hh >>> 0;
+  const w = ww >>> 0;
+  const m = Math.floor(len / 2) * 2;
   let xs = w;
   let ys = h;
   let xe = 0;
@@ -337,29 +354,28 @@ export function toBbox(rle: Rle, out: Float64Array = new Float64Array(4), offset
   let cc = 0;
   let xp = 0;
   if (m === 0) {
-    out[offset] = out[offset + 1] = out[offset + 2] = out[offset + 3] = 0;
-    return out;
+    out[o] = out[o + 1] = out[o + 2] = out[o + 3] = 0;
+    return;
   }
   for (let j = 0; j < m; j++) {
-    cc = (cc + cnts[j]!) >>> 0;
-    const t = (cc - (j % 2)) >>> 0;
+    cc = (cc + counts[off + j]!) >>> 0;
+    const t = (cc - (j & 1)) >>> 0;
     const y = t % h;
     const x = (t - y) / h;
-    if (j % 2 === 0) xp = x;
+    if ((j & 1) === 0) xp = x;
     else if (xp < x) {
       ys = 0;
       ye = h - 1;
     }
-    xs = Math.min(xs, x);
-    xe = Math.max(xe, x);
-    ys = Math.min(ys, y);
-    ye = Math.max(ye, y);
+    if (x < xs) xs = x;
+    if (x > xe) xe = x;
+    if (y < ys) ys = y;
+    if (y > ye) ye = y;
   }
-  out[offset] = xs;
-  out[offset + 2] = ((xe - xs) >>> 0) + 1;
-  out[offset + 1] = ys;
-  out[offset + 3] = ((ye - ys) >>> 0) + 1;
-  return out;
+  out[o] = xs;
+  out[o + 2] = ((xe - xs) >>> 0) + 1;
+  out[o + 1] = ys;
+  out[o + 3] = ((ye - ys) >>> 0) + 1;
 }
 
 /** Union (or intersection) of RLEs of one size (rleMerge); a size mismatch gives an empty 0x0 Rle. */

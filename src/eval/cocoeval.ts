@@ -153,7 +153,7 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
   let kCodes = new Uint8Array(4096 * AT);
   let order = new Int32Array(4096);
   let sel = new Int32Array(4096);
-  let tpc = new Float64Array(4096);
+  let tcodes = new Uint8Array(4096 * AT);
   let prv = new Float64Array(4096);
   let rcv = new Float64Array(4096);
   const npig = new Float64Array(A);
@@ -258,6 +258,10 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
           const ar = dt.area[dIdx[d]!]!;
           dOut[d] = ar < lo || ar > hi ? 1 : 0;
         }
+        if (G === 0) {
+          for (let d = 0; d < Dk; d++) kCodes.fill(dOut[d] ? IGN : FP, (nk + d) * AT + a * T, (nk + d) * AT + a * T + T);
+          continue;
+        }
         for (let t = 0; t < T; t++) {
           gMatched.fill(0, 0, G);
           const thr = thrs[t]!;
@@ -294,7 +298,6 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
     // accumulate this category
     order = grow(order, nk);
     sel = grow(sel, nk);
-    tpc = grow(tpc, nk);
     prv = grow(prv, nk);
     rcv = grow(rcv, nk);
     for (let j = 0; j < nk; j++) order[j] = j;
@@ -306,18 +309,23 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
         const o = order[j]!;
         if (kRank[o]! < maxDet) sel[nd++] = o;
       }
+      // gather the codes in score order, transposed to [a*T + t][j] for sequential scans
+      tcodes = grow(tcodes, nd * AT);
+      for (let j = 0; j < nd; j++) {
+        const src = sel[j]! * AT;
+        for (let o = 0; o < AT; o++) tcodes[o * nd + j] = kCodes[src + o]!;
+      }
       for (let a = 0; a < A; a++) {
         const np_ = npig[a]!;
         if (np_ === 0) continue;
         for (let t = 0; t < T; t++) {
           let tp = 0;
           let fp = 0;
-          const off = a * T + t;
+          const base = (a * T + t) * nd;
           for (let j = 0; j < nd; j++) {
-            const c = kCodes[sel[j]! * AT + off]!;
+            const c = tcodes[base + j]!;
             if (c === TP) tp++;
             else if (c === FP) fp++;
-            tpc[j] = tp;
             rcv[j] = tp / np_;
             prv[j] = tp / (fp + tp + SPACING_1);
           }

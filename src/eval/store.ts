@@ -12,7 +12,7 @@
  *  - detection ids are 1, 2, ... in the order added (loadRes), which fixes the order of score ties.
  */
 import { MtpdError } from '../errors.js';
-import { annToRle, area as rleArea, frBbox, toBbox, validateRle, type Rle, type Segmentation } from '../coco/mask.js';
+import { annToRle, frBbox, rleDecodeStringInto, toBboxAt, type Rle, type Segmentation } from '../coco/mask.js';
 import type { IouType } from './params.js';
 
 export interface CocoImage {
@@ -75,9 +75,11 @@ function readBox(v: unknown, what: string, out: Float64Array, at: number): void 
   if (out[at + 2]! < 0 || out[at + 3]! < 0) evalError(`${what} has a negative width or height: ${JSON.stringify(v)}`);
 }
 
-/** Converts and checks a COCO segmentation (polygons, uncompressed or compressed RLE). */
-export function readSegmentation(v: unknown, what: string, h: number, w: number): Rle {
-  let rle: Rle;
+/**
+ * Converts and checks a COCO segmentation (polygons, uncompressed or compressed RLE) and appends
+ * it to `pool`; returns its row. Compressed strings are decoded straight into the pool.
+ */
+export function pushSegmentation(v: unknown, what: string, h: number, w: number, pool: RlePool): number {
   if (Array.isArray(v)) {
     if (v.length === 0) evalError(`${what} is an empty polygon list`);
     for (const [j, p] of v.entries()) {
@@ -86,36 +88,27 @@ export function readSegmentation(v: unknown, what: string, h: number, w: number)
       }
     }
     if (!(h > 0 && w > 0)) evalError(`${what} is a polygon but its image has no valid height/width`);
-    rle = annToRle(v as number[][], h, w);
-  } else if (isObj(v)) {
-    const size = v.size;
-    if (!Array.isArray(size) || size.length !== 2 || !size.every((x) => Number.isInteger(x) && (x as number) >= 0)) {
-      evalError(`${what}.size must be [height, width], got ${JSON.stringify(size)}`);
-    }
-    const counts = v.counts;
-    if (typeof counts === 'string') {
-      try {
-        rle = annToRle({ size: size as [number, number], counts }, h, w);
-      } catch (e) {
-        return evalError(`${what}.counts: ${(e as Error).message}`);
-      }
-    } else if (Array.isArray(counts)) {
-      if (!counts.every((x) => Number.isInteger(x) && (x as number) >= 0)) {
-        evalError(`${what}.counts must be non-negative integers`);
-      }
-      rle = annToRle({ size: size as [number, number], counts: counts as number[] }, h, w);
-    } else {
-      return evalError(`${what}.counts must be a string (compressed RLE) or an array (uncompressed RLE)`);
-    }
-  } else {
-    return evalError(`${what} must be polygons or an RLE object, got ${JSON.stringify(v)?.slice(0, 80)}`);
+    return pool.push(annToRle(v as number[][], h, w), what);
   }
-  try {
-    validateRle(rle, what);
-  } catch (e) {
-    evalError((e as Error).message);
+  if (!isObj(v)) return evalError(`${what} must be polygons or an RLE object, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  const size = v.size;
+  if (!Array.isArray(size) || size.length !== 2 || !size.every((x) => Number.isInteger(x) && (x as number) >= 0)) {
+    evalError(`${what}.size must be [height, width], got ${JSON.stringify(size)}`);
   }
-  return rle;
+  const counts = v.counts;
+  if (typeof counts === 'string') {
+    try {
+      return pool.pushString(counts, size[0] as number, size[1] as number, what);
+    } catch (e) {
+      if (e instanceof MtpdError && e.code === 'ERR_MTPD_EVAL') throw e;
+      return evalError(`${what}.counts: ${(e as Error).message}`);
+    }
+  }
+  if (Array.isArray(counts)) {
+    if (!counts.every((x) => Number.isInteger(x) && (x as number) >= 0)) evalError(`${what}.counts must be non-negative integers`);
+    return pool.push(annToRle({ size: size as [number, number], counts: counts as number[] }, h, w), what);
+  }
+  return evalError(`${what}.counts must be a string (compressed RLE) or an array (uncompressed RLE)`);
 }
 
 /** Growable pool of RLEs with their mask boxes (rleToBbox) and areas. */
@@ -130,25 +123,56 @@ export class RlePool {
   bb = new Float64Array(1024);
   area = new Float64Array(256);
 
-  push(r: Rle): number {
-    const i = this.n;
-    if (i === this.off.length) this.growRows(i * 2);
-    const m = r.counts.length;
+  /** Appends an RLE; throws naming `what` when its counts do not cover h*w pixels. */
+  push(r: Rle, what: string): number {
+    this.reserve(r.counts.length);
+    this.counts.set(r.counts, this.used);
+    return this.finish(r.counts.length, r.h, r.w, what);
+  }
+
+  /** Appends a compressed RLE string, decoded in place. */
+  pushString(s: string, h: number, w: number, what: string): number {
+    this.reserve(s.length);
+    const m = rleDecodeStringInto(s, this.counts, this.used);
+    return this.finish(m, h, w, what);
+  }
+
+  private reserve(m: number): void {
+    if (this.n === this.off.length) this.growRows(this.n * 2);
     if (this.used + m > this.counts.length) {
       const c = new Uint32Array(Math.max(this.counts.length * 2, this.used + m));
       c.set(this.counts.subarray(0, this.used));
       this.counts = c;
     }
-    this.counts.set(r.counts, this.used);
-    this.off[i] = this.used;
+  }
+
+  private finish(m: number, h: number, w: number, what: string): number {
+    const i = this.n;
+    const c = this.counts;
+    const off = this.used;
+    let sum = 0;
+    let area = 0;
+    for (let j = 0; j < m; j++) {
+      const v = c[off + j]!;
+      sum += v;
+      if (j & 1) area += v;
+    }
+    if (sum !== h * w) evalError(`${what}: RLE counts sum to ${sum}, expected h*w = ${h * w}`);
+    this.off[i] = off;
     this.len[i] = m;
     this.used += m;
-    this.h[i] = r.h;
-    this.w[i] = r.w;
-    toBbox(r, this.bb, 4 * i);
-    this.area[i] = rleArea(r);
+    this.h[i] = h;
+    this.w[i] = w;
+    toBboxAt(c, off, m, h, w, this.bb, 4 * i);
+    this.area[i] = area >>> 0;
     this.n++;
     return i;
+  }
+
+  /** Forgets every row (keeps the buffers). */
+  clear(): void {
+    this.n = 0;
+    this.used = 0;
   }
 
   private growRows(cap: number): void {
@@ -253,7 +277,7 @@ export class GroundTruth {
       if (iouType === 'bbox') readBox(a.bbox, `${at}.bbox`, this.box, 4 * i);
       else {
         if (a.segmentation === undefined) evalError(`${at}.segmentation is missing (needed for --iou-type segm)`);
-        this.masks!.push(readSegmentation(a.segmentation, `${at}.segmentation`, this.imgH[ip]!, this.imgW[ip]!));
+        pushSegmentation(a.segmentation, `${at}.segmentation`, this.imgH[ip]!, this.imgW[ip]!, this.masks!);
       }
     }
   }
@@ -270,7 +294,7 @@ export class Detections {
   readonly masks: RlePool | null;
   /** loadRes' branch, fixed by the first detection: area from the bbox, or from the mask. */
   areaFrom: 'bbox' | 'mask' | null = null;
-  private readonly scratchBox = new Float64Array(4);
+  private readonly scratch = new RlePool();
 
   constructor(
     readonly gt: GroundTruth,
@@ -333,27 +357,28 @@ export class Detections {
       const k = this.n;
       const hasBox = d.bbox !== undefined;
       if (hasBox || this.areaFrom === 'bbox') readBox(d.bbox, `${at}.bbox`, this.box, 4 * k);
-      let rle: Rle | null = null;
       const needMask = this.iouType === 'segm' || this.areaFrom === 'mask';
       if (needMask) {
+        // bbox evaluation of mask-only results: the mask is needed for area and box, not kept
+        const pool = this.masks ?? this.scratch;
+        if (pool === this.scratch) pool.clear();
+        let row: number;
         if (d.segmentation !== undefined) {
-          rle = readSegmentation(d.segmentation, `${at}.segmentation`, gt.imgH[ip]!, gt.imgW[ip]!);
+          row = pushSegmentation(d.segmentation, `${at}.segmentation`, gt.imgH[ip]!, gt.imgW[ip]!, pool);
         } else if (this.areaFrom === 'bbox') {
           const h = gt.imgH[ip]!;
           const w = gt.imgW[ip]!;
           if (!(h > 0 && w > 0)) evalError(`${at}: its image has no valid height/width to rasterise the box`);
-          rle = frBbox(this.box.subarray(4 * k, 4 * k + 4), h, w);
+          row = pool.push(frBbox(this.box.subarray(4 * k, 4 * k + 4), h, w), `${at}.bbox`);
         } else {
-          evalError(`${at}.segmentation is missing`);
+          return evalError(`${at}.segmentation is missing`);
+        }
+        if (this.areaFrom === 'mask') {
+          this.area[k] = pool.area[row]!;
+          if (!hasBox) this.box.set(pool.bb.subarray(4 * row, 4 * row + 4), 4 * k);
         }
       }
       if (this.areaFrom === 'bbox') this.area[k] = this.box[4 * k + 2]! * this.box[4 * k + 3]!;
-      else this.area[k] = rleArea(rle!);
-      if (!hasBox && this.areaFrom === 'mask') {
-        toBbox(rle!, this.scratchBox);
-        this.box.set(this.scratchBox, 4 * k);
-      }
-      if (this.iouType === 'segm') this.masks!.push(rle!);
       this.img[k] = ip;
       this.cat[k] = cp;
       this.score[k] = score;
