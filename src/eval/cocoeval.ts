@@ -422,11 +422,27 @@ export function summarizeStats(e: EvalResult, k?: number): number[] {
   ];
 }
 
+/**
+ * Python's '{:0.Nf}' format: like toFixed, but an exact binary tie rounds half to even
+ * (0.0625 -> '0.062', where toFixed gives '0.063').
+ */
+export function pyFixed(x: number, digits: number): string {
+  const s = x.toFixed(digits);
+  const scaled = x * 10 ** digits;
+  // a tie is a dyadic x whose scaled value ends in exactly .5 (x * 2^k integral for small k)
+  if (Number.isInteger(x * 2 ** 20) && Math.abs(scaled - Math.trunc(scaled)) === 0.5) {
+    const down = Math.trunc(scaled);
+    const even = down % 2 === 0 ? down : down + Math.sign(x);
+    return (even / 10 ** digits).toFixed(digits);
+  }
+  return s;
+}
+
 /** The table pycocotools' summarize() prints. */
 export function formatSummary(e: EvalResult, stats: readonly number[] = e.stats): string {
   const p = e.params;
   const maxDets = [...p.maxDets].sort((a, b) => a - b);
-  const f2 = (x: number) => x.toFixed(2);
+  const f2 = (x: number) => pyFixed(x, 2);
   const rows: [boolean, number | null, string, number][] = [
     [true, null, 'all', 100],
     [true, 0.5, 'all', maxDets[2]!],
@@ -446,7 +462,7 @@ export function formatSummary(e: EvalResult, stats: readonly number[] = e.stats)
       const title = (ap ? 'Average Precision' : 'Average Recall').padEnd(18);
       const type = ap ? '(AP)' : '(AR)';
       const iou = (thr === null ? `${f2(p.iouThrs[0]!)}:${f2(p.iouThrs[p.iouThrs.length - 1]!)}` : f2(thr)).padEnd(9);
-      return ` ${title} ${type} @[ IoU=${iou} | area=${area.padStart(6)} | maxDets=${String(md).padStart(3)} ] = ${stats[j]!.toFixed(3)}\n`;
+      return ` ${title} ${type} @[ IoU=${iou} | area=${area.padStart(6)} | maxDets=${String(md).padStart(3)} ] = ${pyFixed(stats[j]!, 3)}\n`;
     })
     .join('');
 }

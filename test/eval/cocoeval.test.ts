@@ -140,3 +140,38 @@ t.test('bad ground truth gets errors naming the field', async (t) => {
   );
   t.throws(() => new CocoEvaluator({ ...base, annotations: [] }, { iouType: 'keypoints' as never }), /iouType must be/);
 });
+
+t.test('summary numbers are formatted as Python formats them', async (t) => {
+  const { pyFixed } = await import('../../src/eval/cocoeval.js');
+  t.equal(pyFixed(0.0625, 3), '0.062');
+  t.equal(pyFixed(0.1875, 3), '0.188');
+  t.equal(pyFixed(0.5, 0), '0');
+  t.equal(pyFixed(1.5, 0), '2');
+  t.equal(pyFixed(-1, 3), '-1.000');
+  t.equal(pyFixed(0.8999999999999999, 2), '0.90');
+  t.equal(pyFixed(0.12345, 3), '0.123');
+});
+
+t.test('incremental segm: addPredictions with masks equals the results file', async (t) => {
+  const { fromCompressed } = await import('../../src/coco/mask.js');
+  const c = golden.cases.find((x) => x.name === 'segm_with_bbox')!;
+  const gt = golden.gts[c.gt]!;
+  const ev = new CocoEvaluator(gt, { iouType: 'segm' });
+  const byImg = new Map<number, CocoDetection[]>();
+  for (const d of c.dets) byImg.set(d.image_id, [...(byImg.get(d.image_id) ?? []), d]);
+  for (const [img, ds] of byImg) {
+    ev.addPredictions(
+      img,
+      {
+        boxes: ds.flatMap((d) => d.bbox!),
+        scores: ds.map((d) => d.score),
+        labels: ds.map((d) => d.category_id),
+        // decoded Rle objects for half, compressed objects for the rest
+        masks: ds.map((d, i) => (i % 2 ? fromCompressed(d.segmentation as never) : (d.segmentation as never))),
+      },
+      { boxFormat: 'xywh' },
+    );
+  }
+  const s = ev.summarize();
+  t.ok(maxDiff(s.stats, c.expected.stats) <= TOL, `${JSON.stringify(s.stats)}`);
+});
