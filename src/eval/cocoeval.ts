@@ -75,6 +75,45 @@ function sortByScore(idx: Int32Array, n: number, score: Float64Array): void {
   idx.subarray(0, n).sort((a, b) => score[b]! - score[a]! || a - b);
 }
 
+/** Stable merge sort of idx[0..n) by key descending (numpy's mergesort of -key). */
+function mergeSortDesc(idx: Int32Array, n: number, key: Float64Array, tmp: Int32Array): void {
+  const RUN = 16;
+  for (let lo = 0; lo < n; lo += RUN) {
+    const hi = Math.min(lo + RUN, n);
+    for (let i = lo + 1; i < hi; i++) {
+      const v = idx[i]!;
+      const kv = key[v]!;
+      let j = i - 1;
+      while (j >= lo && key[idx[j]!]! < kv) {
+        idx[j + 1] = idx[j]!;
+        j--;
+      }
+      idx[j + 1] = v;
+    }
+  }
+  let src = idx;
+  let dst = tmp;
+  for (let width = RUN; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) {
+        if (key[src[j]!]! > key[src[i]!]!) dst[k++] = src[j++]!;
+        else dst[k++] = src[i++]!;
+      }
+      while (i < mid) dst[k++] = src[i++]!;
+      while (j < hi) dst[k++] = src[j++]!;
+    }
+    const t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src !== idx) idx.set(src.subarray(0, n));
+}
+
 function grow<T extends Int32Array | Float64Array | Uint8Array>(a: T, need: number): T {
   if (need <= a.length) return a;
   const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
@@ -152,10 +191,12 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
   let kRank = new Int32Array(4096);
   let kCodes = new Uint8Array(4096 * AT);
   let order = new Int32Array(4096);
-  let sel = new Int32Array(4096);
+  let tmp = new Int32Array(4096);
+  let srank = new Int32Array(4096);
+  let sscore = new Float64Array(4096);
+  let tpPos = new Int32Array(4096);
+  let tpPr = new Float64Array(4096);
   let tcodes = new Uint8Array(4096 * AT);
-  let prv = new Float64Array(4096);
-  let rcv = new Float64Array(4096);
   const npig = new Float64Array(A);
   const thrs = Float64Array.from(iouThrs, (t) => Math.min(t, 1 - 1e-10));
   const ui = new Float64Array(2);
@@ -295,53 +336,75 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
       nk += Dk;
     }
 
-    // accumulate this category
+    // accumulate this category: order all kept detections by score (stable), gather their
+    // codes once, transposed to tcodes[(a*T + t) * nk + j] for sequential scans
     order = grow(order, nk);
-    sel = grow(sel, nk);
-    prv = grow(prv, nk);
-    rcv = grow(rcv, nk);
+    tmp = grow(tmp, nk);
+    srank = grow(srank, nk);
+    sscore = grow(sscore, nk);
+    tpPos = grow(tpPos, nk);
+    tpPr = grow(tpPr, nk);
+    tcodes = grow(tcodes, nk * AT);
     for (let j = 0; j < nk; j++) order[j] = j;
-    sortByScore(order, nk, kScore);
+    mergeSortDesc(order, nk, kScore, tmp);
+    for (let j = 0; j < nk; j++) {
+      const o = order[j]!;
+      srank[j] = kRank[o]!;
+      sscore[j] = kScore[o]!;
+      const src = o * AT;
+      for (let q = 0; q < AT; q++) tcodes[q * nk + j] = kCodes[src + q]!;
+    }
     for (let mi = 0; mi < M; mi++) {
       const maxDet = maxDets[mi]!;
       let nd = 0;
+      let first = -1;
       for (let j = 0; j < nk; j++) {
-        const o = order[j]!;
-        if (kRank[o]! < maxDet) sel[nd++] = o;
-      }
-      // gather the codes in score order, transposed to [a*T + t][j] for sequential scans
-      tcodes = grow(tcodes, nd * AT);
-      for (let j = 0; j < nd; j++) {
-        const src = sel[j]! * AT;
-        for (let o = 0; o < AT; o++) tcodes[o * nd + j] = kCodes[src + o]!;
+        if (srank[j]! < maxDet) {
+          if (first < 0) first = j;
+          nd++;
+        }
       }
       for (let a = 0; a < A; a++) {
         const np_ = npig[a]!;
         if (np_ === 0) continue;
         for (let t = 0; t < T; t++) {
+          // precision only rises at true positives, and recall only changes there: keep
+          // tp / (fp + tp + eps) at each TP; the envelope and searchsorted need nothing else
+          const base = (a * T + t) * nk;
           let tp = 0;
           let fp = 0;
-          const base = (a * T + t) * nd;
-          for (let j = 0; j < nd; j++) {
+          let nTp = 0;
+          for (let j = 0; j < nk; j++) {
+            if (srank[j]! >= maxDet) continue;
             const c = tcodes[base + j]!;
-            if (c === TP) tp++;
-            else if (c === FP) fp++;
-            rcv[j] = tp / np_;
-            prv[j] = tp / (fp + tp + SPACING_1);
+            if (c === TP) {
+              tp++;
+              tpPr[nTp] = tp / (fp + tp + SPACING_1);
+              tpPos[nTp++] = j;
+            } else if (c === FP) fp++;
           }
-          recall[((t * K + k) * A + a) * M + mi] = nd ? rcv[nd - 1]! : 0;
-          for (let j = nd - 1; j > 0; j--) if (prv[j]! > prv[j - 1]!) prv[j - 1] = prv[j]!;
-          let pi = 0;
+          recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
+          for (let q = nTp - 2; q >= 0; q--) if (tpPr[q + 1]! > tpPr[q]!) tpPr[q] = tpPr[q + 1]!;
+          let q = 0;
           for (let r = 0; r < R; r++) {
             const thr = recThrs[r]!;
-            while (pi < nd && rcv[pi]! < thr) pi++; // searchsorted(rc, thr, side='left')
             const at = (((t * R + r) * K + k) * A + a) * M + mi;
-            if (pi < nd) {
-              precision[at] = prv[pi]!;
-              scores[at] = kScore[sel[pi]!]!;
-            } else {
+            if (nd === 0) {
               precision[at] = 0;
               scores[at] = 0;
+            } else if (thr <= 0) {
+              // searchsorted -> 0: the first kept detection; envelope = best precision anywhere
+              precision[at] = nTp ? tpPr[0]! : 0;
+              scores[at] = sscore[first]!;
+            } else {
+              while (q < nTp && (q + 1) / np_ < thr) q++; // recall at the q-th TP is (q+1)/npig
+              if (q < nTp) {
+                precision[at] = tpPr[q]!;
+                scores[at] = sscore[tpPos[q]!]!;
+              } else {
+                precision[at] = 0;
+                scores[at] = 0;
+              }
             }
           }
         }
