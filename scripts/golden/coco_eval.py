@@ -255,7 +255,33 @@ for d in mm_dets[::4]:
     d['segmentation'] = rle_json(M.merge(M.frPyObjects([poly], im['height'] + 1, im['width'])))
 add('segm_size_mismatch', sg_gt, mm_dets, 'segm', False)
 
-# 8. large random cases
+# 8. every encoding at once: gt with compressed RLE (non-crowd and crowd) besides polygons and
+#    uncompressed crowds; results (with bbox, so loadRes keeps their segmentation as given) as
+#    polygons, uncompressed RLE and compressed RLE
+enc_gt = copy.deepcopy(sg_gt)
+for j, a in enumerate(enc_gt['annotations']):
+    if j % 3 == 0:
+        im = next(i for i in enc_gt['images'] if i['id'] == a['image_id'])
+        seg = a['segmentation']
+        r = M.merge(M.frPyObjects(seg, im['height'], im['width'])) if isinstance(seg, list) else M.frPyObjects(seg, im['height'], im['width'])
+        a['segmentation'] = rle_json(r)
+enc_dets = make_dets(enc_gt, iou_type='segm', with_bbox=True)
+for j, d in enumerate(enc_dets):
+    im = next(i for i in enc_gt['images'] if i['id'] == d['image_id'])
+    if j % 3 == 1:
+        d['segmentation'] = [poly_of_box(*d['bbox'], 7, 0.2)]
+    elif j % 3 == 2:
+        m = M.decode({'size': d['segmentation']['size'], 'counts': d['segmentation']['counts'].encode()})
+        counts, p, c = [], 0, 0
+        for v in m.reshape(-1, order='F'):
+            if v != p:
+                counts.append(c); c = 0; p = v
+            c += 1
+        counts.append(c)
+        d['segmentation'] = {'size': [im['height'], im['width']], 'counts': counts}
+add('segm_all_encodings', enc_gt, enc_dets, 'segm', False)
+
+# 9. large random cases
 big_gt = make_dataset(100, 8, 7, crowd_p=0.05, size=(60, 160))
 add('large_bbox', big_gt, make_dets(big_gt, per_gt=1.3, fp_per_img=10, score_decimals=3), 'bbox', False)
 add('large_segm', big_gt, make_dets(big_gt, per_gt=1.3, fp_per_img=10, iou_type='segm', with_bbox=True, score_decimals=3), 'segm', False)
