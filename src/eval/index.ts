@@ -167,8 +167,9 @@ export function evaluate(gt: CocoDataset | unknown, dets: readonly CocoDetection
 export function evaluateFiles(gtPath: string, detsPath: string, options: EvalOptions = {}): EvalResult {
   const gt = readJsonFile(gtPath);
   const ev = new CocoEvaluator(gt, { ...options, source: basename(gtPath) });
-  const dets = readJsonFile(detsPath);
+  let dets: unknown = readJsonFile(detsPath);
   if (!Array.isArray(dets)) evalError(`${detsPath}: a results file must be a JSON array of detections`);
   ev.addDetections(dets, basename(detsPath));
+  dets = undefined; // the parsed file is garbage from here on
   return ev.evaluate();
 }
