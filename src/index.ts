@@ -20,3 +20,23 @@ export {
   type StateDict,
   type WeightsFormat,
 } from './weights/index.js';
+export {
+  CocoEvaluator,
+  evaluate,
+  evaluateFiles,
+  formatSummary,
+  STAT_NAMES,
+  type CategoryStats,
+  type EvalOptions,
+  type EvalResult,
+  type IouType,
+  type Predictions,
+  type Summary,
+} from './eval/index.js';
+export * as mask from './coco/mask.js';
+export { backwardGreedySelection, exhaustiveSearch, orderByAp, type BgsResult, type CostTable } from './order/bgs.js';
+export { computeCostMatrix, type CostMatrix, type CostMatrixOptions, type FeatureSource } from './order/cost-matrix.js';
+export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './order/linear-fit.js';
+export { readCostTable, parseCostTable } from './order/costs-file.js';
+export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
+export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
