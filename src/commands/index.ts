@@ -3,7 +3,8 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, evalCommand];
