@@ -3,8 +3,9 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, evalCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, evalCommand, dataCommand];

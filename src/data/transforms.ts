@@ -202,28 +202,36 @@ export function hflipMasks(masks: Uint8Array, K: number, H: number, W: number): 
   return out;
 }
 
-export interface Batch {
-  /** [N, 3, Hp, Wp] float32, zero padded bottom/right, Hp and Wp multiples of the stride. */
-  images: Tensor<'float32'>;
+export interface Batch<D extends 'float32' | 'uint8' = 'float32'> {
+  /** [N, C, Hp, Wp], zero padded bottom/right, Hp and Wp multiples of the stride. */
+  images: Tensor<D>;
   /** [N] sizes [h, w] of the images before padding (after resizing). */
   imageSizes: [number, number][];
 }
 
+type Planar<A> = { data: A; height: number; width: number; channels: number };
+
 /** Stacks CHW images into one zero-padded batch, as torchvision's batch_images(size_divisible). */
-export function batchImages(images: readonly PlanarImage[], stride = 32): Batch {
+export function batchImages(images: readonly Planar<Float32Array>[], stride?: number): Batch<'float32'>;
+export function batchImages(images: readonly Planar<Uint8Array>[], stride?: number): Batch<'uint8'>;
+export function batchImages(images: readonly Planar<Float32Array | Uint8Array>[], stride = 32): Batch<'float32' | 'uint8'> {
   if (images.length === 0) throw new RangeError('batchImages: no images');
+  if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`batchImages: stride must be a positive integer, got ${stride}`);
   const C = images[0]!.channels;
+  const u8 = images[0]!.data instanceof Uint8Array;
   let Hp = 0;
   let Wp = 0;
   for (const [i, im] of images.entries()) {
     if (im.channels !== C) throw new RangeError(`batchImages: images[${i}] has ${im.channels} channels, images[0] has ${C}`);
+    if (im.data instanceof Uint8Array !== u8) throw new RangeError(`batchImages: images[${i}] has a different dtype from images[0]`);
+    if (im.data.length !== C * im.height * im.width) throw new RangeError(`batchImages: images[${i}] has ${im.data.length} values, expected ${C}x${im.height}x${im.width}`);
     Hp = Math.max(Hp, im.height);
     Wp = Math.max(Wp, im.width);
   }
   Hp = Math.ceil(Hp / stride) * stride;
   Wp = Math.ceil(Wp / stride) * stride;
   const N = images.length;
-  const data = new Float32Array(N * C * Hp * Wp);
+  const data = u8 ? new Uint8Array(N * C * Hp * Wp) : new Float32Array(N * C * Hp * Wp);
   images.forEach((im, n) => {
     for (let c = 0; c < C; c++) {
       for (let y = 0; y < im.height; y++) {
@@ -232,5 +240,7 @@ export function batchImages(images: readonly PlanarImage[], stride = 32): Batch 
       }
     }
   });
-  return { images: { dtype: 'float32', shape: [N, C, Hp, Wp], data }, imageSizes: images.map((im) => [im.height, im.width]) };
+  const shape = [N, C, Hp, Wp];
+  const imageSizes = images.map((im) => [im.height, im.width] as [number, number]);
+  return u8 ? { images: { dtype: 'uint8', shape, data: data as Uint8Array }, imageSizes } : { images: { dtype: 'float32', shape, data: data as Float32Array }, imageSizes };
 }
