@@ -38,7 +38,7 @@ export interface LoaderOptions {
   seed?: number;
   /** Drop the last incomplete batch of each epoch (default false). */
   dropLast?: boolean;
-  /** Worker threads (default: cores - 1, at most 4; 0 prepares samples on this thread). */
+  /** Worker threads (default: cores - 1, at most 4, and 0 on machines with 2 cores or fewer; 0 prepares samples on this thread). */
   workers?: number;
   /** Batches prepared ahead (default 2). */
   prefetch?: number;
@@ -114,7 +114,10 @@ export class DataLoader {
     options: LoaderOptions,
   ) {
     const minSizes = Array.isArray(options.minSize) ? options.minSize : [options.minSize ?? 800];
-    const defaultWorkers = Math.min(4, Math.max(0, availableParallelism() - 1));
+    // Worker threads pay for themselves only with cores to spare: sharp already decodes off the
+    // main thread, and on 2 cores the trainer needs the other one.
+    const cores = availableParallelism();
+    const defaultWorkers = cores > 2 ? Math.min(4, cores - 1) : 0;
     this.opts = {
       batchSize: checkInt('batchSize', options.batchSize, 1),
       shuffle: options.shuffle ?? true,
