@@ -85,6 +85,8 @@ export interface LoaderBatch {
   targets: Target[];
   /** Samples of this batch skipped as bad data (badData: 'skip'). */
   skipped: number;
+  /** Milliseconds `next()` waited for this batch to be ready (0 when prefetching keeps up). */
+  waitMs: number;
 }
 
 interface EpochPlan {
@@ -238,10 +240,12 @@ export class DataLoader {
   /** The next batch (crossing into the next epoch after the last batch of one). */
   async next(): Promise<LoaderBatch> {
     if (this.closed) throw new MtpdError('ERR_MTPD_DATA', 'loader is closed');
+    const t0 = performance.now();
     for (;;) {
       this.fill();
       const item = this.queue.shift()!;
       const samples = await item.promise;
+      this.fill(); // keep the pipeline full while this batch is collated and trained on
       const plan = this.planOf(item.epoch);
       const good: PreparedSample[] = [];
       for (const s of samples) {
@@ -257,7 +261,7 @@ export class DataLoader {
         this.consumed = { epoch: item.epoch, index: item.end, rngState: [...plan.state] as RngState };
       }
       if (good.length === 0) continue; // every sample of this batch was skipped
-      return this.collate(item.epoch, item.index, good, samples.length - good.length);
+      return this.collate(item.epoch, item.index, good, samples.length - good.length, performance.now() - t0);
     }
   }
 
@@ -267,7 +271,7 @@ export class DataLoader {
     while (this.consumed.epoch === e) yield await this.next();
   }
 
-  private collate(epoch: number, index: number, samples: PreparedSample[], skipped: number): LoaderBatch {
+  private collate(epoch: number, index: number, samples: PreparedSample[], skipped: number, waitMs: number): LoaderBatch {
     const imgs = samples.map((s) => s.image);
     const batch = this.opts.output === 'uint8' ? batchImages(imgs as { data: Uint8Array; height: number; width: number; channels: number }[], this.opts.stride) : batchImages(imgs as { data: Float32Array; height: number; width: number; channels: number }[], this.opts.stride);
     return {
@@ -289,6 +293,7 @@ export class DataLoader {
         return t;
       }),
       skipped,
+      waitMs,
     };
   }
 

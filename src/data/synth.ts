@@ -5,7 +5,7 @@
  * - 8 shape classes, some deliberately alike: circle / hexagon (alike at small sizes), square /
  *   diamond (a square turned by 45 degrees +- 20 and stretched), star / cross, ring / circle;
  * - sizes spanning COCO's small (< 32^2 px), medium and large (> 96^2 px) area ranges, random
- *   colours with shading and stripes, sometimes close to the background colour;
+ *   colours with shading and stripes, 15% of them close to a background colour (camouflage);
  * - backgrounds of multi-octave value noise between two random colours, thin strokes, pixel noise;
  * - distractor blobs (smooth irregular shapes, never annotated) mixed into the z-order;
  * - overlaps: objects may hide each other (each keeps at least 40% of its pixels visible) and may
@@ -321,7 +321,7 @@ export function synthImage(rng: Rng, size: number): SynthImage {
   const weights = [0.55, 0.3, 0.15];
   octaves.forEach((cell, i) => valueNoise(rng, W, H, cell, t, weights[i]!));
   const c1 = randomColor(rng);
-  const c2 = rng.bool(0.3) ? c1.map((v) => v * rng.uniform(0.6, 1.2)) : randomColor(rng);
+  const c2: [number, number, number] = rng.bool(0.3) ? [c1[0] * rng.uniform(0.6, 1.2), c1[1] * rng.uniform(0.6, 1.2), c1[2] * rng.uniform(0.6, 1.2)] : randomColor(rng);
   const img = new Float32Array(W * H * 3);
   const contrast = rng.uniform(1, 2.5);
   for (let p = 0; p < W * H; p++) {
@@ -403,7 +403,10 @@ export function synthImage(rng: Rng, size: number): SynthImage {
       for (let y = cov.y0; y < cov.y1; y++) {
         for (let x = cov.x0; x < cov.x1; x++) if (cov.data[(y - cov.y0) * w + (x - cov.x0)]! >= 0.5) label[y * W + x] = idx;
       }
-      layers.push({ rings, cov, kind, category, group, paint: plainPaint(rng, rings), full });
+      const paint = plainPaint(rng, rings);
+      // camouflage: some shapes take a colour close to the background's
+      if (kind !== 'distractor' && rng.bool(0.15)) paint.rgb = (rng.bool() ? c1 : c2).map((v) => Math.min(255, Math.max(0, v + rng.uniform(-45, 45)))) as [number, number, number];
+      layers.push({ rings, cov, kind, category, group, paint, full });
       visible.push(full);
       return true;
     }
