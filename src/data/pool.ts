@@ -49,7 +49,7 @@ export class WorkerPool<Req, Res> {
     const w = this.waiting.get(m.id);
     if (!w) return;
     this.waiting.delete(m.id);
-    this.load[w.worker]!--;
+    if (--this.load[w.worker]! === 0) this.workers[w.worker]!.unref(); // idle workers do not keep the process alive
     if (m.ok) w.resolve(m.result as Res);
     else {
       const e = m.error ?? { message: 'unknown worker error' };
@@ -70,7 +70,7 @@ export class WorkerPool<Req, Res> {
     let best = 0;
     for (let w = 1; w < this.workers.length; w++) if (this.load[w]! < this.load[best]!) best = w;
     const id = this.nextId++;
-    this.load[best]!++;
+    if (this.load[best]!++ === 0) this.workers[best]!.ref(); // busy workers keep the process alive until they answer
     return new Promise<Res>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, worker: best });
       this.workers[best]!.postMessage({ id, req }, transfer);
@@ -80,7 +80,12 @@ export class WorkerPool<Req, Res> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(
+      this.workers.map((w) => {
+        w.ref(); // an unref'd worker's exit would not keep the process waiting for terminate()
+        return w.terminate();
+      }),
+    );
     for (const [, w] of this.waiting) w.reject(new Error('worker pool closed'));
     this.waiting.clear();
   }
