@@ -47,6 +47,15 @@ const enum B {
   Tab = 9,
 }
 
+/** 0: nothing, 1: quote, 2: opening bracket, 3: closing bracket, 4: newline. */
+const CLASS = new Uint8Array(256);
+CLASS[B.Quote] = 1;
+CLASS[B.LBrace] = 2;
+CLASS[B.LBracket] = 2;
+CLASS[B.RBrace] = 3;
+CLASS[B.RBracket] = 3;
+CLASS[B.NL] = 4;
+
 function isWs(b: number): boolean {
   return b === B.Space || b === B.NL || b === B.CR || b === B.Tab;
 }
@@ -253,19 +262,40 @@ export class TopLevelJsonStream {
       }
       i = j;
     } else {
+      // Outside strings only 6 byte values matter; a class table makes the common case one load.
+      // Inside strings, jump to the next quote with indexOf and count the backslashes before it.
       for (; i < n; i++) {
-        const b = buf[i]!;
         if (inStr) {
-          if (esc) esc = false;
-          else if (b === B.Backslash) esc = true;
-          else if (b === B.Quote) inStr = false;
+          if (esc) {
+            esc = false;
+            continue;
+          }
+          const q = buf.indexOf(B.Quote, i);
+          if (q < 0) {
+            // string continues in the next chunk; remember a trailing backslash run
+            let k = n - 1;
+            while (k >= i && buf[k] === B.Backslash) k--;
+            esc = (n - 1 - k) % 2 === 1;
+            i = n;
+            break;
+          }
+          let k = q - 1;
+          while (k >= i && buf[k] === B.Backslash) k--;
+          i = q;
+          if ((q - 1 - k) % 2 === 0) inStr = false; // an unescaped quote
           continue;
         }
-        if (b === B.Quote) inStr = true;
-        else if (b === B.LBrace || b === B.LBracket) depth++;
-        else if (b === B.RBrace || b === B.RBracket) {
-          if (--depth === 0) { i++; done = true; break; }
-        } else if (b === B.NL) line++;
+        const c = CLASS[buf[i]!]!;
+        if (c === 0) continue;
+        if (c === 1) inStr = true;
+        else if (c === 2) depth++;
+        else if (c === 3) {
+          if (--depth === 0) {
+            i++;
+            done = true;
+            break;
+          }
+        } else line++;
       }
     }
     this.capInStr = inStr;
