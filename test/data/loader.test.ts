@@ -194,3 +194,17 @@ t.test('worker threads keep the process alive only while they work', async (t) =
     t.equal(r.stdout.trim(), 'batch 2', mode);
   }
 });
+
+t.test('epoch() yields the rest of the current epoch', async (t) => {
+  const loader = new DataLoader(ds, { ...base, masks: false });
+  await loader.next();
+  const rest = [];
+  for await (const b of loader.epoch()) rest.push([b.epoch, b.index, b.imageIds.length, b.waitMs >= 0]);
+  t.same(rest, [[0, 4, 4, true], [0, 8, 2, true]]);
+  t.same([loader.position().epoch, loader.position().index], [1, 0]);
+  const next = [];
+  for await (const b of loader.epoch()) next.push(b.index);
+  t.same(next, [0, 4, 8]);
+  await loader.close();
+  await t.rejects(loader.next(), /loader is closed/);
+});
