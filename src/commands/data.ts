@@ -33,7 +33,16 @@ const synthCommand: CommandModule<object, SynthArgs> = {
   handler: async (argv) => {
     const { writeSynthDataset } = await import('../data/synth.js');
     const t0 = Date.now();
-    const s = await writeSynthDataset({ out: argv.out, images: argv.images, valImages: argv['val-images'], size: argv.size, seed: argv.seed, workers: argv.workers });
+    const tty = process.stderr.isTTY;
+    const s = await writeSynthDataset({
+      out: argv.out,
+      images: argv.images,
+      valImages: argv['val-images'],
+      size: argv.size,
+      seed: argv.seed,
+      workers: argv.workers,
+      onProgress: tty ? (done, total) => process.stderr.write(`\r${done}/${total} images${done === total ? '\n' : ''}`) : undefined,
+    });
     if (argv.json) {
       process.stdout.write(`${JSON.stringify(s)}\n`);
       return;
