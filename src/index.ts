@@ -40,3 +40,5 @@ export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './ord
 export { readCostTable, parseCostTable } from './order/costs-file.js';
 export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
 export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
+export * as data from './data/index.js';
+export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
