@@ -89,6 +89,10 @@ t.test('threads default to all cores and are configurable', async (t) => {
   t.equal(info.threads.intraOp, info.threads.cores);
   t.equal(setThreads(1), 1);
   t.equal(systemInfo({ threads: 1 }).threads.intraOp, 1);
+  const other = info.threads.cores === 1 ? 2 : 1; // anything but the all-cores default
+  t.equal(setThreads(other), other);
+  t.equal(systemInfo().threads.intraOp, other, 'systemInfo() reports the setting and leaves it alone');
+  t.equal(native().runtimeInfo().numThreads, other);
   t.throws(() => native().setNumThreads(-1), { name: 'RangeError' });
   setThreads(0);
 });
