@@ -21,7 +21,7 @@ function fakeRepo(t: Parameters<typeof tempDir>[0], testsFail: boolean): { root:
   );
   writeFileSync(join(root, 'bin', 'dpkg'), '#!/bin/sh\nexit 0\n');
   for (const f of ['npm', 'dpkg']) chmodSync(join(root, 'bin', f), 0o755);
-  return { root, env: { ...process.env, PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}` } };
+  return { root, env: { ...process.env, TMPDIR: root, PATH: `${join(root, 'bin')}:${process.env.PATH ?? ''}` } };
 }
 
 t.test('.ci/run ends with the summary line and fails when a test fails', async (t) => {
