@@ -137,3 +137,17 @@ t.test('module construction errors name the option', async (t) => {
   const err = await conv.forward([zeros('float32', [1, 2, 8, 8])]).catch((e: Error) => e);
   t.match((err as Error).stack, /boundary\.test/, 'error stack points at the JS call site');
 });
+
+t.test('typed arrays over a SharedArrayBuffer cross like any other', async (t) => {
+  if (!haveAddon(t)) return;
+  const data = new Float32Array(new SharedArrayBuffer(24), 4, 3);
+  data.set([1.5, -2, 3]);
+  const back = await native().ops.toDevice({ dtype: 'float32', shape: [3], data }, 'cpu');
+  t.same(Array.from(back.data as Float32Array), [1.5, -2, 3]);
+});
+
+t.test('a CPU allocation libtorch cannot satisfy is ERR_MTPD_OUT_OF_MEMORY', async (t) => {
+  if (!haveAddon(t)) return;
+  // 2^22 x 2^22 float32 weights: 64 TiB.
+  await t.rejects(Module.create('nn.Linear', { in_features: 2 ** 22, out_features: 2 ** 22 }), { code: 'ERR_MTPD_OUT_OF_MEMORY', message: /can't allocate memory/ });
+});
