@@ -218,3 +218,12 @@ t.test('large LONG4 integers decode in linear time and exactly', { timeout: 20_0
   const neg = unpickle(Buffer.concat([op(0x80, 2, 0x8a, 9), Buffer.alloc(9, 0xff), op(0x2e)]), { findGlobal: () => undefined });
   t.equal(neg, -1, 'a 9-byte -1 fits a number');
 });
+
+t.test('tuples and APPENDS of many items do not overflow the call stack', async (t) => {
+  const n = 300_000;
+  const nones = Buffer.alloc(n, 0x4e);
+  const tup = unpickle(Buffer.concat([op(0x80, 2, 0x28), nones, op(0x74, 0x2e)]), { findGlobal: () => undefined });
+  t.equal((tup as unknown[]).length, n);
+  const list = unpickle(Buffer.concat([op(0x80, 2, 0x5d, 0x28), nones, op(0x65, 0x2e)]), { findGlobal: () => undefined });
+  t.equal((list as unknown[]).length, n);
+});

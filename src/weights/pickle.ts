@@ -126,7 +126,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
   };
   const tuple = (items: unknown[]) => {
     const t = new PickleTuple();
-    t.push(...items);
+    for (const x of items) t.push(x); // no spread: it overflows the call stack past ~100k items
     return t;
   };
   const setItem = (obj: unknown, k: unknown, v: unknown) => {
@@ -239,7 +239,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         const items = popMark();
         const l = top();
         if (!Array.isArray(l)) bad(file, 'APPENDS on something that is not a list');
-        l.push(...items);
+        for (const x of items) l.push(x);
         break;
       }
       case 0x73: {
