@@ -132,6 +132,9 @@ t.test('module construction errors name the option', async (t) => {
   await t.rejects(Module.create('nn.Conv2d', { in_channels: 3, out_channels: 4, kernal_size: 3 }), { message: /unknown option "kernal_size"/ });
   await t.rejects(Module.create('nn.Conv2d', { in_channels: 'x', out_channels: 4 }), { message: /"in_channels" must be an integer/ });
   await t.rejects(Module.create('nn.Nope', {}), { message: /unknown module "nn.Nope"/ });
+  // 2^63 reaches the addon as the JSON integer 9223372036854776000, beyond int64.
+  await t.rejects(Module.create('nn.Conv2d', { in_channels: 2 ** 63, out_channels: 4 }), { name: 'TypeError', message: /option "in_channels" must be an integer of magnitude at most 2\^53/ });
+  await t.rejects(Module.create('nn.Conv2d', { in_channels: 1, out_channels: 1, padding: 2 ** 62 }), { name: 'TypeError', message: /option "padding" must be an integer of magnitude at most 2\^53/ });
   const conv = await Module.create('nn.Conv2d', { in_channels: 3, out_channels: 4, kernel_size: 3 });
   await t.rejects(conv.forward([zeros('float32', [1, 2, 8, 8])]), { name: 'RangeError', code: 'ERR_MTPD_SHAPE', message: /\(N, 3, H, W\)/ });
   const err = await conv.forward([zeros('float32', [1, 2, 8, 8])]).catch((e: Error) => e);
