@@ -96,7 +96,9 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     at::Tensor cxy = sxy / n - mx.unsqueeze(1).mm(my.unsqueeze(0));
     const double scale = std::max(cxx.diagonal().mean().item<double>(), 1e-12);
     at::Tensor reg = cxx + torch::eye(ca, f64) * (o.ridge * scale);
-    at::Tensor w = torch::linalg::solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
+    // at::linalg_solve (1.13 and 2.x): with libtorch 2.11, <torch/torch.h> does not declare
+    // torch::linalg and this file failed to compile.
+    at::Tensor w = at::linalg_solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
     weight = w.t().contiguous();                                    // (C_B, C_A)
     bias = my - w.t().mv(mx);
     r.train_pixels = static_cast<int64_t>(n);
