@@ -148,8 +148,11 @@ function openZip(path: string): Promise<ZipArchive> {
   });
 }
 
-/** The pickle holds only names and shapes (the tensor bytes are separate entries). */
-const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+/**
+ * The pickle holds only names and shapes (the tensor bytes are separate entries): a few MB for
+ * the largest models. Every pickle byte can push a value (DUP), so the cap also bounds memory.
+ */
+const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 
 /** Reads an entry; zip-level failures (bad CRC, bad deflate data) become ERR_MTPD_WEIGHTS. */
 async function readEntry(zip: ZipArchive, name: string, file: string): Promise<Buffer> {
