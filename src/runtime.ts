@@ -30,8 +30,10 @@ export function checkDevice(device: string): string {
 
 export function systemInfo(options: { threads?: number | undefined } = {}): SystemInfo {
   const addon = loadAddon();
-  const threads = addon.binding.setNumThreads(options.threads ?? 0);
+  // Only an explicit count changes the setting: asking for facts must not undo setThreads().
+  if (options.threads !== undefined) addon.binding.setNumThreads(options.threads);
   const rt = addon.binding.runtimeInfo();
+  const threads = rt.numThreads;
   return {
     mtpd: packageVersion(),
     node: process.version,
