@@ -23,6 +23,11 @@ export function setThreads(threads?: number): number {
   return native().setNumThreads(threads ?? 0);
 }
 
+/** Seeds libtorch's default generators (weight initialization, random ops). */
+export function setSeed(seed: number): void {
+  native().setSeed(seed);
+}
+
 /** Validates a device string ("cpu", "cuda", "cuda:N") against the loaded libtorch. */
 export function checkDevice(device: string): string {
   return native().checkDevice(device);

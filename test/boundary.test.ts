@@ -154,3 +154,17 @@ t.test('a CPU allocation libtorch cannot satisfy is ERR_MTPD_OUT_OF_MEMORY', asy
   // 2^22 x 2^22 float32 weights: 64 TiB.
   await t.rejects(Module.create('nn.Linear', { in_features: 2 ** 22, out_features: 2 ** 22 }), { code: 'ERR_MTPD_OUT_OF_MEMORY', message: /can't allocate memory/ });
 });
+
+t.test('setSeed makes weight initialization reproducible', async (t) => {
+  if (!haveAddon(t)) return;
+  const { setSeed } = await import('../src/runtime.js');
+  const make = async () => (await (await Module.create('nn.Linear', { in_features: 4, out_features: 3 })).stateDict()).get('weight') as Tensor;
+  setSeed(7);
+  const a = await make();
+  setSeed(7);
+  const b = await make();
+  const c = await make();
+  t.same(Array.from(a.data as Float32Array), Array.from(b.data as Float32Array));
+  t.notSame(Array.from(b.data as Float32Array), Array.from(c.data as Float32Array));
+  t.throws(() => setSeed(-1), { name: 'RangeError' });
+});
