@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'ERR_MTPD_CONFIG'
   | 'ERR_MTPD_DATA'
   | 'ERR_MTPD_EVAL'
+  | 'ERR_MTPD_NONFINITE_LOSS'
+  | 'ERR_MTPD_ABORTED'
   | 'ERR_MTPD_NATIVE';
 
 export class MtpdError extends Error {

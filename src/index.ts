@@ -1,7 +1,7 @@
 /** mtpd: Multi-Teacher Progressive Distillation for lightweight object detectors. */
 export { MtpdError, type ErrorCode } from './errors.js';
 export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
-export { checkDevice, formatSystemInfo, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export { checkDevice, formatSystemInfo, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
 export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
 export * from './tensor.js';
 export {
@@ -20,6 +20,28 @@ export {
   type StateDict,
   type WeightsFormat,
 } from './weights/index.js';
+export {
+  CocoEvaluator,
+  evaluate,
+  evaluateFiles,
+  formatSummary,
+  STAT_NAMES,
+  type CategoryStats,
+  type EvalOptions,
+  type EvalResult,
+  type IouType,
+  type Predictions,
+  type Summary,
+} from './eval/index.js';
+export * as mask from './coco/mask.js';
+export { backwardGreedySelection, exhaustiveSearch, orderByAp, type BgsResult, type CostTable } from './order/bgs.js';
+export { computeCostMatrix, type CostMatrix, type CostMatrixOptions, type FeatureSource } from './order/cost-matrix.js';
+export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './order/linear-fit.js';
+export { readCostTable, parseCostTable } from './order/costs-file.js';
+export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
+export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
+export * as data from './data/index.js';
+export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
 export {
   createDetector,
   Detector,

@@ -3,10 +3,12 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { dataCommand } from './data.js';
+import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
 import { planCommand } from './plan.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, predictCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, dataCommand, predictCommand];

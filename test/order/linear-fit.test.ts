@@ -64,6 +64,30 @@ t.test('both fitters recover cost ~ 0 when B is a linear map of A, and a positiv
   t.ok(unrelated.valMse > 0.7, `unrelated features cost ${unrelated.valMse}`);
 });
 
+t.test('closed-form: the ridge chosen on held-out training batches beats no ridge when data is scarce', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(5);
+  const ca = 24;
+  const cb = 4;
+  const w = randn(r, [cb * ca]).data;
+  const b = new Float32Array(cb);
+  const noisy = (x: Tensor<'float32'>) => {
+    const y = linearMap(x, w, b, cb);
+    for (let i = 0; i < y.data.length; i++) y.data[i] = (y.data[i] as number) + 3 * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+    return y;
+  };
+  // 8 batches of 1 image at 2x2 pixels: 32 training pixels for 25 parameters per output channel.
+  const trainA = Array.from({ length: 8 }, () => randn(r, [1, ca, 2, 2]));
+  const valA = Array.from({ length: 4 }, () => randn(r, [4, ca, 4, 4]));
+  const train = { a: trainA, b: trainA.map(noisy) };
+  const val = { a: valA, b: valA.map(noisy) };
+  const none = await fitLinearMap(train, val, { ridge: 0 });
+  const auto = await fitLinearMap(train, val);
+  t.ok(auto.ridge > 0, `auto ridge ${auto.ridge}`);
+  t.ok(auto.valMse < 0.8 * none.valMse, `auto ${auto.valMse.toFixed(2)} < none ${none.valMse.toFixed(2)}`);
+  t.equal(none.ridge, 0);
+});
+
 t.test('a lower-resolution A is upsampled to B (the heterogeneous adapter)', async (t) => {
   if (!haveAddon(t)) return;
   const r = rng(2);
@@ -112,4 +136,46 @@ t.test('bad inputs name the split and batch', async (t) => {
   await t.rejects(fitLinearMap({ a: [x], b: [] }, { a: [x], b: [x] }), { message: /train: 1 batches of A features but 0/ });
   await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'magic' as 'sgd' }), { name: 'TypeError', message: /fitter must be/ });
   await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { steps: 0, fitter: 'sgd' }), { name: 'RangeError', message: /steps/ });
+});
+
+t.test('no pixels is an error, not a cost of 0 (a perfect adapter)', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(4);
+  const x = randn(r, [2, 3, 4, 4]);
+  const none = randn(r, [0, 3, 4, 4]);
+  const flat = randn(r, [2, 3, 0, 4]);
+  await t.rejects(fitLinearMap({ a: [none], b: [none] }, { a: [x], b: [x] }), { name: 'RangeError', message: /train: the feature batches hold no pixels/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [flat], b: [flat] }), { name: 'RangeError', message: /val: the feature batches hold no pixels/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [none], b: [none] }, { fitter: 'sgd', steps: 2 }), { name: 'RangeError', message: /val: .*no pixels/ });
+  const noChannels = randn(r, [2, 0, 4, 4]);
+  await t.rejects(fitLinearMap({ a: [noChannels], b: [x] }, { a: [noChannels], b: [x] }), { name: 'RangeError', message: /at least one channel/ });
+});
+
+t.test('options are range-checked: seed, ridge, lr, momentum', async (t) => {
+  if (!haveAddon(t)) return;
+  const x = randn(rng(5), [1, 2, 3, 3]);
+  const fit = (o: Record<string, unknown>) => fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 2, ...o });
+  for (const seed of [-1, 1.5, Infinity, Number.NaN, 1e30]) await t.rejects(fit({ seed }), { name: 'RangeError', message: /options\.seed must be a non-negative integer/ }, `seed ${seed}`);
+  await t.rejects(fit({ momentum: Number.NaN, optimizer: 'sgd' }), { name: 'RangeError', message: /momentum/ });
+  await t.rejects(fit({ lr: Infinity }), { name: 'RangeError', message: /lr/ });
+  await t.rejects(fit({ fitter: 'closed-form', ridge: Infinity }), { name: 'RangeError', message: /ridge/ });
+  const ok = await fit({ seed: 2 ** 40 });
+  t.ok(Number.isFinite(ok.valMse));
+});
+
+t.test('the sgd fitter seeds its own generator, not the process-wide one', async (t) => {
+  if (!haveAddon(t)) return;
+  const { Module } = await import('../../src/module.js');
+  const x = randn(rng(6), [1, 2, 3, 3]);
+  const weightsAfterFit = async () => {
+    await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 1, seed: 7 });
+    const lin = await Module.create('nn.Linear', { in_features: 8, out_features: 8 });
+    return Array.from((await lin.stateDict()).get('weight')?.data as Float32Array);
+  };
+  const a = await weightsAfterFit();
+  const b = await weightsAfterFit();
+  t.notSame(a, b, 'a module built after a fit draws fresh numbers (torch::manual_seed made every such module identical)');
+  const f1 = await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 3, seed: 11 });
+  const f2 = await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 3, seed: 11 });
+  t.same(Array.from(f1.weight.data), Array.from(f2.weight.data), 'the same seed still gives the same fit');
 });

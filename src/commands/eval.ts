@@ -1,0 +1,38 @@
+import type { CommandModule } from 'yargs';
+
+interface EvalArgs {
+  gt: string;
+  dets: string;
+  'iou-type': 'bbox' | 'segm';
+  json: boolean;
+}
+
+export const evalCommand: CommandModule<object, EvalArgs> = {
+  command: 'eval',
+  describe: 'COCO evaluation of a results file (identical to pycocotools COCOeval)',
+  builder: (y) =>
+    y
+      .option('gt', { type: 'string', demandOption: true, describe: 'ground truth, COCO instances JSON' })
+      .option('dets', { type: 'string', demandOption: true, describe: 'detections, COCO results JSON (an array)' })
+      .option('iou-type', { choices: ['bbox', 'segm'] as const, default: 'bbox' as const, describe: 'what IoU is computed on' })
+      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {stats, perCategory}' }),
+  handler: async (argv) => {
+    const { evaluateFiles, formatSummary } = await import('../eval/index.js');
+    const r = evaluateFiles(argv.gt, argv.dets, { iouType: argv['iou-type'] });
+    if (argv.json) {
+      const perCategory: Record<string, unknown> = {};
+      for (const [id, c] of Object.entries(r.perCategory)) perCategory[id] = { name: c.name, ...c.stats };
+      process.stdout.write(`${JSON.stringify({ stats: r.stats, perCategory })}\n`);
+      return;
+    }
+    let text = formatSummary(r);
+    const rows = Object.entries(r.perCategory);
+    const w = Math.max(8, ...rows.map(([, c]) => c.name.length));
+    text += `\nper category (AP @[ IoU=0.50:0.95 | area=all | maxDets=100 ]):\n`;
+    for (const [id, c] of rows) {
+      const ap = c.stats.AP;
+      text += `  ${id.padStart(5)} ${c.name.padEnd(w)} ${ap < 0 ? '    -' : ap.toFixed(3)}\n`;
+    }
+    process.stdout.write(text);
+  },
+};

@@ -1,0 +1,531 @@
+/**
+ * COCOeval (pycocotools cocoeval.py) for bbox and segm: evaluate + accumulate + summarize, with the
+ * same numbers bit for bit, over typed arrays.
+ *
+ * How it maps onto pycocotools:
+ *  - evaluate(): per (category, image) the detections are sorted by score (stable, as numpy's
+ *    mergesort on -score), cut to maxDets[-1], IoUs computed once (maskApi's bbIou / rleIou with
+ *    crowd), then for each area range the gts are ordered non-ignored first (stable) and matched
+ *    greedily at every IoU threshold exactly as evaluateImg, including "a crowd gt can be matched
+ *    many times", "stop at the first ignored gt once matched to a regular one" and
+ *    `min(t, 1 - 1e-10)`. Each kept detection gets, per (area range, threshold), one of
+ *    TP / FP / IGNORED (pycocotools' dtm + dtIgnore, with its `dtm == 0` test on gt ids).
+ *  - accumulate(): per category the kept detections of all images are ordered by score, ties in
+ *    image-id then per-image rank order (numpy's stable mergesort on the concatenation); for
+ *    maxDets m only the first m of each image take part. Precision/recall follow cumsum,
+ *    `tp / (fp + tp + np.spacing(1))`, the right-to-left envelope and searchsorted(side='left').
+ *    -1 stays where a category has no non-ignored gt in an area range.
+ *  - summarize(): the 12 stats as means over entries > -1, with numpy's pairwise summation.
+ *
+ * Difference: no detections at all evaluates to 0 wherever gt exists (pycocotools' loadRes crashes).
+ */
+import { rleInterUnionAt } from '../coco/mask.js';
+import { SPACING_1, pairwiseSum, type EvalParams } from './params.js';
+import { evalError, type Detections, type GroundTruth } from './store.js';
+
+const FP = 0;
+const TP = 1;
+const IGN = 2;
+
+export const STAT_NAMES = ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl'] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+
+export interface CategoryStats {
+  name: string;
+  /** The 12 summary numbers for this category alone (same definitions; -1 where undefined). */
+  stats: Record<StatName, number>;
+}
+
+export interface EvalResult {
+  params: EvalParams;
+  /** Evaluated image ids and category ids, ascending (the K axis follows catIds). */
+  imgIds: number[];
+  catIds: number[];
+  /** [T, R, K, A, M] */
+  counts: [number, number, number, number, number];
+  /** precision[t][r][k][a][m], C order; -1 where the category has no gt in that area range. */
+  precision: Float64Array;
+  /** recall[t][k][a][m], C order. */
+  recall: Float64Array;
+  /** scores[t][r][k][a][m]: the detection score at each recall threshold (pycocotools eval['scores']). */
+  scores: Float64Array;
+  /** AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl */
+  stats: number[];
+  perCategory: Record<string, CategoryStats>;
+}
+
+/** Sorts idx[0..n) by score descending, ties by index ascending (a total order, so stable). */
+function sortByScore(idx: Int32Array, n: number, score: Float64Array): void {
+  if (n <= 24) {
+    for (let i = 1; i < n; i++) {
+      const v = idx[i]!;
+      const s = score[v]!;
+      let j = i - 1;
+      while (j >= 0) {
+        const u = idx[j]!;
+        const su = score[u]!;
+        if (su > s || (su === s && u < v)) break;
+        idx[j + 1] = u;
+        j--;
+      }
+      idx[j + 1] = v;
+    }
+    return;
+  }
+  idx.subarray(0, n).sort((a, b) => score[b]! - score[a]! || a - b);
+}
+
+/** Stable merge sort of idx[0..n) by key descending (numpy's mergesort of -key). */
+function mergeSortDesc(idx: Int32Array, n: number, key: Float64Array, tmp: Int32Array): void {
+  const RUN = 16;
+  for (let lo = 0; lo < n; lo += RUN) {
+    const hi = Math.min(lo + RUN, n);
+    for (let i = lo + 1; i < hi; i++) {
+      const v = idx[i]!;
+      const kv = key[v]!;
+      let j = i - 1;
+      while (j >= lo && key[idx[j]!]! < kv) {
+        idx[j + 1] = idx[j]!;
+        j--;
+      }
+      idx[j + 1] = v;
+    }
+  }
+  let src = idx;
+  let dst = tmp;
+  for (let width = RUN; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) {
+        if (key[src[j]!]! > key[src[i]!]!) dst[k++] = src[j++]!;
+        else dst[k++] = src[i++]!;
+      }
+      while (i < mid) dst[k++] = src[i++]!;
+      while (j < hi) dst[k++] = src[j++]!;
+    }
+    const t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src !== idx) idx.set(src.subarray(0, n));
+}
+
+function grow<T extends Int32Array | Float64Array | Uint8Array>(a: T, need: number): T {
+  if (need <= a.length) return a;
+  const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
+  b.set(a);
+  return b;
+}
+
+/** Runs evaluate + accumulate + summarize. `imgIds` restricts the images (params.imgIds). */
+export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?: readonly number[]): EvalResult {
+  const iouThrs = p.iouThrs;
+  const recThrs = p.recThrs;
+  const maxDets = [...p.maxDets].sort((a, b) => a - b);
+  const T = iouThrs.length;
+  const R = recThrs.length;
+  const A = p.areaRng.length;
+  const M = maxDets.length;
+  const K = gt.catIds.length;
+  const AT = A * T;
+  const maxDetMax = maxDets[M - 1] ?? 0;
+
+  // images evaluated, ascending id (np.unique(p.imgIds))
+  let imgList: number[];
+  if (imgIds) {
+    const uniq = [...new Set(imgIds)].sort((a, b) => a - b);
+    imgList = uniq.map((id) => {
+      const pos = gt.imgPos.get(id);
+      if (pos === undefined) evalError(`imgIds: ${id} is not an image of the ground truth`);
+      return pos;
+    });
+  } else {
+    imgList = gt.imgIds.map((_, i) => i);
+  }
+  const I = imgList.length;
+  const imgRank = new Int32Array(gt.imgIds.length).fill(-1);
+  imgList.forEach((pos, r) => (imgRank[pos] = r));
+
+  // group gts and dts by (category, image rank), keeping their order (counting sort)
+  const groups = K * I;
+  const group = (cats: Int32Array, imgs: Int32Array, n: number) => {
+    const start = new Int32Array(groups + 1);
+    for (let j = 0; j < n; j++) {
+      const r = imgRank[imgs[j]!]!;
+      if (r >= 0) start[cats[j]! * I + r + 1]!++;
+    }
+    for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
+    const fill = start.slice(0, groups);
+    const order = new Int32Array(start[groups]!);
+    for (let j = 0; j < n; j++) {
+      const r = imgRank[imgs[j]!]!;
+      if (r >= 0) order[fill[cats[j]! * I + r]!++] = j;
+    }
+    return { start, order };
+  };
+  const G0 = group(gt.cat, gt.img, gt.n);
+  const D0 = group(dt.cat, dt.img, dt.n);
+
+  const precision = new Float64Array(T * R * K * A * M).fill(-1);
+  const recall = new Float64Array(T * K * A * M).fill(-1);
+  const scores = new Float64Array(T * R * K * A * M).fill(-1);
+
+  const segm = p.iouType === 'segm';
+  const gm = gt.masks;
+  const dm = dt.masks;
+  if (segm && (!gm || !dm)) evalError('segm evaluation needs ground truth and detections loaded with iouType "segm"');
+
+  // scratch, grown on demand
+  let dIdx = new Int32Array(256);
+  let ious = new Float64Array(1024);
+  let gOrder = new Int32Array(64);
+  let gIg = new Uint8Array(64);
+  let gMatched = new Uint8Array(64);
+  let dOut = new Uint8Array(256);
+  // per-category kept detections
+  let kScore = new Float64Array(4096);
+  let kRank = new Int32Array(4096);
+  let kCodes = new Uint8Array(4096 * AT);
+  let order = new Int32Array(4096);
+  let tmp = new Int32Array(4096);
+  let srank = new Int32Array(4096);
+  let sscore = new Float64Array(4096);
+  let tpPos = new Int32Array(4096);
+  let tpPr = new Float64Array(4096);
+  let tcodes = new Uint8Array(4096 * AT);
+  const npig = new Float64Array(A);
+  const thrs = Float64Array.from(iouThrs, (t) => Math.min(t, 1 - 1e-10));
+  const ui = new Float64Array(2);
+
+  for (let k = 0; k < K; k++) {
+    let nk = 0;
+    npig.fill(0);
+    for (let i = 0; i < I; i++) {
+      const key = k * I + i;
+      const gs = G0.start[key]!;
+      const G = G0.start[key + 1]! - gs;
+      const ds = D0.start[key]!;
+      const D = D0.start[key + 1]! - ds;
+      if (G === 0 && D === 0) continue;
+
+      dIdx = grow(dIdx, D);
+      for (let d = 0; d < D; d++) dIdx[d] = D0.order[ds + d]!;
+      sortByScore(dIdx, D, dt.score);
+      const Dk = Math.min(D, maxDetMax);
+
+      // IoU matrix, dt-major: ious[d * G + g] with g in the gt's file order
+      if (G > 0 && Dk > 0) {
+        ious = grow(ious, Dk * G);
+        for (let g = 0; g < G; g++) {
+          const gi = G0.order[gs + g]!;
+          const crowd = gt.crowd[gi] === 1;
+          const B = segm ? gm!.bb : gt.box;
+          const bi = segm ? 4 * gi : 4 * gi;
+          const gx = B[bi]!;
+          const gy = B[bi + 1]!;
+          const gw = B[bi + 2]!;
+          const gh = B[bi + 3]!;
+          const ga = gw * gh;
+          for (let d = 0; d < Dk; d++) {
+            const di = dIdx[d]!;
+            const DB = segm ? dm!.bb : dt.box;
+            const dx = DB[4 * di]!;
+            const dy = DB[4 * di + 1]!;
+            const dw = DB[4 * di + 2]!;
+            const dh = DB[4 * di + 3]!;
+            let o = 0;
+            const iw = Math.min(dw + dx, gw + gx) - Math.max(dx, gx);
+            if (iw > 0) {
+              const ih = Math.min(dh + dy, gh + gy) - Math.max(dy, gy);
+              if (ih > 0) {
+                const inter = iw * ih;
+                o = inter / (crowd ? dw * dh : dw * dh + ga - inter);
+              }
+            }
+            if (segm && o > 0) {
+              // rleIou: box overlap first, then sizes, then the run-length intersection
+              if (dm!.h[di] !== gm!.h[gi] || dm!.w[di] !== gm!.w[gi]) o = -1;
+              else {
+                rleInterUnionAt(dm!.counts, dm!.off[di]!, dm!.len[di]!, gm!.counts, gm!.off[gi]!, gm!.len[gi]!, ui);
+                const inter = ui[0]!;
+                let uu = ui[1]!;
+                if (inter === 0) uu = 1;
+                else if (crowd) uu = dm!.area[di]!;
+                o = inter / uu;
+              }
+            }
+            ious[d * G + g] = o;
+          }
+        }
+      }
+
+      // kept detections of this image join the category's list
+      kScore = grow(kScore, nk + Dk);
+      kRank = grow(kRank, nk + Dk);
+      kCodes = grow(kCodes, (nk + Dk) * AT);
+      dOut = grow(dOut, Dk);
+      gOrder = grow(gOrder, G);
+      gIg = grow(gIg, G);
+      gMatched = grow(gMatched, G);
+      for (let d = 0; d < Dk; d++) {
+        kScore[nk + d] = dt.score[dIdx[d]!]!;
+        kRank[nk + d] = d;
+      }
+
+      for (let a = 0; a < A; a++) {
+        const lo = p.areaRng[a]![0];
+        const hi = p.areaRng[a]![1];
+        // gt ignore flags, then order: non-ignored first, stable (argsort of _ignore, mergesort)
+        let nNon = 0;
+        for (let g = 0; g < G; g++) {
+          const gi = G0.order[gs + g]!;
+          const ar = gt.area[gi]!;
+          const ig = gt.crowd[gi] === 1 || ar < lo || ar > hi ? 1 : 0;
+          gIg[g] = ig;
+          if (!ig) nNon++;
+        }
+        npig[a]! += nNon;
+        let f0 = 0;
+        let f1 = nNon;
+        for (let g = 0; g < G; g++) {
+          if (gIg[g]) gOrder[f1++] = g;
+          else gOrder[f0++] = g;
+        }
+        for (let d = 0; d < Dk; d++) {
+          const ar = dt.area[dIdx[d]!]!;
+          dOut[d] = ar < lo || ar > hi ? 1 : 0;
+        }
+        if (G === 0) {
+          for (let d = 0; d < Dk; d++) kCodes.fill(dOut[d] ? IGN : FP, (nk + d) * AT + a * T, (nk + d) * AT + a * T + T);
+          continue;
+        }
+        for (let t = 0; t < T; t++) {
+          gMatched.fill(0, 0, G);
+          const thr = thrs[t]!;
+          for (let d = 0; d < Dk; d++) {
+            let best = thr;
+            let m = -1;
+            const row = d * G;
+            for (let j = 0; j < G; j++) {
+              const g = gOrder[j]!;
+              if (gMatched[j] && gt.crowd[G0.order[gs + g]!] !== 1) continue;
+              if (m > -1 && gIg[gOrder[m]!] === 0 && gIg[g] === 1) break;
+              const v = ious[row + g]!;
+              if (v < best) continue;
+              best = v;
+              m = j;
+            }
+            let code: number;
+            if (m === -1) code = dOut[d] ? IGN : FP;
+            else {
+              gMatched[m] = 1;
+              const g = gOrder[m]!;
+              const ig = gIg[g] === 1;
+              // pycocotools stores the gt id in dtm and tests dtm == 0 for "unmatched"
+              if (gt.annId[G0.order[gs + g]!] !== 0) code = ig ? IGN : TP;
+              else code = ig || dOut[d] ? IGN : FP;
+            }
+            kCodes[(nk + d) * AT + a * T + t] = code;
+          }
+        }
+      }
+      nk += Dk;
+    }
+
+    // accumulate this category: order all kept detections by score (stable), gather their
+    // codes once, transposed to tcodes[(a*T + t) * nk + j] for sequential scans
+    order = grow(order, nk);
+    tmp = grow(tmp, nk);
+    srank = grow(srank, nk);
+    sscore = grow(sscore, nk);
+    tpPos = grow(tpPos, nk);
+    tpPr = grow(tpPr, nk);
+    tcodes = grow(tcodes, nk * AT);
+    for (let j = 0; j < nk; j++) order[j] = j;
+    mergeSortDesc(order, nk, kScore, tmp);
+    for (let j = 0; j < nk; j++) {
+      const o = order[j]!;
+      srank[j] = kRank[o]!;
+      sscore[j] = kScore[o]!;
+      const src = o * AT;
+      for (let q = 0; q < AT; q++) tcodes[q * nk + j] = kCodes[src + q]!;
+    }
+    for (let mi = 0; mi < M; mi++) {
+      const maxDet = maxDets[mi]!;
+      let nd = 0;
+      let first = -1;
+      for (let j = 0; j < nk; j++) {
+        if (srank[j]! < maxDet) {
+          if (first < 0) first = j;
+          nd++;
+        }
+      }
+      for (let a = 0; a < A; a++) {
+        const np_ = npig[a]!;
+        if (np_ === 0) continue;
+        for (let t = 0; t < T; t++) {
+          // precision only rises at true positives, and recall only changes there: keep
+          // tp / (fp + tp + eps) at each TP; the envelope and searchsorted need nothing else
+          const base = (a * T + t) * nk;
+          let tp = 0;
+          let fp = 0;
+          let nTp = 0;
+          for (let j = 0; j < nk; j++) {
+            if (srank[j]! >= maxDet) continue;
+            const c = tcodes[base + j]!;
+            if (c === TP) {
+              tp++;
+              tpPr[nTp] = tp / (fp + tp + SPACING_1);
+              tpPos[nTp++] = j;
+            } else if (c === FP) fp++;
+          }
+          recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
+          for (let q = nTp - 2; q >= 0; q--) if (tpPr[q + 1]! > tpPr[q]!) tpPr[q] = tpPr[q + 1]!;
+          let q = 0;
+          for (let r = 0; r < R; r++) {
+            const thr = recThrs[r]!;
+            const at = (((t * R + r) * K + k) * A + a) * M + mi;
+            if (nd === 0) {
+              precision[at] = 0;
+              scores[at] = 0;
+            } else if (thr <= 0) {
+              // searchsorted -> 0: the first kept detection; envelope = best precision anywhere
+              precision[at] = nTp ? tpPr[0]! : 0;
+              scores[at] = sscore[first]!;
+            } else {
+              while (q < nTp && (q + 1) / np_ < thr) q++; // recall at the q-th TP is (q+1)/npig
+              if (q < nTp) {
+                precision[at] = tpPr[q]!;
+                scores[at] = sscore[tpPos[q]!]!;
+              } else {
+                precision[at] = 0;
+                scores[at] = 0;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  const res: EvalResult = {
+    params: p,
+    imgIds: imgList.map((pos) => gt.imgIds[pos]!),
+    catIds: gt.catIds.slice(),
+    counts: [T, R, K, A, M],
+    precision,
+    recall,
+    scores,
+    stats: [],
+    perCategory: {},
+  };
+  res.stats = summarizeStats(res);
+  for (let k = 0; k < K; k++) {
+    const s = summarizeStats(res, k);
+    const stats = {} as Record<StatName, number>;
+    STAT_NAMES.forEach((n, j) => (stats[n] = s[j]!));
+    res.perCategory[String(gt.catIds[k])] = { name: gt.catNames[k]!, stats };
+  }
+  return res;
+}
+
+/**
+ * pycocotools' summarize() (_summarizeDets) over all categories, or one category index k:
+ * the mean of precision (or recall) entries > -1 in the selected slice, -1 when none.
+ */
+export function summarizeStats(e: EvalResult, k?: number): number[] {
+  const p = e.params;
+  const [T, R, K, A, M] = e.counts;
+  const maxDets = [...p.maxDets].sort((a, b) => a - b);
+  const buf: number[] = [];
+  const one = (ap: boolean, iouThr: number | null, areaLbl: string, maxDet: number | undefined): number => {
+    const ai = p.areaRngLbl.indexOf(areaLbl);
+    const mi = maxDet === undefined ? -1 : maxDets.indexOf(maxDet);
+    if (ai < 0 || mi < 0) return -1;
+    const ts: number[] = [];
+    for (let t = 0; t < T; t++) if (iouThr === null || p.iouThrs[t] === iouThr) ts.push(t);
+    const k0 = k ?? 0;
+    const k1 = k === undefined ? K : k + 1;
+    buf.length = 0;
+    for (const t of ts) {
+      if (ap) {
+        for (let r = 0; r < R; r++) {
+          for (let kk = k0; kk < k1; kk++) {
+            const v = e.precision[(((t * R + r) * K + kk) * A + ai) * M + mi]!;
+            if (v > -1) buf.push(v);
+          }
+        }
+      } else {
+        for (let kk = k0; kk < k1; kk++) {
+          const v = e.recall[((t * K + kk) * A + ai) * M + mi]!;
+          if (v > -1) buf.push(v);
+        }
+      }
+    }
+    return buf.length === 0 ? -1 : pairwiseSum(buf, 0, buf.length) / buf.length;
+  };
+  const m2 = maxDets[2];
+  return [
+    one(true, null, 'all', 100),
+    one(true, 0.5, 'all', m2),
+    one(true, 0.75, 'all', m2),
+    one(true, null, 'small', m2),
+    one(true, null, 'medium', m2),
+    one(true, null, 'large', m2),
+    one(false, null, 'all', maxDets[0]),
+    one(false, null, 'all', maxDets[1]),
+    one(false, null, 'all', m2),
+    one(false, null, 'small', m2),
+    one(false, null, 'medium', m2),
+    one(false, null, 'large', m2),
+  ];
+}
+
+/**
+ * Python's '{:0.Nf}' format: like toFixed, but an exact binary tie rounds half to even
+ * (0.0625 -> '0.062', where toFixed gives '0.063').
+ */
+export function pyFixed(x: number, digits: number): string {
+  const s = x.toFixed(digits);
+  const scaled = x * 10 ** digits;
+  // a tie is a dyadic x whose scaled value ends in exactly .5 (x * 2^k integral for small k)
+  if (Number.isInteger(x * 2 ** 20) && Math.abs(scaled - Math.trunc(scaled)) === 0.5) {
+    const down = Math.trunc(scaled);
+    const even = down % 2 === 0 ? down : down + Math.sign(x);
+    return (even / 10 ** digits).toFixed(digits);
+  }
+  return s;
+}
+
+/** The table pycocotools' summarize() prints. */
+export function formatSummary(e: EvalResult, stats: readonly number[] = e.stats): string {
+  const p = e.params;
+  const maxDets = [...p.maxDets].sort((a, b) => a - b);
+  const f2 = (x: number) => pyFixed(x, 2);
+  const rows: [boolean, number | null, string, number][] = [
+    [true, null, 'all', 100],
+    [true, 0.5, 'all', maxDets[2]!],
+    [true, 0.75, 'all', maxDets[2]!],
+    [true, null, 'small', maxDets[2]!],
+    [true, null, 'medium', maxDets[2]!],
+    [true, null, 'large', maxDets[2]!],
+    [false, null, 'all', maxDets[0]!],
+    [false, null, 'all', maxDets[1]!],
+    [false, null, 'all', maxDets[2]!],
+    [false, null, 'small', maxDets[2]!],
+    [false, null, 'medium', maxDets[2]!],
+    [false, null, 'large', maxDets[2]!],
+  ];
+  return rows
+    .map(([ap, thr, area, md], j) => {
+      const title = (ap ? 'Average Precision' : 'Average Recall').padEnd(18);
+      const type = ap ? '(AP)' : '(AR)';
+      const iou = (thr === null ? `${f2(p.iouThrs[0]!)}:${f2(p.iouThrs[p.iouThrs.length - 1]!)}` : f2(thr)).padEnd(9);
+      return ` ${title} ${type} @[ IoU=${iou} | area=${area.padStart(6)} | maxDets=${String(md).padStart(3)} ] = ${pyFixed(stats[j]!, 3)}\n`;
+    })
+    .join('');
+}

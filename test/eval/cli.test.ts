@@ -1,0 +1,65 @@
+/** `mtpd eval` end to end: table, --json (one object on stdout), and clear errors with exit 1. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const golden = JSON.parse(readFileSync(new URL('../fixtures/coco/eval_golden.json', import.meta.url), 'utf8')) as {
+  gts: Record<string, unknown>;
+  cases: { name: string; gt: string; dets: Record<string, unknown>[]; expected: { stats: number[]; perCategory: Record<string, number[]> } }[];
+};
+const dir = mkdtempSync(join(tmpdir(), 'mtpd-eval-'));
+const c = golden.cases.find((x) => x.name === 'segm_with_bbox')!;
+const gtPath = join(dir, 'instances.json');
+const detsPath = join(dir, 'results.json');
+writeFileSync(gtPath, JSON.stringify(golden.gts[c.gt]));
+writeFileSync(detsPath, JSON.stringify(c.dets));
+
+const run = (...args: string[]) => spawnSync(process.execPath, [...process.execArgv, cli, 'eval', ...args], { encoding: 'utf8' });
+
+t.test('--json prints exactly one JSON object with the golden stats', async (t) => {
+  const r = run('--gt', gtPath, '--dets', detsPath, '--iou-type', 'segm', '--json');
+  t.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { stats: number[]; perCategory: Record<string, { name: string; AP: number }> };
+  t.same(Object.keys(out), ['stats', 'perCategory']);
+  t.equal(out.stats.length, 12);
+  out.stats.forEach((v, i) => t.ok(Math.abs(v - c.expected.stats[i]!) <= 1e-12, `stat ${i}`));
+  for (const [id, s] of Object.entries(c.expected.perCategory)) t.ok(Math.abs(out.perCategory[id]!.AP - s[0]!) <= 1e-12, `AP of ${id}`);
+});
+
+t.test('the table is pycocotools summarize() text', async (t) => {
+  const r = run('--gt', gtPath, '--dets', detsPath, '--iou-type', 'segm');
+  t.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], ` Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = ${c.expected.stats[0]!.toFixed(3)}`);
+  t.equal(lines[11], ` Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ] = ${c.expected.stats[11]!.toFixed(3)}`);
+});
+
+t.test('bad files: clear error, exit code 1', async (t) => {
+  const bad = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const cases: [string, RegExp][] = [
+    [bad('notjson.json', '[{"image_id": 1'), /notjson\.json is not valid JSON/],
+    [bad('obj.json', '{"a": 1}'), /obj\.json: a results file must be a JSON array/],
+    [bad('img.json', JSON.stringify([{ ...c.dets[0], image_id: 123456789 }])), /img\.json\[0\]\.image_id 123456789 is not an image/],
+    [bad('cat.json', JSON.stringify([{ ...c.dets[0], category_id: 999 }])), /cat\.json\[0\]\.category_id 999 is not a category/],
+    [bad('box.json', JSON.stringify([{ ...c.dets[0], bbox: [1, 2, 'x', 4] }])), /box\.json\[0\]\.bbox must be 4 finite numbers/],
+    [bad('mask.json', JSON.stringify([{ ...c.dets[0], segmentation: { size: [3, 3], counts: [1, 2] } }])), /mask\.json\[0\]\.segmentation: RLE counts sum to 3, expected h\*w = 9/],
+    [join(dir, 'missing.json'), /cannot read .*missing\.json: ENOENT/],
+  ];
+  for (const [p, re] of cases) {
+    const r = run('--gt', gtPath, '--dets', p, '--iou-type', 'segm');
+    t.equal(r.status, 1, `exit 1 for ${p}`);
+    t.match(r.stderr, re);
+    t.equal(r.stdout, '');
+  }
+  const r = run('--gt', detsPath, '--dets', detsPath);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /results\.json: expected a COCO object/);
+});
