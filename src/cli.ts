@@ -14,8 +14,10 @@ export async function main(argv: string[]): Promise<void> {
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
-      if (err) throw err;
-      process.stderr.write(`mtpd: ${msg}\nRun "mtpd --help" for usage.\n`);
+      // Errors with a code come from the work itself (bad file, native failure): exit 1.
+      // Everything else is a usage error: exit 2 with a pointer to --help.
+      if (err && (err as { code?: unknown }).code !== undefined) throw err;
+      process.stderr.write(`mtpd: ${msg ?? err?.message}\nRun "mtpd --help" for usage.\n`);
       process.exit(2);
     });
   for (const c of commands) cli = cli.command(c);

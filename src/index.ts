@@ -1,2 +1,36 @@
 /** mtpd: Multi-Teacher Progressive Distillation for lightweight object detectors. */
 export { MtpdError, type ErrorCode } from './errors.js';
+export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
+export { checkDevice, formatSystemInfo, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
+export * from './tensor.js';
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  loadPth,
+  loadSafetensors,
+  readSafetensorsHeader,
+  readWeights,
+  saveSafetensors,
+  sniffWeightsFormat,
+  writeFileAtomic,
+  type PthFile,
+  type ReadWeightsOptions,
+  type SafetensorsFile,
+  type StateDict,
+  type WeightsFormat,
+} from './weights/index.js';
+export {
+  createDetector,
+  Detector,
+  resolveDetectorConfig,
+  type Detection,
+  type DetectorConfig,
+  type DetectorInfo,
+  type RunResult,
+  type RunWhat,
+  type Target,
+  type TrainStepResult,
+} from './detector.js';
+export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
+export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';

@@ -82,7 +82,7 @@ Napi::Value MatmulJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   at::Tensor a = tensor_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "a");
   at::Tensor b = tensor_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "b");
-  const std::string device = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "cpu";
+  const std::string device = optional_string_arg(info, 2, "device", "cpu");
   return run_async<at::Tensor>(
       env,
       [a, b, device] {

@@ -156,6 +156,13 @@ std::string string_arg(const Napi::CallbackInfo& info, size_t i, const std::stri
   return info[i].As<Napi::String>().Utf8Value();
 }
 
+std::string optional_string_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what,
+                                const std::string& fallback) {
+  if (info.Length() <= i || info[i].IsUndefined()) return fallback;
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), fmt("expected ", what, " to be a string"));
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
 bool bool_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what) {
   if (info.Length() <= i || !info[i].IsBoolean())
     throw Napi::TypeError::New(info.Env(), fmt("expected ", what, " to be a boolean"));

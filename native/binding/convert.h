@@ -21,6 +21,9 @@ Napi::Array tensors_to_js(Napi::Env env, const std::vector<at::Tensor>& ts);
 at::Tensor host(const at::Tensor& t);
 
 std::string string_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what);
+// Missing/undefined -> fallback; anything but a string -> TypeError.
+std::string optional_string_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what,
+                                const std::string& fallback);
 bool bool_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what);
 std::vector<std::string> strings_arg(const Napi::Value& v, const std::string& what);
 

@@ -43,8 +43,8 @@ ModuleWrap::ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Module
 Napi::Value ModuleWrap::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string name = string_arg(info, 0, "name");
-  const std::string options = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
-  const std::string device = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "cpu";
+  const std::string options = optional_string_arg(info, 1, "options (JSON)", "{}");
+  const std::string device = optional_string_arg(info, 2, "device", "cpu");
   return run_async<std::shared_ptr<Pending>>(
       env,
       [name, options, device] {

@@ -1,6 +1,7 @@
 #include "core/registry.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 
@@ -61,10 +62,12 @@ double opt_number(const Json& o, const std::string& key, double fallback) {
 int64_t opt_int(const Json& o, const std::string& key, int64_t fallback) {
   auto it = o.find(key);
   if (it == o.end() || it->is_null()) return fallback;
-  MTPD_CHECK_ARG(it->is_number_integer() ||
-                     (it->is_number_float() && it->get<double>() == static_cast<double>(static_cast<int64_t>(it->get<double>()))),
-                 "option \"", key, "\" must be an integer, got ", it->dump());
-  return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(it->get<double>());
+  if (it->is_number_integer()) return it->get<int64_t>();
+  MTPD_CHECK_ARG(it->is_number_float(), "option \"", key, "\" must be an integer, got ", it->dump());
+  const double v = it->get<double>();
+  MTPD_CHECK_ARG(std::abs(v) <= 9007199254740991.0 && std::floor(v) == v, "option \"", key,
+                 "\" must be an integer, got ", it->dump());
+  return static_cast<int64_t>(v);
 }
 
 int64_t req_int(const Json& o, const std::string& key) {

@@ -4,6 +4,9 @@
  */
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
+import { initCommand } from './init.js';
+import { planCommand } from './plan.js';
+import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, predictCommand];

@@ -1,0 +1,74 @@
+// order.fitLinearMap(trainX, trainY, valX, valY, options): the adaptation cost at one level.
+#include "binding/convert.h"
+#include "binding/exports.h"
+#include "binding/worker.h"
+#include "core/errors.h"
+#include "order/linear_fit.h"
+
+namespace mtpd::binding {
+namespace {
+
+LinearFitOptions parse_fit_options(const Napi::Value& v) {
+  LinearFitOptions o;
+  if (v.IsUndefined() || v.IsNull()) return o;
+  Napi::Env env = v.Env();
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "expected options to be an object");
+  Napi::Object obj = v.As<Napi::Object>();
+  auto str = [&](const char* k, std::string& out) {
+    Napi::Value x = obj.Get(k);
+    if (x.IsUndefined()) return;
+    if (!x.IsString()) throw Napi::TypeError::New(env, fmt("expected options.", k, " to be a string"));
+    out = x.As<Napi::String>().Utf8Value();
+  };
+  auto num = [&](const char* k, double& out) {
+    Napi::Value x = obj.Get(k);
+    if (x.IsUndefined()) return;
+    if (!x.IsNumber()) throw Napi::TypeError::New(env, fmt("expected options.", k, " to be a number"));
+    out = x.As<Napi::Number>().DoubleValue();
+  };
+  str("fitter", o.fitter);
+  str("optimizer", o.optimizer);
+  num("ridge", o.ridge);
+  num("lr", o.lr);
+  num("momentum", o.momentum);
+  double steps = static_cast<double>(o.steps), seed = 0;
+  num("steps", steps);
+  num("seed", seed);
+  if (steps < 1 || steps > 1e9 || std::floor(steps) != steps)
+    throw Napi::RangeError::New(env, "options.steps must be a positive integer");
+  o.steps = static_cast<int64_t>(steps);
+  o.seed = static_cast<uint64_t>(std::max(0.0, seed));
+  if (!(o.ridge >= 0)) throw Napi::RangeError::New(env, "options.ridge must be >= 0");
+  return o;
+}
+
+Napi::Value FitLinearMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+  auto tx = tensors_from_js(arg(0), "trainX");
+  auto ty = tensors_from_js(arg(1), "trainY");
+  auto vx = tensors_from_js(arg(2), "valX");
+  auto vy = tensors_from_js(arg(3), "valY");
+  LinearFitOptions o = parse_fit_options(arg(4));
+  return run_async<LinearFitResult>(
+      env, [tx, ty, vx, vy, o] { return fit_linear_map(tx, ty, vx, vy, o); },
+      [](Napi::Env env, LinearFitResult& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("valMse", r.val_mse);
+        out.Set("trainMse", r.train_mse);
+        out.Set("trainPixels", Napi::Number::New(env, static_cast<double>(r.train_pixels)));
+        out.Set("valPixels", Napi::Number::New(env, static_cast<double>(r.val_pixels)));
+        out.Set("weight", tensor_to_js(env, host(r.weight)));
+        out.Set("bias", tensor_to_js(env, host(r.bias)));
+        return out;
+      });
+}
+
+ExportRegistrar reg("order", [](Napi::Env env, Napi::Object exports) {
+  Napi::Object order = Napi::Object::New(env);
+  order.Set("fitLinearMap", Napi::Function::New<FitLinearMap>(env, "fitLinearMap"));
+  exports.Set("order", order);
+});
+
+}  // namespace
+}  // namespace mtpd::binding

@@ -1,0 +1,143 @@
+#include "order/linear_fit.h"
+
+#include <torch/torch.h>
+
+#include "core/errors.h"
+
+namespace mtpd {
+
+namespace {
+
+// A's map brought to B's size: bilinear upsampling (align_corners=false), the paper's adapter,
+// when A is smaller; adaptive average pooling when A is larger (a teacher run at a higher
+// resolution mapped onto a lower-resolution model).
+at::Tensor resize_to(const at::Tensor& x, int64_t H, int64_t W) {
+  if (x.size(2) == H && x.size(3) == W) return x;
+  at::Tensor t = x.to(at::kFloat);
+  if (t.size(2) <= H && t.size(3) <= W) {
+    return torch::nn::functional::interpolate(t, torch::nn::functional::InterpolateFuncOptions()
+                                                     .size(std::vector<int64_t>{H, W})
+                                                     .mode(torch::kBilinear)
+                                                     .align_corners(false));
+  }
+  return torch::adaptive_avg_pool2d(t, {H, W});
+}
+
+// (N, C, h, w) brought to (H, W); returns (N*H*W, C) rows.
+at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtype) {
+  at::Tensor t = resize_to(x, H, W);
+  // (N, C, H, W) -> (N, H, W, C) -> (N*H*W, C)
+  return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)}).to(dtype);
+}
+
+void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, const char* split,
+                 int64_t& ca, int64_t& cb) {
+  MTPD_CHECK_SHAPE(xs.size() == ys.size(), split, ": ", xs.size(), " batches of A features but ", ys.size(),
+                   " of B features");
+  MTPD_CHECK_SHAPE(!xs.empty(), split, ": no feature batches");
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const auto& x = xs[i];
+    const auto& y = ys[i];
+    MTPD_CHECK_SHAPE(x.dim() == 4 && y.dim() == 4, split, "[", i, "]: features must be (N, C, H, W), got ", x.sizes(),
+                     " and ", y.sizes());
+    MTPD_CHECK_SHAPE(x.size(0) == y.size(0), split, "[", i, "]: A has ", x.size(0), " images, B has ", y.size(0));
+    if (ca < 0) ca = x.size(1);
+    if (cb < 0) cb = y.size(1);
+    MTPD_CHECK_SHAPE(x.size(1) == ca && y.size(1) == cb, split, "[", i, "]: channel counts change between batches");
+    MTPD_CHECK_SHAPE((x.size(2) <= y.size(2)) == (x.size(3) <= y.size(3)) || x.size(2) == y.size(2) ||
+                         x.size(3) == y.size(3),
+                     split, "[", i, "]: A's map ", x.sizes(), " is larger than B's ", y.sizes(),
+                     " in one dimension and smaller in the other");
+  }
+}
+
+}  // namespace
+
+LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std::vector<at::Tensor>& train_y,
+                               const std::vector<at::Tensor>& val_x, const std::vector<at::Tensor>& val_y,
+                               const LinearFitOptions& o) {
+  torch::NoGradGuard outer_no_grad;
+  int64_t ca = -1, cb = -1;
+  check_pairs(train_x, train_y, "train", ca, cb);
+  check_pairs(val_x, val_y, "val", ca, cb);
+  MTPD_CHECK_ARG(o.fitter == "closed-form" || o.fitter == "sgd", "fitter must be \"closed-form\" or \"sgd\", got \"",
+                 o.fitter, "\"");
+  const auto device = train_x[0].device();
+  LinearFitResult r;
+  at::Tensor weight, bias;
+
+  if (o.fitter == "closed-form") {
+    // One streaming pass: sums of x, y, x x^T, x y^T in float64, then ridge least squares on
+    // centred statistics (the bias is not regularised).
+    auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
+    at::Tensor sx = torch::zeros({ca}, f64), sy = torch::zeros({cb}, f64);
+    at::Tensor sxx = torch::zeros({ca, ca}, f64), sxy = torch::zeros({ca, cb}, f64);
+    double n = 0;
+    for (size_t i = 0; i < train_x.size(); ++i) {
+      at::Tensor X = pixels(train_x[i], train_y[i].size(2), train_y[i].size(3), at::kDouble);
+      at::Tensor Y = pixels(train_y[i], train_y[i].size(2), train_y[i].size(3), at::kDouble);
+      sx += X.sum(0);
+      sy += Y.sum(0);
+      sxx += X.t().mm(X);
+      sxy += X.t().mm(Y);
+      n += static_cast<double>(X.size(0));
+    }
+    at::Tensor mx = sx / n, my = sy / n;
+    at::Tensor cxx = sxx / n - mx.unsqueeze(1).mm(mx.unsqueeze(0));
+    at::Tensor cxy = sxy / n - mx.unsqueeze(1).mm(my.unsqueeze(0));
+    const double scale = std::max(cxx.diagonal().mean().item<double>(), 1e-12);
+    at::Tensor reg = cxx + torch::eye(ca, f64) * (o.ridge * scale);
+    at::Tensor w = torch::linalg::solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
+    weight = w.t().contiguous();                                    // (C_B, C_A)
+    bias = my - w.t().mv(mx);
+    r.train_pixels = static_cast<int64_t>(n);
+  } else {
+    MTPD_CHECK_ARG(o.steps > 0, "steps must be positive");
+    MTPD_CHECK_ARG(o.lr > 0, "lr must be positive");
+    MTPD_CHECK_ARG(o.optimizer == "adam" || o.optimizer == "sgd", "optimizer must be \"adam\" or \"sgd\"");
+    torch::manual_seed(o.seed);
+    auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(ca, cb, 1).bias(true));
+    conv->to(device);
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (o.optimizer == "adam")
+      opt = std::make_unique<torch::optim::Adam>(conv->parameters(), torch::optim::AdamOptions(o.lr));
+    else
+      opt = std::make_unique<torch::optim::SGD>(conv->parameters(), torch::optim::SGDOptions(o.lr).momentum(o.momentum));
+    std::vector<at::Tensor> xs;
+    for (size_t i = 0; i < train_x.size(); ++i)
+      xs.push_back(resize_to(train_x[i], train_y[i].size(2), train_y[i].size(3)).to(at::kFloat));
+    torch::AutoGradMode grad(true);
+    for (int64_t s = 0; s < o.steps; ++s) {
+      const size_t b = static_cast<size_t>(s) % xs.size();
+      opt->zero_grad();
+      at::Tensor loss = torch::mse_loss(conv->forward(xs[b]), train_y[b].to(at::kFloat));
+      loss.backward();
+      opt->step();
+    }
+    weight = conv->weight.detach().reshape({cb, ca}).to(at::kDouble);
+    bias = conv->bias.detach().to(at::kDouble);
+  }
+
+  auto score = [&](const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, int64_t& count) {
+    double se = 0;
+    count = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      at::Tensor X = pixels(xs[i], ys[i].size(2), ys[i].size(3), at::kDouble);
+      at::Tensor Y = pixels(ys[i], ys[i].size(2), ys[i].size(3), at::kDouble);
+      at::Tensor pred = torch::addmm(bias.unsqueeze(0), X, weight.t());
+      se += (pred - Y).pow(2).sum().item<double>();
+      count += Y.numel();
+    }
+    return count ? se / static_cast<double>(count) : 0.0;
+  };
+  int64_t train_elems = 0, val_elems = 0;
+  r.train_mse = score(train_x, train_y, train_elems);
+  r.val_mse = score(val_x, val_y, val_elems);
+  if (o.fitter == "sgd") r.train_pixels = train_elems / std::max<int64_t>(cb, 1);
+  r.val_pixels = val_elems / std::max<int64_t>(cb, 1);
+  r.weight = weight.to(at::kFloat);
+  r.bias = bias.to(at::kFloat);
+  return r;
+}
+
+}  // namespace mtpd

@@ -1,0 +1,115 @@
+/**
+ * The one source of truth for mtpd's configuration: a zod schema that owns the defaults, the
+ * documentation (`describe`) and the JSON Schema it emits. Every object is strict, so a
+ * misspelled key is an error that names it.
+ */
+import { z } from 'zod';
+
+export const CONFIG_VERSION = 1;
+
+const positiveInt = z.number().int().positive();
+
+export const scheduleSchema = z
+  .strictObject({
+    iterations: positiveInt.optional().describe('length of the schedule in optimizer steps (exclusive with epochs)'),
+    epochs: z.number().positive().optional().describe('length of the schedule in passes over the training set'),
+    optimizer: z.enum(['sgd', 'adamw']).default('sgd'),
+    lr: z.number().positive().default(0.01).describe('base learning rate (for the configured batch size)'),
+    momentum: z.number().min(0).max(1).default(0.9),
+    nesterov: z.boolean().default(false),
+    weightDecay: z.number().min(0).default(1e-4),
+    warmupIterations: z.number().int().min(0).default(100).describe('linear warmup from warmupFactor * lr'),
+    warmupFactor: z.number().min(0).max(1).default(0.001),
+    policy: z.enum(['step', 'cosine', 'linear', 'constant']).default('step'),
+    milestones: z.array(z.number().gt(0).lt(1)).default([8 / 12, 11 / 12]).describe('step policy: fractions of the schedule where the LR drops'),
+    gamma: z.number().positive().max(1).default(0.1),
+    clipGradNorm: z.number().positive().nullable().default(35).describe('max gradient norm; null to disable'),
+  })
+  .refine((s) => !(s.iterations !== undefined && s.epochs !== undefined), { message: 'give iterations or epochs, not both' });
+
+export const modelSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names use letters, digits, _ . -').describe('unique name of this model in the run'),
+  arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn'),
+  widthMult: z.number().positive().max(4).default(1).describe('channel multiplier (same parameter names, narrower tensors)'),
+  weights: z.string().nullable().default(null).describe('weights file (safetensors or torch.save .pth); null: train it first'),
+  weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
+  minSize: positiveInt.optional().describe("this model's input resolution (shorter side); default: data.minSize"),
+  maxSize: positiveInt.optional(),
+  options: z.record(z.string(), z.unknown()).prefault({}).describe('extra detector options (torchvision keyword names)'),
+  train: scheduleSchema.optional().describe('schedule used when the model is trained here (default: the top-level schedule)'),
+});
+
+export const splitSchema = z.strictObject({
+  images: z.string().describe('image folder, relative to data.root'),
+  annotations: z.string().describe('COCO instances JSON, relative to data.root'),
+});
+
+export const dataSchema = z.strictObject({
+  root: z.string().describe('dataset folder'),
+  train: splitSchema.default({ images: 'train', annotations: 'instances_train.json' }),
+  val: splitSchema.default({ images: 'val', annotations: 'instances_val.json' }),
+  minSize: z.union([positiveInt, z.array(positiveInt).min(1)]).default(256).describe('shorter side after resize; a list picks one per batch (multi-scale training)'),
+  maxSize: positiveInt.default(320),
+  flip: z.number().min(0).max(1).default(0.5).describe('horizontal flip probability in training'),
+  batchSize: positiveInt.default(4),
+  workers: z.number().int().min(0).default(2).describe('loader worker threads'),
+  skipBadData: z.boolean().default(false).describe('skip (and count) broken images and annotations instead of stopping'),
+  keepEmptyImages: z.boolean().default(false).describe('train on images without annotations'),
+  synth: z
+    .strictObject({ images: positiveInt.default(400), size: positiveInt.default(192), seed: z.number().int().min(0).default(0) })
+    .optional()
+    .describe('make the built-in demo dataset in data.root when it is missing'),
+});
+
+export const distillLossSchema = z.strictObject({
+  loss: z.enum(['mse', 'cwd', 'fgd', 'mgd', 'pkd']).default('mse'),
+  weight: z.number().min(0).default(1).describe('lambda: weight of the distillation loss against the detection losses'),
+  options: z.record(z.string(), z.unknown()).prefault({}).describe('loss hyperparameters (method.md names: tau, temp, alpha, beta, ...)'),
+  levels: z.array(z.string()).optional().describe('feature taps to distill (default: every level the student and teacher share)'),
+});
+
+export const costSchema = z.strictObject({
+  fitter: z.enum(['closed-form', 'sgd']).default('closed-form'),
+  ridge: z.number().min(0).default(1e-6),
+  optimizer: z.enum(['adam', 'sgd']).default('adam'),
+  lr: z.number().positive().default(0.01),
+  steps: positiveInt.default(200),
+  trainImages: positiveInt.default(64).describe('training-split images the linear maps are fitted on'),
+  valImages: positiveInt.default(64).describe('validation-split images the costs are measured on'),
+});
+
+export const configSchema = z.strictObject({
+  version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
+  output: z.string().default('runs/mtpd').describe('run folder: checkpoints, metrics.jsonl, reports, plots'),
+  device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'cpu, cuda or cuda:N').default('cpu'),
+  threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
+  seed: z.number().int().min(0).default(0),
+  data: dataSchema,
+  student: modelSchema,
+  teachers: z.array(modelSchema).min(1),
+  schedule: scheduleSchema.prefault({}).describe('default schedule of every training and distillation stage'),
+  distill: distillLossSchema.prefault({}),
+  order: z
+    .strictObject({
+      method: z.enum(['bgs', 'ap', 'given']).default('bgs'),
+      k: positiveInt.default(2).describe('longest teacher sequence'),
+      given: z.array(z.string()).optional().describe("method 'given': the order to use"),
+      costs: costSchema.prefault({}),
+    })
+    .prefault({}),
+  checkpoint: z.strictObject({ every: positiveInt.default(200), keep: positiveInt.default(3) }).prefault({}),
+  evaluation: z
+    .strictObject({ scoreThresh: z.number().min(0).max(1).default(0.05), detectionsPerImage: positiveInt.default(100), batchSize: positiveInt.default(8) })
+    .prefault({}),
+  baselines: z.array(z.enum(['longer', 'direct', 'ensemble'])).default(['longer', 'direct', 'ensemble']),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type ModelConfig = z.output<typeof modelSchema>;
+export type Schedule = z.output<typeof scheduleSchema>;
+
+/** JSON Schema of the config file, for editors. */
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' });
+}

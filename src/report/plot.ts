@@ -1,0 +1,87 @@
+/**
+ * Plots without a browser: a Vega-Lite spec is compiled to Vega, rendered to SVG by vega's
+ * headless view, and rasterized to PNG by resvg. Both files are written atomically.
+ */
+import { Resvg } from '@resvg/resvg-js';
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import { writeFileAtomic } from '../weights/atomic.js';
+
+export type VegaLiteSpec = vl.TopLevelSpec;
+
+export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
+  const compiled = vl.compile(spec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+export function svgToPng(svg: string, scale = 2): Uint8Array {
+  const r = new Resvg(svg, { fitTo: { mode: 'zoom', value: scale }, background: 'white', font: { loadSystemFonts: true } });
+  return r.render().asPng();
+}
+
+/** Writes `<base>.svg` and `<base>.png`; returns their paths. */
+export async function writePlot(base: string, spec: VegaLiteSpec): Promise<{ svg: string; png: string }> {
+  const svg = await renderSvg(spec);
+  const png = svgToPng(svg);
+  await writeFileAtomic(`${base}.svg`, [Buffer.from(svg, 'utf8')]);
+  await writeFileAtomic(`${base}.png`, [png]);
+  return { svg: `${base}.svg`, png: `${base}.png` };
+}
+
+/** A cost-matrix heatmap: rows are sources A, columns targets B, cells d(A -> B). */
+export function costHeatmapSpec(models: string[], costs: Record<string, Record<string, number>>, title = 'Adaptation cost d(A -> B)'): VegaLiteSpec {
+  const values: { from: string; to: string; cost: number | null; label: string; dark: boolean }[] = [];
+  const all = models.flatMap((a) => models.filter((b) => b !== a).map((b) => costs[a]?.[b])).filter((c): c is number => c !== undefined);
+  const lo = Math.min(...all);
+  const hi = Math.max(...all);
+  for (const a of models)
+    for (const b of models) {
+      const c = a === b ? null : (costs[a]?.[b] ?? null);
+      // Dark cells (high cost in the reversed viridis scheme) get white labels.
+      const dark = c !== null && hi > lo && (c - lo) / (hi - lo) > 0.55;
+      values.push({ from: a, to: b, cost: c, label: c === null ? '' : c.toPrecision(3), dark });
+    }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    data: { values },
+    width: Math.max(160, 60 * models.length),
+    height: Math.max(160, 60 * models.length),
+    encoding: {
+      x: { field: 'to', type: 'nominal', sort: models, title: 'target B (teacher)' },
+      y: { field: 'from', type: 'nominal', sort: models, title: 'source A' },
+    },
+    layer: [
+      { mark: 'rect', encoding: { color: { field: 'cost', type: 'quantitative', scale: { scheme: 'viridis', reverse: true }, title: 'd(A->B)' } } },
+      {
+        mark: { type: 'text', fontSize: 11 },
+        encoding: {
+          text: { field: 'label', type: 'nominal' },
+          color: { condition: { test: 'datum.dark', value: 'white' }, value: 'black' },
+        },
+      },
+    ],
+  } as VegaLiteSpec;
+}
+
+/** Line chart of one or more series over steps (loss curves, AP per stage). */
+export function lineSpec(points: { x: number; y: number; series: string }[], opts: { title: string; x: string; y: string; logY?: boolean }): VegaLiteSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: opts.title,
+    width: 520,
+    height: 260,
+    data: { values: points },
+    mark: { type: 'line', point: points.length < 60 },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: opts.x },
+      y: { field: 'y', type: 'quantitative', title: opts.y, scale: opts.logY ? { type: 'log' } : { zero: false } },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
+  } as VegaLiteSpec;
+}

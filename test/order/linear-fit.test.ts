@@ -1,0 +1,115 @@
+import t from 'tap';
+import { fitLinearMap } from '../../src/order/linear-fit.js';
+import type { Tensor } from '../../src/tensor.js';
+import { haveAddon } from '../helpers.js';
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randn(r: () => number, shape: number[]): Tensor<'float32'> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const d = new Float32Array(n);
+  for (let i = 0; i < n; i++) d[i] = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+  return { dtype: 'float32', shape, data: d };
+}
+
+/** y = W x + b per pixel, with x (N, Ca, H, W). */
+function linearMap(x: Tensor<'float32'>, w: Float32Array, b: Float32Array, cb: number): Tensor<'float32'> {
+  const [n, ca, h, wd] = x.shape as [number, number, number, number];
+  const out = new Float32Array(n * cb * h * wd);
+  for (let i = 0; i < n; i++)
+    for (let o = 0; o < cb; o++)
+      for (let p = 0; p < h * wd; p++) {
+        let s = b[o] as number;
+        for (let c = 0; c < ca; c++) s += (w[o * ca + c] as number) * (x.data[(i * ca + c) * h * wd + p] as number);
+        out[(i * cb + o) * h * wd + p] = s;
+      }
+  return { dtype: 'float32', shape: [n, cb, h, wd], data: out };
+}
+
+t.test('both fitters recover cost ~ 0 when B is a linear map of A, and a positive cost otherwise', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(1);
+  const ca = 8;
+  const cb = 6;
+  const w = randn(r, [cb * ca]).data;
+  const b = randn(r, [cb]).data;
+  const mk = (n: number) => Array.from({ length: n }, () => randn(r, [2, ca, 6, 6]));
+  const trainA = mk(4);
+  const valA = mk(2);
+  const trainB = trainA.map((x) => linearMap(x, w, b, cb));
+  const valB = valA.map((x) => linearMap(x, w, b, cb));
+  const exact = await fitLinearMap({ a: trainA, b: trainB }, { a: valA, b: valB }, { fitter: 'closed-form' });
+  t.ok(exact.valMse < 1e-8, `closed-form cost ${exact.valMse}`);
+  t.same(exact.weight.shape, [cb, ca]);
+  const maxW = Math.max(...Array.from(exact.weight.data).map((v, i) => Math.abs(v - (w[i] as number))));
+  t.ok(maxW < 1e-3, `recovered the map (max weight error ${maxW})`);
+  const sgd = await fitLinearMap({ a: trainA, b: trainB }, { a: valA, b: valB }, { fitter: 'sgd', steps: 300, lr: 0.05 });
+  const varB = valB.flatMap((y) => Array.from(y.data)).reduce((s, v) => s + v * v, 0) / valB.reduce((s, y) => s + y.data.length, 0);
+  t.ok(sgd.valMse < 1e-3 * varB, `sgd cost ${sgd.valMse} (B's mean square ${varB.toFixed(3)})`);
+
+  // B independent of A: the cost is about B's variance.
+  const noiseB = trainA.map(() => randn(r, [2, cb, 6, 6]));
+  const noiseVal = valA.map(() => randn(r, [2, cb, 6, 6]));
+  const unrelated = await fitLinearMap({ a: trainA, b: noiseB }, { a: valA, b: noiseVal });
+  t.ok(unrelated.valMse > 0.7, `unrelated features cost ${unrelated.valMse}`);
+});
+
+t.test('a lower-resolution A is upsampled to B (the heterogeneous adapter)', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(2);
+  // B = 2 * upsample(A): a 1x1 conv after bilinear upsampling reproduces it exactly.
+  const small = Array.from({ length: 3 }, () => randn(r, [1, 4, 4, 4]));
+  const up = (x: Tensor<'float32'>): Tensor<'float32'> => {
+    // bilinear x2, align_corners=false, computed here to keep the test independent of the code under test
+    const [n, c, h, w] = x.shape as [number, number, number, number];
+    const H = 2 * h;
+    const W = 2 * w;
+    const out = new Float32Array(n * c * H * W);
+    const src = (o: number, size: number) => Math.min(Math.max((o + 0.5) / 2 - 0.5, 0), size - 1);
+    for (let i = 0; i < n * c; i++)
+      for (let y = 0; y < H; y++)
+        for (let xx = 0; xx < W; xx++) {
+          const sy = src(y, h);
+          const sx = src(xx, w);
+          const y0 = Math.floor(sy);
+          const x0 = Math.floor(sx);
+          const y1 = Math.min(y0 + 1, h - 1);
+          const x1 = Math.min(x0 + 1, w - 1);
+          const fy = sy - y0;
+          const fx = sx - x0;
+          const g = (yy: number, xq: number) => x.data[i * h * w + yy * w + xq] as number;
+          out[i * H * W + y * W + xx] = 2 * ((1 - fy) * ((1 - fx) * g(y0, x0) + fx * g(y0, x1)) + fy * ((1 - fx) * g(y1, x0) + fx * g(y1, x1)));
+        }
+    return { dtype: 'float32', shape: [n, c, H, W], data: out };
+  };
+  const big = small.map(up);
+  const res = await fitLinearMap({ a: small.slice(0, 2), b: big.slice(0, 2) }, { a: small.slice(2), b: big.slice(2) });
+  t.ok(res.valMse < 1e-8, `cost ${res.valMse}`);
+  // The other way round, A's larger map is average-pooled onto B's: 2x2 means of upsampled maps are not
+  // exactly the originals, but close, and far better than unrelated features.
+  const down = await fitLinearMap({ a: big.slice(0, 2), b: small.slice(0, 2) }, { a: big.slice(2), b: small.slice(2) });
+  t.ok(down.valMse < 0.2, `downsampled cost ${down.valMse}`);
+  const odd = { dtype: 'float32' as const, shape: [1, 4, 2, 16], data: new Float32Array(128) };
+  await t.rejects(fitLinearMap({ a: [odd], b: [small[0] as Tensor] }, { a: [odd], b: [small[0] as Tensor] }), { name: 'RangeError', message: /larger than B's .* in one dimension and smaller in the other/ });
+});
+
+t.test('bad inputs name the split and batch', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(3);
+  const x = randn(r, [1, 3, 4, 4]);
+  const y = randn(r, [2, 3, 4, 4]);
+  await t.rejects(fitLinearMap({ a: [x], b: [y] }, { a: [x], b: [x] }), { name: 'RangeError', message: /train\[0\]: A has 1 images, B has 2/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [] }, { a: [x], b: [x] }), { message: /train: 1 batches of A features but 0/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'magic' as 'sgd' }), { name: 'TypeError', message: /fitter must be/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { steps: 0, fitter: 'sgd' }), { name: 'RangeError', message: /steps/ });
+});
