@@ -28,6 +28,17 @@ export interface RawComputeResult {
   };
 }
 
+export interface NativeDistillStepHandle {
+  step(
+    images: Tensor[],
+    targets: { boxes: Tensor; labels: Tensor }[],
+    teacherFeatures: (FeatureMaps | null)[] | null,
+  ): Promise<import('./step.js').DistillStepResult>;
+  teacherFeatures(teacher: number, images: Tensor[]): Promise<FeatureMaps>;
+  info(): { options: string; lr: number; steps: number; parameters: string[] };
+  setLr(lr: number): void;
+}
+
 declare module '../native.js' {
   interface Binding {
     distill: {
@@ -40,6 +51,11 @@ declare module '../native.js' {
         options: { grad?: boolean },
       ): Promise<RawComputeResult>;
       fgdMasks(context: LossContext, n: number, h: number, w: number): Promise<{ fg: Tensor; bg: Tensor }>;
+      createStep(
+        student: unknown,
+        teachers: { name: string; model: unknown; distiller: unknown; weight?: number }[],
+        optionsJson: string,
+      ): NativeDistillStepHandle;
     };
   }
 }
