@@ -134,6 +134,16 @@ t.test('Swin-T teacher into a ResNet-18 student; ensemble mean is half the sum; 
     t.same(r.teachersTraining, [false]);
     seen.push(distillSum(r));
   }
+  // Swin's drop path is stochastic in train mode; a session pins eval, so the maps repeat exactly.
+  const swinSession = await DistillSession.create(s, [{ name: 'swin', model: swin, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }]);
+  await swin.train(true);
+  const f1 = await swinSession.teacherFeatures(0, b.images);
+  await swin.train(true);
+  const f2 = await swinSession.teacherFeatures(0, b.images);
+  t.same(toNumbers(f1.p3!), toNumbers(f2.p3!), 'Swin teacher features are deterministic (eval pinned, no drop path)');
+  await swin.train(true);
+  const fTrain = await swin.features(b.images);
+  t.notSame(toNumbers(fTrain.p3!), toNumbers(f1.p3!), 'while in train mode its drop path would change them');
   t.ok((seen.at(-1) as number) < (seen[0] as number), `Swin-T -> R18 distillation loss decreases: ${seen.map((v) => v.toFixed(4)).join(' ')}`);
   // Ensemble: the same distillers under "sum" and "mean" with lr 0 (nothing moves).
   const fgd = await Distiller.create({ student_channels: 64, teacher_channels: 32, taps: ['p3', 'p4'], losses: [{ type: 'fgd', options: { alpha_fgd: 0.01 } }] });
