@@ -54,7 +54,7 @@ t.test('ResNet-50 teacher at twice the input size: frozen, eval pinned, bit-iden
   const session = await DistillSession.create(
     s,
     [{ name: 'r50', model: teacher, distiller: { taps: ['p3', 'p4', 'p5'], losses: [{ type: 'mse', weight: 0.01 }] } }],
-    { optimizer: { type: 'sgd', lr: 0.01, momentum: 0.9, maxGradNorm: 10 } },
+    { optimizer: { type: 'sgd', lr: 0.05, momentum: 0, maxGradNorm: 1 } },
   );
   t.equal((await teacher.info()).trainableParameters, 0, 'every teacher parameter is frozen');
   const names = session.parameterNames();
@@ -74,7 +74,8 @@ t.test('ResNet-50 teacher at twice the input size: frozen, eval pinned, bit-iden
     seen.push(distillSum(r));
   }
   t.equal(teacher.info().training, false, 'the teacher is back in eval after the last step');
-  t.ok((seen.at(-1) as number) < (seen[0] as number) * 0.9, `distillation loss decreases: ${seen.map((v) => v.toFixed(4)).join(' ')}`);
+  // Small clipped SGD steps on one batch: the distillation loss goes down at every step.
+  t.ok(seen.every((v, i) => i === 0 || v < (seen[i - 1] as number)), `distillation loss decreases: ${seen.map((v) => v.toFixed(4)).join(' ')}`);
   const after = await stateBytes(teacher);
   t.same([...after.keys()], [...before.keys()]);
   t.ok([...before].every(([k, v]) => after.get(k)!.equals(v)), 'teacher weights and buffers are bit-identical');
@@ -99,7 +100,7 @@ t.test('every adapter case runs steps with a decreasing distillation loss', asyn
   const session = await DistillSession.create(
     s,
     teachers.map((x) => ({ ...x, distiller: { taps: ['p3', 'p4'], losses: [{ type: 'mse' }] } })),
-    { optimizer: { type: 'sgd', lr: 0.01, momentum: 0.9, maxGradNorm: 10 } },
+    { optimizer: { type: 'sgd', lr: 0.05, momentum: 0, maxGradNorm: 1 } },
   );
   const b = batch(2, 64, 2);
   const first: Record<string, number> = {};
@@ -129,7 +130,7 @@ t.test('Swin-T teacher into a ResNet-18 student; ensemble mean is half the sum; 
   for (let i = 0; i < 5; i++) {
     await swin.train(true);
     const r = await distillStep(s, [{ name: 'swin', model: swin, distiller: { taps: ['p3', 'p4', 'p5'], losses: [{ type: 'mse' }, { type: 'cwd', weight: 0.5 }] } }], b, {
-      optimizer: { type: 'sgd', lr: 0.01, momentum: 0.9, maxGradNorm: 10 },
+      optimizer: { type: 'sgd', lr: 0.05, momentum: 0, maxGradNorm: 1 },
     });
     t.same(r.teachersTraining, [false]);
     seen.push(distillSum(r));
