@@ -1,9 +1,11 @@
 #include "distill/step.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "core/errors.h"
@@ -117,6 +119,22 @@ StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::v
   what.losses = true;
   what.features = true;
   r.student_training = student_->is_training();
+  // Mixed precision (CUDA, optimizer.amp): autocast around the forward passes only; the
+  // optimizer scales the loss and unscales the gradients. Restored on every exit path.
+  struct AutocastScope {
+    bool on, prev;
+    explicit AutocastScope(bool enable) : on(enable), prev(at::autocast::is_enabled()) {
+      if (on) at::autocast::set_enabled(true);
+    }
+    ~AutocastScope() {
+      if (on) {
+        at::autocast::set_enabled(prev);
+        at::autocast::clear_cache();
+      }
+    }
+  };
+  std::optional<AutocastScope> autocast;
+  autocast.emplace(options_.optimizer.amp);
   DetectorOutput out = student_->run(images, &targets, what);
   LossContext ctx;
   for (const auto& tg : out.targets) ctx.boxes.push_back(tg.boxes);
@@ -134,6 +152,7 @@ StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::v
     for (auto& [k, v] : d.terms) terms.emplace_back(k, v.to(at::kFloat) * (t.weight * ens));
     for (auto& [k, v] : d.adapters) r.adapters[t.name + "/" + k] = v;
   }
+  autocast.reset();
   at::Tensor total;
   for (auto& [k, v] : terms) total = total.defined() ? total + v : v;
   r.optimizer = optimizer_->step(total);  // zero_grad, ONE backward, clip, step

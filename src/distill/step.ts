@@ -137,6 +137,15 @@ export class DistillSession {
     return this.enqueue(() => this.handle.teacherFeatures(i, images));
   }
 
+  /**
+   * Saves the student's weights alone (safetensors): adapters and loss-side modules live in the
+   * distillers and are never part of it; the next MTPD stage builds new ones for its teacher.
+   */
+  async exportStudent(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    await this.queue;
+    await this.student.saveWeights(path, metadata);
+  }
+
   /** Names of every parameter the optimizer updates ("student.*", "distill.<teacher>.*"). */
   parameterNames(): string[] {
     return this.handle.info().parameters;

@@ -81,7 +81,7 @@ t.test('ResNet-50 teacher at twice the input size: frozen, eval pinned, bit-iden
   t.ok([...before].every(([k, v]) => after.get(k)!.equals(v)), 'teacher weights and buffers are bit-identical');
   // Export: the student alone, no adapter or loss-side module.
   const dir = tempDir(t);
-  await s.saveWeights(join(dir, 'student.safetensors'));
+  await session.exportStudent(join(dir, 'student.safetensors'));
   const saved = await loadSafetensors(join(dir, 'student.safetensors'));
   t.same([...saved.tensors.keys()].sort(), [...(await s.stateDict()).keys()].sort(), 'exported keys are the student state dict');
   t.notOk([...saved.tensors.keys()].some((k) => k.includes('pairs.') || k.includes('adapter')), 'no distiller keys');
