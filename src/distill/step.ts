@@ -160,12 +160,26 @@ export class DistillSession {
   }
 }
 
-const sessions = new WeakMap<Detector, { key: string; teachers: TeacherSpec[]; session: DistillSession }>();
+const sessions = new WeakMap<Detector, { key: string; models: (Detector | null)[]; distillers: (Distiller | null)[]; session: DistillSession }>();
+
+/** Identity of a teacher list: models and Distiller objects by identity, configs by value. */
+function sessionKey(teachers: TeacherSpec[], options: DistillStepOptions): string {
+  return JSON.stringify([
+    options,
+    teachers.map((t) => [t.name, t.weight ?? 1, t.channels ?? null, t.distiller instanceof Distiller ? null : t.distiller]),
+  ]);
+}
+
+/** The session `distillStep` keeps for this student, if any. */
+export function distillSessionOf(student: Detector): DistillSession | undefined {
+  return sessions.get(student)?.session;
+}
 
 /**
- * `distillStep(student, teachers, batch, options)`: one distillation step. The session (and so
- * the optimizer state) is kept per student and reused while the same teacher objects and options
- * come back; other teachers or options start a new session (a new optimizer).
+ * `distillStep(student, teachers, batch, options)`: one distillation step. The session (the
+ * distillers and the optimizer state) is kept per student and reused while the same teacher
+ * models, the same Distiller objects or equal distiller configs, and equal options come back;
+ * anything else starts a new session (new distillers, a new optimizer).
  */
 export async function distillStep(
   student: Detector,
@@ -173,18 +187,20 @@ export async function distillStep(
   batch: DistillBatch,
   options: DistillStepOptions = {},
 ): Promise<DistillStepResult> {
-  const key = JSON.stringify(options);
+  const key = sessionKey(teachers, options);
   let entry = sessions.get(student);
   const same =
-    entry &&
+    entry !== undefined &&
     entry.key === key &&
-    entry.teachers.length === teachers.length &&
-    entry.teachers.every((t, i) => {
-      const u = teachers[i] as TeacherSpec;
-      return t.name === u.name && t.model === u.model && t.distiller === u.distiller && t.weight === u.weight;
-    });
+    entry.models.length === teachers.length &&
+    teachers.every((t, i) => entry!.models[i] === t.model && (entry!.distillers[i] === (t.distiller instanceof Distiller ? t.distiller : null)));
   if (!same) {
-    entry = { key, teachers: [...teachers], session: await DistillSession.create(student, teachers, options) };
+    entry = {
+      key,
+      models: teachers.map((t) => t.model),
+      distillers: teachers.map((t) => (t.distiller instanceof Distiller ? t.distiller : null)),
+      session: await DistillSession.create(student, teachers, options),
+    };
     sessions.set(student, entry);
   }
   return entry!.session.step(batch);

@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { createDetector, type Detector, type Target } from '../../src/detector.js';
 import { toBytes, toNumbers, type Tensor } from '../../src/tensor.js';
 import { loadSafetensors } from '../../src/weights/safetensors.js';
-import { Distiller, DistillSession, distillStep, FeatureCache, weightsHash, type DistillStepResult } from '../../src/distill/index.js';
+import {
+  Distiller,
+  DistillSession,
+  distillSessionOf,
+  distillStep,
+  FeatureCache,
+  padBatch,
+  weightsHash,
+  type DistillStepResult,
+} from '../../src/distill/index.js';
+import { tensor } from '../../src/tensor.js';
 import { haveAddon, tempDir } from '../helpers.js';
 
 function rng(seed: number): () => number {
@@ -127,6 +137,7 @@ t.test('Swin-T teacher into a ResNet-18 student; ensemble mean is half the sum; 
   const b = batch(2, 64, 3);
   // Direct single-teacher distillation, Swin-T -> ResNet-18, a few steps.
   const seen: number[] = [];
+  const sessionsSeen = new Set<DistillSession>();
   for (let i = 0; i < 5; i++) {
     await swin.train(true);
     const r = await distillStep(s, [{ name: 'swin', model: swin, distiller: { taps: ['p3', 'p4', 'p5'], losses: [{ type: 'mse' }, { type: 'cwd', weight: 0.5 }] } }], b, {
@@ -134,7 +145,9 @@ t.test('Swin-T teacher into a ResNet-18 student; ensemble mean is half the sum; 
     });
     t.same(r.teachersTraining, [false]);
     seen.push(distillSum(r));
+    sessionsSeen.add(distillSessionOf(s)!);
   }
+  t.equal(sessionsSeen.size, 1, 'distillStep keeps one session (one optimizer) across calls with equal configs');
   // Swin's drop path is stochastic in train mode; a session pins eval, so the maps repeat exactly.
   const swinSession = await DistillSession.create(s, [{ name: 'swin', model: swin, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }]);
   await swin.train(true);
@@ -194,6 +207,11 @@ t.test('teacher features cached on disk give the same maps and drive a step', as
   }
   const r = await session.step({ ...b, teacherFeatures: [cached] });
   t.ok('distill.p3.mse' in r.losses && r.teachersTraining[0] === false);
+  // A teacher known only by its cached features (no model in memory).
+  const offline = await DistillSession.create(s, [{ name: 'r50', model: null, channels: 32, distiller: { taps: ['p3', 'p4'], losses: [{ type: 'mse' }] } }]);
+  const ro = await offline.step({ ...b, teacherFeatures: [cached] });
+  t.equal(ro.adapters['r50/p3'], 'conv1x1+resize');
+  await t.rejects(offline.step(b), /no model and no cached features/);
   t.not(await weightsHash(s), hash, 'different models hash differently');
 });
 
@@ -209,4 +227,14 @@ t.test('bad teacher setups are clear errors', async (t) => {
   await t.rejects(DistillSession.create(s, [{ name: 'x', model: s, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }]), /student itself/);
   await t.rejects(DistillSession.create(s, [{ name: 'x', model: teacher, distiller: { taps: ['p3'], losses: [{ type: 'kd' }] } }]), /unknown distillation loss "kd"/);
   await t.rejects(DistillSession.create(s, []), /at least one teacher/);
+});
+
+t.test('padBatch zero-pads per-image maps bottom/right', async (t) => {
+  const a = tensor('float32', [1, 1, 1, 2], [1, 2]);
+  const b2 = tensor('float32', [1, 1, 2, 1], [3, 4]);
+  const out = padBatch([{ p3: a }, { p3: b2 }]);
+  t.same(out.p3!.shape, [2, 1, 2, 2]);
+  t.same(toNumbers(out.p3!), [1, 2, 0, 0, 3, 0, 4, 0]);
+  t.throws(() => padBatch([{ p3: a }, { p3: tensor('float32', [1, 2, 1, 1], [1, 2]) }]), /2 channels, expected 1/);
+  t.throws(() => padBatch([]), /at least one image/);
 });
