@@ -238,3 +238,22 @@ t.test('padBatch zero-pads per-image maps bottom/right', async (t) => {
   t.throws(() => padBatch([{ p3: a }, { p3: tensor('float32', [1, 2, 1, 1], [1, 2]) }]), /2 channels, expected 1/);
   t.throws(() => padBatch([]), /at least one image/);
 });
+
+t.test('with detection_weight 0 the distillation loss alone moves the student (through its FPN into the backbone)', async (t) => {
+  if (!haveAddon(t)) return;
+  const s = await student();
+  const teacher = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 64, maxSize: 64 });
+  const session = await DistillSession.create(s, [{ name: 't', model: teacher, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }], {
+    detectionWeight: 0,
+    optimizer: { type: 'sgd', lr: 0.05, momentum: 0, weightDecay: 0 },
+  });
+  const before = await s.stateDict();
+  const r = await session.step(batch(2, 64, 5));
+  t.equal(r.losses.classification, 0, 'detection losses are reported as weighted (0)');
+  const after = await s.stateDict();
+  const moved = (k: string) => !Buffer.from(toBytes(before.get(k)!)).equals(Buffer.from(toBytes(after.get(k)!)));
+  const keys = [...before.keys()];
+  t.ok(keys.filter((k) => k.startsWith('backbone.fpn.')).some(moved), 'FPN weights move');
+  t.ok(keys.filter((k) => k.startsWith('backbone.body.layer4.')).some(moved), 'backbone weights move');
+  t.notOk(keys.filter((k) => k.startsWith('head.')).some(moved), 'the head (not on the p3 path) does not');
+});
