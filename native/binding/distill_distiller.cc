@@ -168,6 +168,8 @@ Napi::Value FgdMasks(const Napi::CallbackInfo& info) {
       throw Napi::RangeError::New(env, fmt(names[i], " must be a positive integer, got ", x));
     dims[i] = static_cast<int64_t>(x);
   }
+  if (static_cast<double>(dims[0]) * static_cast<double>(dims[1]) * static_cast<double>(dims[2]) > 1e8)
+    throw Napi::RangeError::New(env, "n * h * w must be at most 1e8");
   return run_async<std::pair<at::Tensor, at::Tensor>>(
       env, [ctx, dims] { return distill::fgd_masks(ctx, dims[0], dims[1], dims[2], c10::Device(c10::kCPU)); },
       [](Napi::Env env, std::pair<at::Tensor, at::Tensor>& m) -> Napi::Value {

@@ -81,3 +81,20 @@ t.test('compute: missing taps and wrong shapes are named', async (t) => {
   const none = await Distiller.create({ student_channels: 4, teacher_channels: 4, taps: ['p3'], resize: 'none', losses: [{ type: 'mse' }] });
   await t.rejects(none.compute({ p3: randn([1, 4, 3, 3], 7) }, { p3: randn([1, 4, 6, 6], 8) }), /resize is "none"/);
 });
+
+t.test('hostile arguments to the distill bindings are errors, never aborts', async (t) => {
+  if (!haveAddon(t)) return;
+  const { native } = await import('../../src/native.js');
+  const b = native().distill;
+  const d = await Distiller.create({ student_channels: 2, teacher_channels: 2, taps: ['p3'], losses: [{ type: 'mse' }] });
+  t.throws(() => b.compute({} as never, {}, {}, undefined, {}), /distiller to be a native module handle/);
+  t.throws(() => b.compute(d.handle, [] as never, {}, undefined, {}), /student to be \{tap: tensor\}/);
+  t.throws(() => b.compute(d.handle, { p3: 5 as never }, {}, undefined, {}), /student\.p3/);
+  t.throws(() => b.compute(d.handle, {}, {}, { imageSizes: [[0, 3]] }, {}), /imageSizes\[0\]\[0\] must be a positive integer/);
+  t.throws(() => b.compute(d.handle, {}, {}, undefined, { grad: 1 as never }), /options.grad/);
+  await t.rejects(b.compute(d.handle, {}, {}, undefined, {}), /no tap "p3"/);
+  t.throws(() => b.fgdMasks({}, 1e6, 1e6, 1e6), /at most 1e8/);
+  t.throws(() => b.fgdMasks({}, -1, 2, 2), /n must be a positive integer/);
+  await t.rejects(b.fgdMasks({ boxes: [tensor('float32', [3], [1, 2, 3])], imageSizes: [[4, 4]] }, 1, 2, 2), /boxes\[0\] must be \(K, 4\)/);
+  t.throws(() => b.createStep({}, [], '{}'), /student to be a detector/);
+});
