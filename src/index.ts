@@ -56,3 +56,22 @@ export {
 } from './detector.js';
 export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
 export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';
+export {
+  Distiller,
+  DistillSession,
+  distillStep,
+  distillerConfigSchema,
+  FeatureCache,
+  fgdMasks,
+  listLosses,
+  padBatch,
+  weightsHash,
+  type DistillBatch,
+  type DistillerConfig,
+  type DistillStepOptions,
+  type DistillStepResult,
+  type FeatureKey,
+  type FeatureMaps,
+  type LossContext,
+  type TeacherSpec,
+} from './distill/index.js';
