@@ -40,3 +40,17 @@ export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './ord
 export { readCostTable, parseCostTable } from './order/costs-file.js';
 export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
 export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
+export {
+  createDetector,
+  Detector,
+  resolveDetectorConfig,
+  type Detection,
+  type DetectorConfig,
+  type DetectorInfo,
+  type RunResult,
+  type RunWhat,
+  type Target,
+  type TrainStepResult,
+} from './detector.js';
+export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
+export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';

@@ -1,0 +1,449 @@
+#include "binding/detector_wrap.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include "binding/convert.h"
+#include "binding/exports.h"
+#include "binding/optimizer_wrap.h"
+#include "binding/worker.h"
+#include "core/errors.h"
+#include "core/runtime.h"
+#include "core/state_dict.h"
+
+namespace mtpd::binding {
+
+namespace {
+
+Napi::FunctionReference* g_detector_ctor = nullptr;
+
+struct Pending {
+  std::string name;
+  std::shared_ptr<Detector> detector;
+  std::string device;
+};
+
+struct RunRequest {
+  std::vector<at::Tensor> images;
+  bool has_targets = false;
+  std::vector<Target> targets;
+  RunOptions what;
+  bool grad = false;
+};
+
+struct RunResult {
+  std::map<std::string, double> losses;
+  std::map<std::string, at::Tensor> features;
+  std::vector<Detection> detections;
+  std::vector<ImageSize> image_sizes, original_sizes;
+  ImageSize batch_size{0, 0};
+  double grad_norm = 0, scale = 1, lr = 0;
+  bool skipped = false;
+};
+
+Napi::Error busy_error(Napi::Env env, const std::string& msg) {
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, "ERR_MTPD_BUSY"));
+  return e;
+}
+
+Napi::Array sizes_to_js(Napi::Env env, const std::vector<ImageSize>& s) {
+  Napi::Array a = Napi::Array::New(env, s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    Napi::Array p = Napi::Array::New(env, 2);
+    p.Set(0u, Napi::Number::New(env, static_cast<double>(s[i][0])));
+    p.Set(1u, Napi::Number::New(env, static_cast<double>(s[i][1])));
+    a.Set(static_cast<uint32_t>(i), p);
+  }
+  return a;
+}
+
+Napi::Object result_to_js(Napi::Env env, RunResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object losses = Napi::Object::New(env);
+  for (const auto& [k, v] : r.losses) losses.Set(k, Napi::Number::New(env, v));
+  o.Set("losses", losses);
+  Napi::Object feats = Napi::Object::New(env);
+  for (const auto& [k, v] : r.features) feats.Set(k, tensor_to_js(env, v));
+  o.Set("features", feats);
+  Napi::Array dets = Napi::Array::New(env, r.detections.size());
+  for (size_t i = 0; i < r.detections.size(); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("boxes", tensor_to_js(env, r.detections[i].boxes));
+    d.Set("scores", tensor_to_js(env, r.detections[i].scores));
+    d.Set("labels", tensor_to_js(env, r.detections[i].labels));
+    dets.Set(static_cast<uint32_t>(i), d);
+  }
+  o.Set("detections", dets);
+  o.Set("imageSizes", sizes_to_js(env, r.image_sizes));
+  o.Set("originalSizes", sizes_to_js(env, r.original_sizes));
+  o.Set("batchSize", sizes_to_js(env, {r.batch_size}).Get(0u));
+  return o;
+}
+
+RunOptions run_options_from_js(const Napi::Value& v) {
+  RunOptions w;
+  if (v.IsUndefined() || v.IsNull()) return w;
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "expected what to be {losses?, features?, detections?}");
+  Napi::Object o = v.As<Napi::Object>();
+  auto flag = [&](const char* k) {
+    Napi::Value f = o.Get(k);
+    if (f.IsUndefined()) return false;
+    if (!f.IsBoolean()) throw Napi::TypeError::New(v.Env(), fmt("expected what.", k, " to be a boolean"));
+    return f.As<Napi::Boolean>().Value();
+  };
+  w.losses = flag("losses");
+  w.features = flag("features");
+  w.detections = flag("detections");
+  return w;
+}
+
+RunResult host_result(DetectorOutput& out) {
+  RunResult r;
+  for (auto& [k, v] : out.losses) r.losses[k] = v.detach().to(at::kCPU, at::kDouble).item<double>();
+  for (auto& [k, v] : out.features) r.features[k] = host(v.to(at::kFloat));
+  for (auto& d : out.detections) r.detections.push_back({host(d.boxes), host(d.scores), host(d.labels), {}});
+  r.image_sizes = out.image_sizes;
+  r.original_sizes = out.original_sizes;
+  r.batch_size = out.batch_size;
+  return r;
+}
+
+}  // namespace
+
+at::Tensor image_to_chw_float(const at::Tensor& t) {
+  if (t.scalar_type() == at::kByte && t.dim() == 3 && t.size(2) == 3) {
+    return t.permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
+  }
+  return t;
+}
+
+std::vector<Target> targets_from_js(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  if (!value.IsArray()) throw Napi::TypeError::New(env, fmt("expected ", what, " to be an array of {boxes, labels}"));
+  Napi::Array arr = value.As<Napi::Array>();
+  std::vector<Target> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value e = arr.Get(i);
+    const std::string w = fmt(what, "[", i, "]");
+    if (!e.IsObject()) throw Napi::TypeError::New(env, fmt("expected ", w, " to be {boxes, labels}"));
+    Napi::Object o = e.As<Napi::Object>();
+    Target t;
+    t.boxes = tensor_from_js(o.Get("boxes"), w + ".boxes");
+    t.labels = tensor_from_js(o.Get("labels"), w + ".labels");
+    if (o.Has("masks") && !o.Get("masks").IsUndefined()) t.masks = tensor_from_js(o.Get("masks"), w + ".masks");
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+DetectorWrap* detector_from_js(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  if (!g_detector_ctor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_detector_ctor->Value()))
+    throw Napi::TypeError::New(env, fmt("expected ", what, " to be a detector (from createDetector)"));
+  return Napi::ObjectWrap<DetectorWrap>::Unwrap(value.As<Napi::Object>());
+}
+
+Napi::Function DetectorWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeDetector",
+                     {
+                         InstanceMethod<&DetectorWrap::Info>("info"),
+                         InstanceMethod<&DetectorWrap::SetTraining>("setTraining"),
+                         InstanceMethod<&DetectorWrap::StateDict>("stateDict"),
+                         InstanceMethod<&DetectorWrap::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&DetectorWrap::To>("to"),
+                         InstanceMethod<&DetectorWrap::Run>("run"),
+                         InstanceMethod<&DetectorWrap::TrainStep>("trainStep"),
+                     });
+}
+
+DetectorWrap::DetectorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DetectorWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeDetector is created by createDetector(), not with new");
+  auto* p = info[0].As<Napi::External<Pending>>().Data();
+  name_ = p->name;
+  detector_ = p->detector;
+  device_ = p->device;
+}
+
+Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = string_arg(info, 0, "name");
+  const std::string options =
+      info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+  const std::string device = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "cpu";
+  return run_async<std::shared_ptr<Pending>>(
+      env,
+      [name, options, device] {
+        Json o;
+        try {
+          o = Json::parse(options);
+        } catch (const std::exception& e) {
+          throw ArgumentError(fmt("options for \"", name, "\" are not valid JSON: ", e.what()));
+        }
+        const c10::Device dev = parse_device(device);
+        auto p = std::make_shared<Pending>();
+        p->name = name;
+        p->detector = build_detector(name, o);
+        p->detector->to(dev);
+        p->detector->eval();
+        p->device = dev.str();
+        return p;
+      },
+      [](Napi::Env env, std::shared_ptr<Pending>& p) -> Napi::Value {
+        return g_detector_ctor->New({Napi::External<Pending>::New(env, p.get())});
+      });
+}
+
+std::function<void()> DetectorWrap::claim(Napi::Env env, const char* method) {
+  bool expected = false;
+  if (!busy_->compare_exchange_strong(expected, true))
+    throw busy_error(env, fmt(name_, ".", method, "(): another call on this model is still running; await it first"));
+  Ref();
+  return [this] {
+    busy_->store(false);
+    Unref();
+  };
+}
+
+Napi::Value DetectorWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int64_t total = 0, trainable = 0;
+  for (const auto& p : detector_->parameters()) {
+    total += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  o.Set("name", name_);
+  o.Set("arch", detector_->arch());
+  o.Set("device", device_);
+  o.Set("training", detector_->is_training());
+  o.Set("parameters", Napi::Number::New(env, static_cast<double>(total)));
+  o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(trainable)));
+  o.Set("hasForward", false);
+  o.Set("numClasses", Napi::Number::New(env, static_cast<double>(detector_->num_classes())));
+  o.Set("featureChannels", Napi::Number::New(env, static_cast<double>(detector_->feature_channels())));
+  const auto names = detector_->feature_names();
+  const auto strides = detector_->feature_strides();
+  Napi::Array fn = Napi::Array::New(env, names.size()), fs = Napi::Array::New(env, strides.size());
+  for (size_t i = 0; i < names.size(); ++i) fn.Set(static_cast<uint32_t>(i), names[i]);
+  for (size_t i = 0; i < strides.size(); ++i) fs.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(strides[i])));
+  o.Set("featureNames", fn);
+  o.Set("featureStrides", fs);
+  o.Set("config", detector_->config().dump());
+  return o;
+}
+
+Napi::Value DetectorWrap::SetTraining(const Napi::CallbackInfo& info) {
+  const bool on = bool_arg(info, 0, "training");
+  if (busy_->load()) throw busy_error(info.Env(), fmt(name_, ".setTraining(): a call on this model is still running"));
+  detector_->train(on);
+  return info.Env().Undefined();
+}
+
+Napi::Value DetectorWrap::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto done = claim(env, "stateDict");
+  auto det = detector_;
+  return run_async<NamedTensors>(
+      env,
+      [det] {
+        NamedTensors out;
+        for (auto& [k, v] : state_dict(*det)) out.emplace_back(k, host(v));
+        return out;
+      },
+      [](Napi::Env env, NamedTensors& sd) -> Napi::Value {
+        Napi::Array names = Napi::Array::New(env, sd.size()), tensors = Napi::Array::New(env, sd.size());
+        for (size_t i = 0; i < sd.size(); ++i) {
+          names.Set(static_cast<uint32_t>(i), sd[i].first);
+          tensors.Set(static_cast<uint32_t>(i), tensor_to_js(env, sd[i].second));
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("names", names);
+        o.Set("tensors", tensors);
+        return o;
+      },
+      done);
+}
+
+Napi::Value DetectorWrap::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) throw Napi::TypeError::New(env, "loadStateDict(names, tensors, strict) takes 3 arguments");
+  auto names = strings_arg(info[0], "names");
+  auto tensors = tensors_from_js(info[1], "tensors");
+  const bool strict = bool_arg(info, 2, "strict");
+  if (names.size() != tensors.size())
+    throw Napi::RangeError::New(env, fmt("names has ", names.size(), " entries but tensors has ", tensors.size()));
+  NamedTensors sd;
+  for (size_t i = 0; i < names.size(); ++i) sd.emplace_back(std::move(names[i]), std::move(tensors[i]));
+  auto done = claim(env, "loadStateDict");
+  auto det = detector_;
+  return run_async<LoadReport>(
+      env, [det, sd = std::move(sd), strict] { return load_state_dict(*det, sd, strict); },
+      [](Napi::Env env, LoadReport& r) -> Napi::Value {
+        auto list = [&](const std::vector<std::string>& v) {
+          Napi::Array a = Napi::Array::New(env, v.size());
+          for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
+          return a;
+        };
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("missing", list(r.missing));
+        o.Set("unexpected", list(r.unexpected));
+        Napi::Array mm = Napi::Array::New(env, r.mismatched.size());
+        for (size_t i = 0; i < r.mismatched.size(); ++i) {
+          Napi::Object m = Napi::Object::New(env);
+          m.Set("key", r.mismatched[i].key);
+          Napi::Array e = Napi::Array::New(env), g = Napi::Array::New(env);
+          for (size_t j = 0; j < r.mismatched[i].expected.size(); ++j)
+            e.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].expected[j])));
+          for (size_t j = 0; j < r.mismatched[i].got.size(); ++j)
+            g.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].got[j])));
+          m.Set("expected", e);
+          m.Set("got", g);
+          mm.Set(static_cast<uint32_t>(i), m);
+        }
+        o.Set("mismatched", mm);
+        o.Set("loaded", Napi::Number::New(env, static_cast<double>(r.loaded)));
+        return o;
+      },
+      done);
+}
+
+Napi::Value DetectorWrap::To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string device = string_arg(info, 0, "device");
+  auto done = claim(env, "to");
+  auto det = detector_;
+  return run_async<std::string>(
+      env,
+      [det, device] {
+        const c10::Device dev = parse_device(device);
+        det->to(dev);
+        return dev.str();
+      },
+      [this](Napi::Env env, std::string& dev) -> Napi::Value {
+        device_ = dev;
+        return Napi::String::New(env, dev);
+      },
+      done);
+}
+
+// run(images, targets | null, what, grad = false)
+Napi::Value DetectorWrap::Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto req = std::make_shared<RunRequest>();
+  req->images = tensors_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "images");
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) {
+    req->targets = targets_from_js(info[1], "targets");
+    req->has_targets = true;
+  }
+  req->what = run_options_from_js(info.Length() > 2 ? info[2] : env.Undefined());
+  req->grad = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  if (req->what.losses && !req->has_targets)
+    throw Napi::TypeError::New(env, fmt(name_, ".run(): what.losses needs targets"));
+  auto done = claim(env, "run");
+  auto det = detector_;
+  return run_async<RunResult>(
+      env,
+      [det, req] {
+        at::AutoGradMode grad_mode(req->grad);
+        for (auto& im : req->images) im = image_to_chw_float(im);
+        DetectorOutput out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
+        return host_result(out);
+      },
+      [](Napi::Env env, RunResult& r) -> Napi::Value { return result_to_js(env, r); }, done);
+}
+
+// trainStep(optimizer, images, targets, {lossWeights?}) -> {losses, loss, gradNorm, skipped, scale, lr}
+Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OptimizerWrap* ow = optimizer_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "optimizer");
+  if (ow->owner() != detector_.get())
+    throw Napi::TypeError::New(env, fmt(name_, ".trainStep(): the optimizer was created for another model"));
+  auto req = std::make_shared<RunRequest>();
+  req->images = tensors_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "images");
+  req->targets = targets_from_js(info.Length() > 2 ? info[2] : env.Undefined(), "targets");
+  req->has_targets = true;
+  req->what.losses = true;
+  auto opt = ow->optimizer();
+  auto done = claim(env, "trainStep");
+  auto det = detector_;
+  return run_async<RunResult>(
+      env,
+      [det, req, opt] {
+        at::AutoGradMode grad_mode(true);
+        for (auto& im : req->images) im = image_to_chw_float(im);
+        const bool amp = opt->options().amp;
+        DetectorOutput out;
+        {
+          // Mixed precision (CUDA): autocast only around the forward pass.
+          const bool prev = at::autocast::is_enabled();
+          if (amp) at::autocast::set_enabled(true);
+          try {
+            out = det->run(req->images, &req->targets, req->what);
+          } catch (...) {
+            if (amp) {
+              at::autocast::set_enabled(prev);
+              at::autocast::clear_cache();
+            }
+            throw;
+          }
+          if (amp) {
+            at::autocast::set_enabled(prev);
+            at::autocast::clear_cache();
+          }
+        }
+        at::Tensor total;
+        for (auto& [k, v] : out.losses) total = total.defined() ? total + v.to(at::kFloat) : v.to(at::kFloat);
+        train::StepResult s = opt->step(total);
+        out.features.clear();
+        RunResult r = host_result(out);
+        r.grad_norm = s.grad_norm;
+        r.skipped = s.skipped;
+        r.scale = s.scale;
+        r.lr = opt->lr();
+        return r;
+      },
+      [](Napi::Env env, RunResult& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Object losses = Napi::Object::New(env);
+        double total = 0;
+        for (const auto& [k, v] : r.losses) {
+          losses.Set(k, Napi::Number::New(env, v));
+          total += v;
+        }
+        o.Set("losses", losses);
+        o.Set("loss", Napi::Number::New(env, total));
+        o.Set("gradNorm", Napi::Number::New(env, r.grad_norm));
+        o.Set("skipped", Napi::Boolean::New(env, r.skipped));
+        o.Set("scale", Napi::Number::New(env, r.scale));
+        o.Set("lr", Napi::Number::New(env, r.lr));
+        return o;
+      },
+      done);
+}
+
+namespace {
+Napi::Value ListDetectorsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& [name, doc] : registered_modules()) {
+    // Only registry entries whose default build is a detector are listed; building is cheap
+    // enough to skip, so detectors mark themselves in their doc string instead.
+    if (doc.find("RetinaNet") != std::string::npos || doc.find("Mask R-CNN") != std::string::npos) o.Set(name, doc);
+  }
+  return o;
+}
+
+ExportRegistrar reg_detectors("detectors", [](Napi::Env env, Napi::Object exports) {
+  g_detector_ctor = new Napi::FunctionReference(Napi::Persistent(DetectorWrap::Define(env)));
+  env.AddCleanupHook([] {
+    delete g_detector_ctor;
+    g_detector_ctor = nullptr;
+  });
+  exports.Set("createDetector", Napi::Function::New<DetectorWrap::Create>(env, "createDetector"));
+  exports.Set("listDetectors", Napi::Function::New<ListDetectorsJs>(env, "listDetectors"));
+});
+}  // namespace
+
+}  // namespace mtpd::binding

@@ -1,0 +1,117 @@
+#include "binding/optimizer_wrap.h"
+
+#include <torch/torch.h>
+
+#include "binding/convert.h"
+#include "binding/detector_wrap.h"
+#include "binding/exports.h"
+#include "binding/worker.h"
+#include "core/errors.h"
+
+namespace mtpd::binding {
+
+namespace {
+Napi::FunctionReference* g_optimizer_ctor = nullptr;
+struct PendingOpt {
+  std::shared_ptr<train::Optimizer> opt;
+  const void* owner;
+};
+}  // namespace
+
+OptimizerWrap* optimizer_from_js(const Napi::Value& value, const std::string& what) {
+  if (!g_optimizer_ctor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_optimizer_ctor->Value()))
+    throw Napi::TypeError::New(value.Env(), fmt("expected ", what, " to be an optimizer (from createOptimizer)"));
+  return Napi::ObjectWrap<OptimizerWrap>::Unwrap(value.As<Napi::Object>());
+}
+
+Napi::Function OptimizerWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeOptimizer",
+                     {InstanceMethod<&OptimizerWrap::Info>("info"), InstanceMethod<&OptimizerWrap::SetLr>("setLr"),
+                      InstanceMethod<&OptimizerWrap::Lr>("lr")});
+}
+
+OptimizerWrap::OptimizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimizerWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeOptimizer is created by createOptimizer(), not with new");
+  auto* p = info[0].As<Napi::External<PendingOpt>>().Data();
+  optimizer_ = p->opt;
+  owner_ = p->owner;
+}
+
+// createOptimizer(detector, optionsJson): built on the main thread (cheap; no tensor work) so
+// that it cannot race a call in flight on the detector.
+Napi::Value OptimizerWrap::Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DetectorWrap* dw = detector_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "detector");
+  const std::string options = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+  auto release = dw->claim(env, "createOptimizer");
+  PendingOpt p;
+  try {
+    p = guarded(env, [&] {
+      Json o;
+      try {
+        o = Json::parse(options);
+      } catch (const std::exception& e) {
+        throw ArgumentError(fmt("optimizer options are not valid JSON: ", e.what()));
+      }
+      auto det = dw->detector();
+      PendingOpt r;
+      r.opt = std::make_shared<train::Optimizer>(train::trainable_parameters(*det),
+                                                 train::OptimizerOptions::from_json(o));
+      r.owner = det.get();
+      return r;
+    });
+  } catch (...) {
+    release();
+    throw;
+  }
+  release();
+  return g_optimizer_ctor->New({Napi::External<PendingOpt>::New(env, &p)});
+}
+
+Napi::Value OptimizerWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("options", optimizer_->options().to_json().dump());
+  o.Set("lr", Napi::Number::New(env, optimizer_->lr()));
+  o.Set("steps", Napi::Number::New(env, static_cast<double>(optimizer_->steps())));
+  auto groups = optimizer_->group_summary();
+  Napi::Array g = Napi::Array::New(env, groups.size());
+  for (size_t i = 0; i < groups.size(); ++i) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("name", std::get<0>(groups[i]));
+    e.Set("tensors", Napi::Number::New(env, static_cast<double>(std::get<1>(groups[i]))));
+    e.Set("numel", Napi::Number::New(env, static_cast<double>(std::get<2>(groups[i]))));
+    g.Set(static_cast<uint32_t>(i), e);
+  }
+  o.Set("groups", g);
+  return o;
+}
+
+Napi::Value OptimizerWrap::SetLr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "expected lr to be a number");
+  const double lr = info[0].As<Napi::Number>().DoubleValue();
+  guarded(env, [&] {
+    optimizer_->set_lr(lr);
+    return 0;
+  });
+  return env.Undefined();
+}
+
+Napi::Value OptimizerWrap::Lr(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), optimizer_->lr());
+}
+
+namespace {
+ExportRegistrar reg_optim("optimizers", [](Napi::Env env, Napi::Object exports) {
+  g_optimizer_ctor = new Napi::FunctionReference(Napi::Persistent(OptimizerWrap::Define(env)));
+  env.AddCleanupHook([] {
+    delete g_optimizer_ctor;
+    g_optimizer_ctor = nullptr;
+  });
+  exports.Set("createOptimizer", Napi::Function::New<OptimizerWrap::Create>(env, "createOptimizer"));
+});
+}  // namespace
+
+}  // namespace mtpd::binding

@@ -1,0 +1,32 @@
+// JS handle over a train::Optimizer built for a detector's trainable parameters.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "train/optimizer.h"
+
+namespace mtpd::binding {
+
+class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  static Napi::Value Create(const Napi::CallbackInfo& info);  // createOptimizer(detector, optionsJson)
+  explicit OptimizerWrap(const Napi::CallbackInfo& info);
+  std::shared_ptr<train::Optimizer> optimizer() const { return optimizer_; }
+  // The detector whose parameters it updates (identity check in trainStep).
+  const void* owner() const { return owner_; }
+
+ private:
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value SetLr(const Napi::CallbackInfo& info);
+  Napi::Value Lr(const Napi::CallbackInfo& info);
+  std::shared_ptr<train::Optimizer> optimizer_;
+  const void* owner_ = nullptr;
+};
+
+OptimizerWrap* optimizer_from_js(const Napi::Value& value, const std::string& what);
+
+}  // namespace mtpd::binding

@@ -1,0 +1,55 @@
+// torchvision's BackboneWithFPN: `body` (a ResNet cut after layer4, or Swin's `features`)
+// returning the maps of the chosen stages, and `fpn` on top. Names: backbone.body.*,
+// backbone.fpn.*.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/registry.h"
+#include "models/fpn.h"
+
+namespace mtpd {
+
+struct BackboneOptions {
+  std::string name = "resnet50";      // resnet*/resnext*/wide_resnet* or swin_t/swin_s/swin_b
+  double width_mult = 1.0;
+  std::string norm_layer = "frozen_bn";
+  int64_t trainable_layers = 3;       // 0..5 (ResNet stages; Swin: stages from the top)
+  std::vector<int64_t> returned_layers{2, 3, 4};
+  int64_t fpn_channels = 256;         // before width_mult
+  std::string extra_blocks = "p5";    // "p5" (v1: LastLevelP6P7(256,256)), "c5" (v2), "none"
+  // ResNet overrides (0 / empty: the architecture's own)
+  int64_t groups = 0, width_per_group = 0;
+  std::vector<int64_t> layers;
+  // Swin
+  double stochastic_depth_prob = -1;  // < 0: the architecture's default (0.2 / 0.3 / 0.5)
+};
+
+class BackboneWithFPNImpl : public torch::nn::Module {
+ public:
+  explicit BackboneWithFPNImpl(const BackboneOptions& options);
+  std::vector<at::Tensor> forward(const at::Tensor& x);
+  int64_t out_channels() const { return fpn_->out_channels(); }
+  // Level numbers of the outputs (3, 4, 5, 6, 7 for returned_layers {2,3,4} + P6P7).
+  const std::vector<int64_t>& levels() const { return levels_; }
+  const BackboneOptions& options() const { return options_; }
+
+ private:
+  BackboneOptions options_;
+  std::shared_ptr<torch::nn::Module> body_;
+  std::function<std::vector<at::Tensor>(const at::Tensor&)> body_forward_;  // stages 1..4
+  FeaturePyramidNetwork fpn_{nullptr};
+  std::vector<int64_t> levels_;
+};
+TORCH_MODULE(BackboneWithFPN);
+
+bool is_known_backbone(const std::string& name);
+std::vector<std::string> known_backbones();
+
+}  // namespace mtpd

@@ -1,0 +1,50 @@
+// torchvision.ops.FeaturePyramidNetwork with RetinaNet's LastLevelP6P7 extra block. Names as
+// torchvision 0.14: inner_blocks.{i}.0 (1x1 lateral convs), layer_blocks.{i}.0 (3x3 output
+// convs), extra_blocks.p6 / extra_blocks.p7.
+//
+// LastLevelP6P7(in, out): P6 = conv3x3/2(P5 if in == out else C5); P7 = conv3x3/2(relu(P6)).
+// torchvision's retinanet_resnet50_fpn (v1) builds LastLevelP6P7(256, 256), so P6 comes from
+// P5; retinanet_resnet50_fpn_v2 builds LastLevelP6P7(2048, 256), so P6 comes from C5.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+
+#include <vector>
+
+namespace mtpd {
+
+class LastLevelP6P7Impl : public torch::nn::Module {
+ public:
+  LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels);
+  // p: FPN outputs, c: backbone inputs; appends P6, P7 to p.
+  void forward(std::vector<at::Tensor>& p, const std::vector<at::Tensor>& c);
+  bool use_p5() const { return use_p5_; }
+
+ private:
+  torch::nn::Conv2d p6{nullptr}, p7{nullptr};
+  bool use_p5_;
+};
+TORCH_MODULE(LastLevelP6P7);
+
+class FeaturePyramidNetworkImpl : public torch::nn::Module {
+ public:
+  // extra_in_channels: 0 for no extra block, else LastLevelP6P7(extra_in_channels, out_channels).
+  FeaturePyramidNetworkImpl(std::vector<int64_t> in_channels_list, int64_t out_channels,
+                            int64_t extra_in_channels);
+  // x: backbone maps, finest first. Returns FPN maps finest first (+ P6, P7).
+  std::vector<at::Tensor> forward(const std::vector<at::Tensor>& x);
+  int64_t out_channels() const { return out_channels_; }
+  size_t num_outputs() const { return inner_.size() + (extra_ ? 2 : 0); }
+
+ private:
+  std::vector<torch::nn::Conv2d> inner_, layer_;
+  LastLevelP6P7 extra_{nullptr};
+  int64_t out_channels_;
+};
+TORCH_MODULE(FeaturePyramidNetwork);
+
+}  // namespace mtpd

@@ -1,0 +1,279 @@
+#include "models/retinanet.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/errors.h"
+#include "ops/nms.h"
+
+namespace mtpd {
+
+namespace {
+
+std::vector<int64_t> opt_ints(const Json& o, const std::string& key, std::vector<int64_t> fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  if (it->is_number()) return {opt_int(o, key, 0)};
+  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an integer or an array of integers, got ", it->dump());
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& v = (*it)[i];
+    MTPD_CHECK_ARG(v.is_number_integer() || (v.is_number() && std::floor(v.get<double>()) == v.get<double>()),
+                   "option \"", key, "[", i, "]\" must be an integer, got ", v.dump());
+    out.push_back(v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>()));
+  }
+  return out;
+}
+
+std::array<double, 3> opt_triple(const Json& o, const std::string& key, std::array<double, 3> fallback) {
+  auto v = opt_numbers(o, key, {fallback[0], fallback[1], fallback[2]});
+  MTPD_CHECK_ARG(v.size() == 3, "option \"", key, "\" needs 3 numbers (one per channel), got ", v.size());
+  return {v[0], v[1], v[2]};
+}
+
+const std::vector<std::string> kKnownOptions = {
+    "backbone", "num_classes", "min_size", "max_size", "image_mean", "image_std", "size_divisible", "width_mult",
+    "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "extra_blocks",
+    "groups", "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "score_thresh",
+    "nms_thresh", "detections_per_img", "fg_iou_thresh", "bg_iou_thresh", "topk_candidates", "prior_probability",
+    "focal_alpha", "focal_gamma", "box_loss", "head_norm"};
+
+}  // namespace
+
+RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
+  check_known_options(o, "retinanet", kKnownOptions);
+  RetinaNetOptions r;
+  auto& b = r.backbone;
+  b.name = opt_string(o, "backbone", b.name);
+  MTPD_CHECK_ARG(is_known_backbone(b.name), "retinanet: unknown backbone \"", b.name, "\" (known: ", [] {
+    std::string s;
+    for (const auto& k : known_backbones()) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }(), ")");
+  b.width_mult = opt_number(o, "width_mult", b.width_mult);
+  b.trainable_layers = opt_int(o, "trainable_layers", opt_int(o, "trainable_backbone_layers", b.trainable_layers));
+  MTPD_CHECK_ARG(b.trainable_layers >= 0 && b.trainable_layers <= 5, "retinanet: trainable_layers must be in 0..5, got ",
+                 b.trainable_layers);
+  b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
+  MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn",
+                 "retinanet: norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
+  b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
+  b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
+  MTPD_CHECK_ARG(b.fpn_channels > 0, "retinanet: fpn_channels must be positive");
+  b.extra_blocks = opt_string(o, "extra_blocks", b.extra_blocks);
+  b.groups = opt_int(o, "groups", 0);
+  b.width_per_group = opt_int(o, "width_per_group", 0);
+  b.layers = opt_ints(o, "layers", {});
+  b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
+  r.num_classes = opt_int(o, "num_classes", r.num_classes);
+  MTPD_CHECK_ARG(r.num_classes > 0, "retinanet: num_classes must be positive, got ", r.num_classes);
+  r.transform.min_size = opt_ints(o, "min_size", r.transform.min_size);
+  r.transform.max_size = opt_int(o, "max_size", r.transform.max_size);
+  r.transform.image_mean = opt_triple(o, "image_mean", r.transform.image_mean);
+  r.transform.image_std = opt_triple(o, "image_std", r.transform.image_std);
+  r.transform.size_divisible = opt_int(o, "size_divisible", r.transform.size_divisible);
+  r.anchor_sizes = opt_numbers(o, "anchor_sizes", r.anchor_sizes);
+  r.aspect_ratios = opt_numbers(o, "aspect_ratios", r.aspect_ratios);
+  for (double s : r.anchor_sizes) MTPD_CHECK_ARG(s > 0, "retinanet: anchor_sizes must be positive");
+  for (double a : r.aspect_ratios) MTPD_CHECK_ARG(a > 0, "retinanet: aspect_ratios must be positive");
+  r.score_thresh = opt_number(o, "score_thresh", r.score_thresh);
+  r.nms_thresh = opt_number(o, "nms_thresh", r.nms_thresh);
+  r.detections_per_img = opt_int(o, "detections_per_img", r.detections_per_img);
+  r.fg_iou_thresh = opt_number(o, "fg_iou_thresh", r.fg_iou_thresh);
+  r.bg_iou_thresh = opt_number(o, "bg_iou_thresh", r.bg_iou_thresh);
+  r.topk_candidates = opt_int(o, "topk_candidates", r.topk_candidates);
+  MTPD_CHECK_ARG(r.detections_per_img > 0 && r.topk_candidates > 0,
+                 "retinanet: detections_per_img and topk_candidates must be positive");
+  r.prior_probability = opt_number(o, "prior_probability", r.prior_probability);
+  r.focal_alpha = opt_number(o, "focal_alpha", r.focal_alpha);
+  r.focal_gamma = opt_number(o, "focal_gamma", r.focal_gamma);
+  r.box_loss = opt_string(o, "box_loss", r.box_loss);
+  r.head_norm = opt_string(o, "head_norm", r.head_norm);
+  return r;
+}
+
+Json RetinaNetOptions::to_json() const {
+  Json o;
+  o["backbone"] = backbone.name;
+  o["width_mult"] = backbone.width_mult;
+  o["trainable_layers"] = backbone.trainable_layers;
+  o["norm_layer"] = backbone.norm_layer;
+  o["returned_layers"] = backbone.returned_layers;
+  o["fpn_channels"] = backbone.fpn_channels;
+  o["extra_blocks"] = backbone.extra_blocks;
+  if (backbone.groups > 0) o["groups"] = backbone.groups;
+  if (backbone.width_per_group > 0) o["width_per_group"] = backbone.width_per_group;
+  if (!backbone.layers.empty()) o["layers"] = backbone.layers;
+  if (backbone.stochastic_depth_prob >= 0) o["stochastic_depth_prob"] = backbone.stochastic_depth_prob;
+  o["num_classes"] = num_classes;
+  o["min_size"] = transform.min_size;
+  o["max_size"] = transform.max_size;
+  o["image_mean"] = transform.image_mean;
+  o["image_std"] = transform.image_std;
+  o["size_divisible"] = transform.size_divisible;
+  o["anchor_sizes"] = anchor_sizes;
+  o["aspect_ratios"] = aspect_ratios;
+  o["score_thresh"] = score_thresh;
+  o["nms_thresh"] = nms_thresh;
+  o["detections_per_img"] = detections_per_img;
+  o["fg_iou_thresh"] = fg_iou_thresh;
+  o["bg_iou_thresh"] = bg_iou_thresh;
+  o["topk_candidates"] = topk_candidates;
+  o["prior_probability"] = prior_probability;
+  o["focal_alpha"] = focal_alpha;
+  o["focal_gamma"] = focal_gamma;
+  o["box_loss"] = box_loss;
+  o["head_norm"] = head_norm;
+  return o;
+}
+
+namespace {
+AnchorGenerator make_anchor_generator(const RetinaNetOptions& o, size_t levels) {
+  MTPD_CHECK_ARG(o.anchor_sizes.size() == levels, "retinanet: anchor_sizes has ", o.anchor_sizes.size(),
+                 " entries but the FPN has ", levels, " levels");
+  std::vector<std::vector<double>> sizes, ratios;
+  for (double x : o.anchor_sizes) {
+    // tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in ...)
+    sizes.push_back({x, std::trunc(x * std::pow(2.0, 1.0 / 3)), std::trunc(x * std::pow(2.0, 2.0 / 3))});
+    ratios.push_back(o.aspect_ratios);
+  }
+  return AnchorGenerator(sizes, ratios);
+}
+}  // namespace
+
+RetinaNetImpl::RetinaNetImpl(RetinaNetOptions o)
+    : options_(std::move(o)),
+      transform_(options_.transform),
+      anchor_generator_(make_anchor_generator(
+          options_, options_.backbone.returned_layers.size() + (options_.backbone.extra_blocks == "none" ? 0 : 2))),
+      matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/true),
+      box_coder_({1.0, 1.0, 1.0, 1.0}) {
+  backbone = register_module("backbone", BackboneWithFPN(options_.backbone));
+  const int64_t a = anchor_generator_.num_anchors_per_location()[0];
+  head = register_module("head", RetinaNetHead(backbone->out_channels(), a, options_.num_classes,
+                                               options_.prior_probability, options_.head_norm, options_.box_loss));
+}
+
+std::vector<std::string> RetinaNetImpl::feature_names() const {
+  std::vector<std::string> out;
+  for (auto l : backbone->levels()) out.push_back("p" + std::to_string(l));
+  return out;
+}
+
+std::vector<int64_t> RetinaNetImpl::feature_strides() const {
+  std::vector<int64_t> out;
+  for (auto l : backbone->levels()) out.push_back(int64_t{1} << l);
+  return out;
+}
+
+ImageBatch RetinaNetImpl::prepare(const std::vector<at::Tensor>& images, const std::vector<Target>* targets) {
+  check_images_and_targets(images, targets, "retinanet");
+  const c10::Device dev = device();
+  std::vector<at::Tensor> on_device;
+  on_device.reserve(images.size());
+  for (const auto& im : images) on_device.push_back(im.to(dev, at::kFloat));
+  return transform_(on_device, targets, is_training());
+}
+
+std::map<std::string, at::Tensor> RetinaNetImpl::compute_loss(const std::vector<Target>& targets,
+                                                              const HeadOutputs& out, const at::Tensor& anchors) {
+  std::vector<at::Tensor> matched, labels, boxes;
+  for (const auto& t : targets) {
+    labels.push_back(t.labels);
+    boxes.push_back(t.boxes);
+    if (t.boxes.size(0) == 0) {
+      matched.push_back(at::full({anchors.size(0)}, -1, anchors.options().dtype(at::kLong)));
+    } else {
+      matched.push_back(matcher_(ops::box_iou(t.boxes.detach(), anchors)));
+    }
+  }
+  std::map<std::string, at::Tensor> losses;
+  losses["classification"] = head->classification_head->compute_loss(labels, out.cls_logits, matched,
+                                                                     options_.focal_alpha, options_.focal_gamma);
+  losses["bbox_regression"] = head->regression_head->compute_loss(boxes, out.bbox_regression, anchors, matched);
+  return losses;
+}
+
+std::vector<Detection> RetinaNetImpl::postprocess_detections(const HeadOutputs& out, const at::Tensor& anchors,
+                                                             const std::vector<ImageSize>& image_sizes) {
+  std::vector<Detection> dets;
+  const int64_t k = options_.num_classes;
+  for (size_t i = 0; i < image_sizes.size(); ++i) {
+    at::Tensor logits_all = out.cls_logits[static_cast<int64_t>(i)];
+    at::Tensor reg_all = out.bbox_regression[static_cast<int64_t>(i)];
+    std::vector<at::Tensor> all_boxes, all_scores, all_labels;
+    int64_t start = 0;
+    for (int64_t n : out.anchors_per_level) {
+      at::Tensor logits = logits_all.slice(0, start, start + n);
+      at::Tensor reg = reg_all.slice(0, start, start + n);
+      at::Tensor anc = anchors.slice(0, start, start + n);
+      start += n;
+      // remove low scoring boxes, keep the top-k of the rest
+      at::Tensor scores = at::sigmoid(logits).flatten();
+      at::Tensor keep = scores > options_.score_thresh;
+      scores = scores.masked_select(keep);
+      at::Tensor topk_idxs = keep.nonzero().squeeze(1);
+      const int64_t num_topk = std::min<int64_t>(options_.topk_candidates, topk_idxs.size(0));
+      auto tk = scores.topk(num_topk);
+      scores = std::get<0>(tk);
+      topk_idxs = topk_idxs.index_select(0, std::get<1>(tk));
+      at::Tensor anchor_idxs = at::div(topk_idxs, k, "floor");
+      at::Tensor labels = topk_idxs.remainder(k);
+      at::Tensor boxes = box_coder_.decode_single(reg.index_select(0, anchor_idxs), anc.index_select(0, anchor_idxs));
+      boxes = ops::clip_boxes_to_image(boxes, image_sizes[i][0], image_sizes[i][1]);
+      all_boxes.push_back(boxes);
+      all_scores.push_back(scores);
+      all_labels.push_back(labels);
+    }
+    at::Tensor boxes = at::cat(all_boxes), scores = at::cat(all_scores), labels = at::cat(all_labels);
+    at::Tensor keep = ops::batched_nms(boxes, scores, labels, options_.nms_thresh);
+    keep = keep.slice(0, 0, options_.detections_per_img);
+    dets.push_back({boxes.index_select(0, keep), scores.index_select(0, keep), labels.index_select(0, keep), {}});
+  }
+  return dets;
+}
+
+DetectorOutput RetinaNetImpl::forward_batch(const ImageBatch& batch, const RunOptions& what) {
+  MTPD_CHECK_ARG(!what.losses || batch.targets.size() == batch.image_sizes.size(),
+                 "retinanet: losses need targets for every image");
+  DetectorOutput out;
+  out.image_sizes = batch.image_sizes;
+  out.original_sizes = batch.original_sizes;
+  out.batch_size = {batch.tensors.size(2), batch.tensors.size(3)};
+  out.targets = batch.targets;
+  std::vector<at::Tensor> features = backbone->forward(batch.tensors);
+  if (what.features) {
+    const auto names = feature_names();
+    for (size_t i = 0; i < features.size(); ++i) out.features[names[i]] = features[i];
+  }
+  if (!what.losses && !what.detections) return out;
+  HeadOutputs ho = head->forward(features);
+  std::vector<std::array<int64_t, 2>> grids;
+  for (const auto& f : features) grids.push_back({f.size(2), f.size(3)});
+  at::Tensor anchors = anchor_generator_.anchors(grids, out.batch_size, at::kFloat, batch.tensors.device());
+  if (what.losses) out.losses = compute_loss(batch.targets, ho, anchors);
+  if (what.detections) {
+    torch::NoGradGuard no_grad;
+    HeadOutputs detached{ho.cls_logits.detach().to(at::kFloat), ho.bbox_regression.detach().to(at::kFloat),
+                         ho.anchors_per_level};
+    out.detections = postprocess_detections(detached, anchors, batch.image_sizes);
+    transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
+  }
+  return out;
+}
+
+namespace {
+BuiltModule make_retinanet(const Json& o) {
+  auto model = std::make_shared<RetinaNetImpl>(RetinaNetOptions::from_json(o));
+  return {model, {}};
+}
+}  // namespace
+
+MTPD_REGISTER_MODULE("retinanet",
+                     "RetinaNet with a ResNet/ResNeXt/Swin FPN backbone (torchvision names; options: backbone, "
+                     "num_classes, min_size, max_size, width_mult, trainable_layers, score_thresh, ...)",
+                     make_retinanet);
+
+}  // namespace mtpd

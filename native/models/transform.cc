@@ -1,0 +1,107 @@
+#include "models/transform.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "core/errors.h"
+
+namespace mtpd {
+
+GeneralizedRCNNTransform::GeneralizedRCNNTransform(TransformOptions o) : options_(std::move(o)) {
+  MTPD_CHECK_ARG(!options_.min_size.empty(), "min_size needs at least one value");
+  for (auto s : options_.min_size) MTPD_CHECK_ARG(s > 0, "min_size must be positive, got ", s);
+  MTPD_CHECK_ARG(options_.max_size > 0, "max_size must be positive, got ", options_.max_size);
+  MTPD_CHECK_ARG(options_.size_divisible > 0, "size_divisible must be positive");
+  for (double s : options_.image_std) MTPD_CHECK_ARG(s > 0, "image_std entries must be positive");
+}
+
+ImageSize GeneralizedRCNNTransform::resized_size(int64_t h, int64_t w, double min_size) const {
+  // scale = min(min_size / min(h, w), max_size / max(h, w)) in float32 (torchvision computes it
+  // on float32 tensors), then .item() -> double; interpolate: floor(double(size) * scale).
+  const float mn = static_cast<float>(std::min(h, w)), mx = static_cast<float>(std::max(h, w));
+  const float a = static_cast<float>(min_size) / mn;
+  const float b = static_cast<float>(options_.max_size) / mx;
+  const double scale = static_cast<double>(std::min(a, b));
+  return {static_cast<int64_t>(std::floor(static_cast<double>(h) * scale)),
+          static_cast<int64_t>(std::floor(static_cast<double>(w) * scale))};
+}
+
+at::Tensor GeneralizedRCNNTransform::resize_boxes(const at::Tensor& boxes, ImageSize from, ImageSize to) {
+  // ratios in float32 as torchvision: tensor(new) / tensor(orig)
+  const float rh = static_cast<float>(to[0]) / static_cast<float>(from[0]);
+  const float rw = static_cast<float>(to[1]) / static_cast<float>(from[1]);
+  at::Tensor r = at::tensor({rw, rh, rw, rh}, at::kFloat).to(boxes.device(), boxes.scalar_type());
+  return boxes * r;
+}
+
+ImageBatch GeneralizedRCNNTransform::operator()(const std::vector<at::Tensor>& images,
+                                                const std::vector<Target>* targets, bool training) const {
+  ImageBatch out;
+  const size_t n = images.size();
+  std::vector<at::Tensor> resized;
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& img = images[i];
+    out.original_sizes.push_back({img.size(1), img.size(2)});
+    at::Tensor mean = at::tensor(std::vector<double>(options_.image_mean.begin(), options_.image_mean.end()),
+                                 at::kDouble).to(img.device(), img.scalar_type());
+    at::Tensor stdv = at::tensor(std::vector<double>(options_.image_std.begin(), options_.image_std.end()),
+                                 at::kDouble).to(img.device(), img.scalar_type());
+    at::Tensor x = (img - mean.view({3, 1, 1})) / stdv.view({3, 1, 1});
+    double size;
+    if (training && options_.min_size.size() > 1) {
+      // torch_choice: int(torch.empty(1).uniform_(0, len(k)).item())
+      const double u = at::empty({1}, at::kFloat).uniform_(0.0, static_cast<double>(options_.min_size.size()))
+                           .item<float>();
+      size = static_cast<double>(options_.min_size[std::min<size_t>(static_cast<size_t>(u), options_.min_size.size() - 1)]);
+    } else {
+      size = static_cast<double>(options_.min_size.back());
+    }
+    const ImageSize sz = resized_size(img.size(1), img.size(2), size);
+    MTPD_CHECK_SHAPE(sz[0] > 0 && sz[1] > 0, "images[", i, "] of size ", img.size(1), "x", img.size(2),
+                     " resizes to nothing");
+    x = at::upsample_bilinear2d(x.unsqueeze(0), {sz[0], sz[1]}, /*align_corners=*/false).squeeze(0);
+    out.image_sizes.push_back(sz);
+    resized.push_back(x);
+    if (targets) {
+      const Target& t = (*targets)[i];
+      Target r;
+      r.boxes = resize_boxes(t.boxes.to(img.device(), img.scalar_type()), out.original_sizes[i], sz);
+      r.labels = t.labels.to(img.device(), at::kLong);
+      if (t.masks.defined()) {
+        // F.interpolate(mask[:, None].float(), ...) nearest, then .byte()
+        r.masks = t.masks.numel() == 0
+                      ? at::zeros({0, sz[0], sz[1]}, t.masks.options().dtype(at::kByte).device(img.device()))
+                      : at::upsample_nearest2d(t.masks.to(img.device()).unsqueeze(1).to(at::kFloat), {sz[0], sz[1]})
+                            .squeeze(1)
+                            .to(at::kByte);
+      }
+      out.targets.push_back(std::move(r));
+    }
+  }
+  int64_t mh = 0, mw = 0;
+  for (const auto& s : out.image_sizes) {
+    mh = std::max(mh, s[0]);
+    mw = std::max(mw, s[1]);
+  }
+  const double d = static_cast<double>(options_.size_divisible);
+  mh = static_cast<int64_t>(std::ceil(static_cast<double>(mh) / d) * d);
+  mw = static_cast<int64_t>(std::ceil(static_cast<double>(mw) / d) * d);
+  out.tensors = at::zeros({static_cast<int64_t>(n), 3, mh, mw}, resized[0].options());
+  for (size_t i = 0; i < n; ++i) {
+    out.tensors[static_cast<int64_t>(i)]
+        .slice(1, 0, resized[i].size(1))
+        .slice(2, 0, resized[i].size(2))
+        .copy_(resized[i]);
+  }
+  return out;
+}
+
+void GeneralizedRCNNTransform::postprocess(std::vector<Detection>& dets, const std::vector<ImageSize>& image_sizes,
+                                           const std::vector<ImageSize>& original_sizes) const {
+  for (size_t i = 0; i < dets.size(); ++i) {
+    dets[i].boxes = resize_boxes(dets[i].boxes, image_sizes[i], original_sizes[i]);
+  }
+}
+
+}  // namespace mtpd

@@ -1,0 +1,124 @@
+/**
+ * Numerical parity against torchvision golden files (scripts/golden/torchvision_retinanet.py):
+ * loads the torchvision state dict strictly by name, then compares FPN features (eval), final
+ * detections (eval) and losses on the same targets (train mode) as relative errors
+ * max|mtpd - torchvision| / max|torchvision|.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createDetector, type Target } from './detector.js';
+import { type Tensor, toNumbers } from './tensor.js';
+import { loadSafetensors } from './weights/index.js';
+
+export interface Golden {
+  name: string;
+  weights: string;
+  config: Record<string, unknown>;
+  images: Tensor[];
+  targets: Target[];
+  features: Record<string, Tensor>;
+  losses: Record<string, number>;
+  detections: { boxes: Tensor; scores: Tensor; labels: Tensor }[];
+}
+
+export function goldenNames(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.io.safetensors'))
+    .map((f) => f.replace(/\.io\.safetensors$/, ''))
+    .sort();
+}
+
+export async function loadGolden(dir: string, name: string): Promise<Golden> {
+  const { tensors, metadata } = await loadSafetensors(join(dir, `${name}.io.safetensors`));
+  const get = (k: string): Tensor => {
+    const t = tensors.get(k);
+    if (!t) throw new Error(`${name}: golden file has no ${k}`);
+    return t;
+  };
+  const g: Golden = {
+    name,
+    weights: join(dir, `${name}.weights.safetensors`),
+    config: JSON.parse(metadata.config ?? '{}') as Record<string, unknown>,
+    images: [],
+    targets: [],
+    features: {},
+    losses: {},
+    detections: [],
+  };
+  for (let i = 0; tensors.has(`image.${i}`); i++) {
+    g.images.push(get(`image.${i}`));
+    g.targets.push({ boxes: get(`target.${i}.boxes`), labels: get(`target.${i}.labels`) });
+    g.detections.push({ boxes: get(`det.${i}.boxes`), scores: get(`det.${i}.scores`), labels: get(`det.${i}.labels`) });
+  }
+  for (const [k, v] of tensors) {
+    if (k.startsWith('features.')) g.features[k.slice(9)] = v;
+    if (k.startsWith('loss.')) g.losses[k.slice(5)] = toNumbers(v)[0] as number;
+  }
+  return g;
+}
+
+/** max |a - b| / max |b| (Infinity when the shapes differ). */
+export function relErr(a: Tensor, b: Tensor): number {
+  if (a.shape.join(',') !== b.shape.join(',')) return Infinity;
+  const x = toNumbers(a);
+  const y = toNumbers(b);
+  let num = 0;
+  let den = 1e-12;
+  for (let i = 0; i < y.length; i++) {
+    num = Math.max(num, Math.abs((x[i] as number) - (y[i] as number)));
+    den = Math.max(den, Math.abs(y[i] as number));
+  }
+  return num / den;
+}
+
+export interface ParityCheck {
+  what: string;
+  error: number;
+  ok: boolean;
+  detail?: string;
+}
+
+export interface ParityReport {
+  name: string;
+  load: { missing: string[]; unexpected: string[]; mismatched: string[]; loaded: number };
+  checks: ParityCheck[];
+  ok: boolean;
+}
+
+/** Runs one golden model through mtpd and compares every output to `tol` relative. */
+export async function checkParity(dir: string, name: string, tol = 1e-4, device = 'cpu'): Promise<ParityReport> {
+  const g = await loadGolden(dir, name);
+  const det = await createDetector({ arch: 'retinanet', device, options: g.config });
+  const rep = await det.loadWeights(g.weights, { strict: false });
+  const checks: ParityCheck[] = [];
+  const add = (what: string, error: number, detail?: string) => checks.push({ what, error, ok: error <= tol, ...(detail ? { detail } : {}) });
+  await det.eval();
+  const out = await det.run(g.images, null, { features: true, detections: true });
+  for (const [k, ref] of Object.entries(g.features)) {
+    const got = out.features[k];
+    add(`features.${k}`, got ? relErr(got, ref) : Infinity);
+  }
+  g.detections.forEach((ref, i) => {
+    const d = out.detections[i];
+    const n = ref.scores.shape[0] as number;
+    if (!d || d.scores.shape[0] !== n) {
+      add(`det.${i}.count`, Infinity, `mtpd ${d?.scores.shape[0]} vs torchvision ${n}`);
+      return;
+    }
+    add(`det.${i}.scores`, relErr(d.scores, ref.scores));
+    add(`det.${i}.boxes`, relErr(d.boxes, ref.boxes));
+    const la = toNumbers(d.labels);
+    const lb = toNumbers(ref.labels);
+    const wrong = la.filter((v, j) => v !== lb[j]).length;
+    add(`det.${i}.labels`, wrong ? Infinity : 0, wrong ? `${wrong} of ${n} labels differ` : undefined);
+  });
+  await det.train();
+  const losses = await det.losses(g.images, g.targets);
+  for (const [k, ref] of Object.entries(g.losses)) {
+    const got = losses[k];
+    add(`loss.${k}`, got === undefined ? Infinity : Math.abs(got - ref) / Math.max(Math.abs(ref), 1e-12), `mtpd ${got} vs torchvision ${ref}`);
+  }
+  const load = { missing: rep.missing, unexpected: rep.unexpected, mismatched: rep.mismatched.map((m) => m.key), loaded: rep.loaded };
+  const loadOk = !load.missing.length && !load.unexpected.length && !load.mismatched.length;
+  return { name, load, checks, ok: loadOk && checks.every((c) => c.ok) };
+}

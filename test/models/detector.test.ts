@@ -1,0 +1,170 @@
+/** The detector API: builder names, shapes of every output, state dict names, errors naming the bad argument. */
+import t from 'tap';
+import { createDetector, resolveDetectorConfig } from '../../src/detector.js';
+import { tensor, toNumbers } from '../../src/tensor.js';
+import { haveAddon, tempDir } from '../helpers.js';
+
+function image(h: number, w: number, seed = 1) {
+  const data = new Float32Array(3 * h * w);
+  let s = seed;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 16807) % 2147483647;
+    data[i] = s / 2147483647;
+  }
+  return { dtype: 'float32' as const, shape: [3, h, w], data };
+}
+
+t.test('builder names map onto the retinanet options', async (t) => {
+  t.same(resolveDetectorConfig({ arch: 'retinanet_resnet50_fpn', numClasses: 91 }), {
+    name: 'retinanet',
+    options: { backbone: 'resnet50', num_classes: 91 },
+  });
+  t.same(resolveDetectorConfig({ arch: 'retinanet_resnet50_fpn_v2' }).options, {
+    backbone: 'resnet50',
+    extra_blocks: 'c5',
+    head_norm: 'gn',
+    box_loss: 'giou',
+  });
+  t.equal(resolveDetectorConfig({ arch: 'retinanet_swin_t_fpn' }).options.backbone, 'swin_t');
+  t.equal(resolveDetectorConfig({ arch: 'retinanet_resnext101_64x4d_fpn', minSize: 600 }).options.min_size, 600);
+  t.throws(() => resolveDetectorConfig({ arch: 'fasterrcnn_resnet50_fpn' }), /unknown detector arch "fasterrcnn_resnet50_fpn"/);
+  t.throws(() => resolveDetectorConfig({ arch: 'retinanet_resnet18_fpn', backbone: 'resnet50' }), /disagree/);
+});
+
+if (haveAddon(t)) {
+  t.test('RetinaNet R18 (narrow): taps, losses, detections, state dict names', async (t) => {
+    const det = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 4, widthMult: 0.125, minSize: 96, maxSize: 128 });
+    const info = det.info();
+    t.same(info.featureNames, ['p3', 'p4', 'p5', 'p6', 'p7']);
+    t.same(info.featureStrides, [8, 16, 32, 64, 128]);
+    t.equal(info.featureChannels, 32);
+    t.equal(info.numClasses, 4);
+    t.ok(info.trainableParameters < info.parameters, 'trainable_layers=3 freezes conv1 and layer1');
+
+    const images = [image(80, 100), image(120, 90, 2)];
+    const targets = [
+      { boxes: [[10, 12, 50, 60], [40, 30, 95, 78]], labels: [1, 3] },
+      { boxes: tensor('float32', [1, 4], [5, 5, 60, 100]), labels: tensor('int64', [1], [0]) },
+    ];
+    await det.eval();
+    const out = await det.run(images, targets, { losses: true, features: true, detections: true });
+    // 80x100 -> scale min(96/80, 128/100) = 1.2 -> 96x120; 120x90 -> min(96/90, 128/120) -> 128x96 (floor)
+    t.same(out.imageSizes, [[96, 120], [128, 96]]);
+    t.same(out.originalSizes, [[80, 100], [120, 90]]);
+    t.same(out.batchSize, [128, 128]);
+    t.same(out.features.p3?.shape, [2, 32, 16, 16]);
+    t.same(out.features.p7?.shape, [2, 32, 1, 1]);
+    t.same(Object.keys(out.losses).sort(), ['bbox_regression', 'classification']);
+    for (const v of Object.values(out.losses)) t.ok(Number.isFinite(v) && v > 0);
+    t.equal(out.detections.length, 2);
+    for (const [i, d] of out.detections.entries()) {
+      const n = d.scores.shape[0] as number;
+      t.same(d.boxes.shape, [n, 4]);
+      t.equal(d.labels.dtype, 'int64');
+      const b = toNumbers(d.boxes);
+      const [h, w] = out.originalSizes[i] as [number, number];
+      t.ok(b.every((v, j) => v >= 0 && v <= (j % 2 === 0 ? w : h) + 1e-3), 'boxes inside the original image');
+    }
+
+    const sd = await det.stateDict();
+    for (const k of [
+      'backbone.body.conv1.weight',
+      'backbone.body.bn1.running_var',
+      'backbone.body.layer2.0.downsample.0.weight',
+      'backbone.body.layer2.0.downsample.1.weight',
+      'backbone.fpn.inner_blocks.0.0.weight',
+      'backbone.fpn.layer_blocks.2.0.bias',
+      'backbone.fpn.extra_blocks.p6.weight',
+      'backbone.fpn.extra_blocks.p7.bias',
+      'head.classification_head.conv.0.0.weight',
+      'head.classification_head.cls_logits.bias',
+      'head.regression_head.conv.3.0.weight',
+      'head.regression_head.bbox_reg.weight',
+    ])
+      t.ok(sd.has(k), k);
+    t.same(sd.get('head.classification_head.cls_logits.weight')?.shape, [9 * 4, 32, 3, 3]);
+    // prior probability 0.01
+    t.ok(Math.abs((toNumbers(sd.get('head.classification_head.cls_logits.bias')!)[0] as number) + Math.log(99)) < 1e-5);
+
+    // num_batches_tracked (BatchNorm checkpoints) is accepted by FrozenBatchNorm2d
+    const withNbt = new Map(sd);
+    withNbt.set('backbone.body.bn1.num_batches_tracked', tensor('int64', [], [0]));
+    const rep = await det.loadStateDict(withNbt);
+    t.same(rep.unexpected, []);
+
+    // save -> load round trip
+    const dir = tempDir(t);
+    await det.saveWeights(`${dir}/m.safetensors`);
+    const det2 = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 4, widthMult: 0.125, minSize: 96, maxSize: 128 });
+    await det2.loadWeights(`${dir}/m.safetensors`);
+    const f1 = await det.features(images);
+    const f2 = await det2.features(images);
+    t.same(toNumbers(f1.p5!), toNumbers(f2.p5!), 'same weights, same features');
+  });
+
+  t.test('Swin-T and ResNeXt backbones build with torchvision names', async (t) => {
+    const swin = await createDetector({ arch: 'retinanet_swin_t_fpn', numClasses: 3, widthMult: 0.125, minSize: 64, maxSize: 96 });
+    const sd = await swin.stateDict();
+    for (const k of [
+      'backbone.body.features.0.0.weight',
+      'backbone.body.features.0.2.weight',
+      'backbone.body.features.1.0.attn.relative_position_bias_table',
+      'backbone.body.features.1.1.attn.relative_position_index',
+      'backbone.body.features.1.1.mlp.0.weight',
+      'backbone.body.features.1.1.mlp.3.bias',
+      'backbone.body.features.2.reduction.weight',
+      'backbone.body.features.5.5.norm2.weight',
+      'backbone.body.features.7.1.attn.qkv.weight',
+    ])
+      t.ok(sd.has(k), k);
+    const f = await swin.features([image(64, 80)]);
+    t.same(Object.keys(f), ['p3', 'p4', 'p5', 'p6', 'p7']);
+    const x = await createDetector({ arch: 'retinanet_resnext50_32x4d_fpn', numClasses: 3, widthMult: 0.25, minSize: 64, maxSize: 64 });
+    const xsd = await x.stateDict();
+    // ResNeXt 32x4d at width 0.25: layer1 bottleneck width int(16 * 4 / 64) * 32 = 32, grouped conv2
+    t.same(xsd.get('backbone.body.layer1.0.conv2.weight')?.shape, [32, 1, 3, 3]);
+  });
+
+  t.test('bad input names the argument', async (t) => {
+    const det = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 64, maxSize: 64 });
+    await t.rejects(det.run([{ dtype: 'float32', shape: [1, 8, 8], data: new Float32Array(64) }], null, { features: true }), {
+      code: 'ERR_MTPD_SHAPE',
+      message: /images\[0\] of shape \(3, H, W\)/,
+    });
+    await t.rejects(det.run([image(32, 32)], [{ boxes: [[10, 10, 5, 20]], labels: [0] }], { losses: true }), {
+      message: /targets\[0\]\.boxes\[0\] = \[10, 10, 5, 20\] is degenerate/,
+    });
+    await t.rejects(det.run([image(32, 32)], [{ boxes: [[1, 1, 20, 20]], labels: [5] }], { losses: true }), {
+      message: /labels must be in 0\.\.1/,
+    });
+    await t.rejects(createDetector({ arch: 'retinanet_resnet7_fpn', numClasses: 2 }), { code: 'ERR_MTPD_ARGUMENT', message: /unknown backbone "resnet7"/ });
+    await t.rejects(createDetector({ arch: 'retinanet', options: { backbone: 'resnet18', nms_thres: 0.3 } }), /unknown option "nms_thres"/);
+    await t.rejects(det.createOptimizer({ type: 'adam' as 'sgd' }), /optimizer type/);
+  });
+
+  t.test('optimizer groups and learning rate', async (t) => {
+    const det = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 64, maxSize: 64 });
+    const opt = await det.createOptimizer({
+      type: 'adamw',
+      lr: 1e-3,
+      groups: [
+        { name: 'backbone', prefix: ['backbone.body.'], lrMult: 0.1 },
+        { name: 'no_decay', suffix: ['.bias'], weightDecay: 0 },
+      ],
+    });
+    const info = opt.info();
+    t.same(info.groups.map((g) => g.name), ['backbone', 'no_decay', 'default']);
+    t.equal(info.groups.reduce((a, g) => a + g.numel, 0), det.info().trainableParameters, 'exactly the trainable parameters');
+    opt.setLr(5e-4);
+    t.equal(opt.lr, 5e-4);
+    const before = toNumbers((await det.stateDict()).get('backbone.body.layer4.0.conv1.weight')!);
+    const frozenBefore = toNumbers((await det.stateDict()).get('backbone.body.layer1.0.conv1.weight')!);
+    const r = await det.trainStep(opt, [image(64, 64)], [{ boxes: [[8, 8, 40, 48]], labels: [1] }]);
+    t.ok(Number.isFinite(r.gradNorm) && r.gradNorm > 0);
+    t.equal(r.lr, 5e-4);
+    const sd = await det.stateDict();
+    t.notSame(toNumbers(sd.get('backbone.body.layer4.0.conv1.weight')!), before, 'trainable layer4 moved');
+    t.same(toNumbers(sd.get('backbone.body.layer1.0.conv1.weight')!), frozenBefore, 'frozen layer1 did not');
+    t.equal(det.info().training, true, 'trainStep leaves the model in train mode');
+  });
+}

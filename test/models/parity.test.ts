@@ -1,0 +1,27 @@
+/**
+ * Numerical parity with torchvision 0.14 on the committed golden fixtures (reduced-width
+ * RetinaNet R18 / R50 / ResNeXt-50 / R18 with BatchNorm / Swin-T, made by
+ * scripts/golden/torchvision_retinanet.py): the torchvision state dict loads strictly by name, and
+ * FPN features, losses on the same targets and final detections agree to 1e-4 relative.
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { checkParity, goldenNames } from '../../src/parity.js';
+import { haveAddon } from '../helpers.js';
+
+const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'models');
+
+if (haveAddon(t)) {
+  const names = goldenNames(dir);
+  t.ok(names.length >= 5, 'golden fixtures present');
+  for (const name of names) {
+    t.test(name, async (t) => {
+      const r = await checkParity(dir, name, 1e-4);
+      t.same([r.load.missing, r.load.unexpected, r.load.mismatched], [[], [], []], 'torchvision state dict loads by name');
+      t.ok(r.load.loaded > 0);
+      t.ok(r.checks.some((c) => c.what.startsWith('features.')) && r.checks.some((c) => c.what.startsWith('loss.')));
+      for (const c of r.checks) t.ok(c.ok, `${c.what}: rel err ${c.error.toExponential(2)}${c.detail ? ` (${c.detail})` : ''}`);
+    });
+  }
+}
