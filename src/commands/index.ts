@@ -3,6 +3,7 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
@@ -10,4 +11,4 @@ import { planCommand } from './plan.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand];
