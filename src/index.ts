@@ -54,3 +54,5 @@ export {
 } from './detector.js';
 export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
 export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';
+export * as data from './data/index.js';
+export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
