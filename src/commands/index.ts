@@ -3,6 +3,7 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { costCommand } from './cost.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
@@ -11,4 +12,4 @@ import { planCommand } from './plan.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand];
