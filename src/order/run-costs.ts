@@ -19,6 +19,8 @@ import { type CostMatrix, computeCostMatrix, type FeatureSource } from './cost-m
 
 export interface CostRunOptions {
   fitters?: ('closed-form' | 'sgd')[];
+  /** Validation AP of every model when already known (the pipeline evaluates them first). */
+  aps?: Record<string, number>;
   log?: (line: string) => void;
 }
 
@@ -81,7 +83,7 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   const splits = await openSplits(config);
   const models: { cfg: ModelConfig; det: Detector }[] = [];
   for (const m of all) models.push({ cfg: m, det: await buildModel(m, config, splits.numClasses) });
-  const aps = await modelAps(config, splits, models, log);
+  const aps = options.aps ?? (await modelAps(config, splits, models, log));
 
   const c = config.order.costs;
   const bs = config.evaluation.batchSize;
