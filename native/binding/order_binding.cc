@@ -1,4 +1,6 @@
 // order.fitLinearMap(trainX, trainY, valX, valY, options): the adaptation cost at one level.
+#include <cmath>
+
 #include "binding/convert.h"
 #include "binding/exports.h"
 #include "binding/worker.h"
@@ -38,7 +40,7 @@ LinearFitOptions parse_fit_options(const Napi::Value& v) {
     throw Napi::RangeError::New(env, "options.steps must be a positive integer");
   o.steps = static_cast<int64_t>(steps);
   o.seed = static_cast<uint64_t>(std::max(0.0, seed));
-  if (!(o.ridge >= 0)) throw Napi::RangeError::New(env, "options.ridge must be >= 0");
+  if (std::isnan(o.ridge)) throw Napi::RangeError::New(env, "options.ridge must be a number (negative: auto)");
   return o;
 }
 
@@ -58,6 +60,7 @@ Napi::Value FitLinearMap(const Napi::CallbackInfo& info) {
         out.Set("trainMse", r.train_mse);
         out.Set("trainPixels", Napi::Number::New(env, static_cast<double>(r.train_pixels)));
         out.Set("valPixels", Napi::Number::New(env, static_cast<double>(r.val_pixels)));
+        out.Set("ridge", r.ridge);
         out.Set("weight", tensor_to_js(env, host(r.weight)));
         out.Set("bias", tensor_to_js(env, host(r.bias)));
         return out;

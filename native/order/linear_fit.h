@@ -17,8 +17,9 @@ namespace mtpd {
 
 struct LinearFitOptions {
   std::string fitter = "closed-form";  // "closed-form" | "sgd"
-  // closed-form: ridge strength relative to the mean feature variance (scale-free).
-  double ridge = 1e-6;
+  // closed-form: ridge strength relative to the mean feature variance (scale-free); negative
+  // means "auto": chosen from a grid by the error on held-out training batches.
+  double ridge = -1;
   // sgd: the paper's way, a 1x1 conv trained by gradient descent on the training batches.
   std::string optimizer = "adam";  // "adam" | "sgd"
   double lr = 1e-2;
@@ -32,6 +33,7 @@ struct LinearFitResult {
   double train_mse = 0;  // fit quality on the training batches
   int64_t train_pixels = 0;
   int64_t val_pixels = 0;
+  double ridge = 0;      // closed-form: the ridge strength used
   at::Tensor weight;  // (C_B, C_A)
   at::Tensor bias;    // (C_B)
 };

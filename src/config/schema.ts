@@ -70,7 +70,7 @@ export const distillLossSchema = z.strictObject({
 
 export const costSchema = z.strictObject({
   fitter: z.enum(['closed-form', 'sgd']).default('closed-form'),
-  ridge: z.number().min(0).default(1e-6),
+  ridge: z.number().min(0).nullable().default(null).describe('closed-form ridge strength relative to the feature variance; null: chosen by held-out error'),
   optimizer: z.enum(['adam', 'sgd']).default('adam'),
   lr: z.number().positive().default(0.01),
   steps: positiveInt.default(200),

@@ -6,7 +6,7 @@ import type { Tensor } from '../tensor.js';
 export interface LinearFitOptions {
   /** "closed-form" (ridge least squares from one streaming pass) or "sgd" (the paper's gradient descent). */
   fitter?: 'closed-form' | 'sgd';
-  /** closed-form: ridge strength relative to the mean feature variance. */
+  /** closed-form: ridge strength relative to the mean feature variance; negative or omitted: chosen by held-out error on the training batches. */
   ridge?: number;
   /** sgd: optimizer, learning rate, momentum (sgd only), steps (one batch each), seed. */
   optimizer?: 'adam' | 'sgd';
@@ -22,6 +22,8 @@ export interface LinearFitResult {
   trainMse: number;
   trainPixels: number;
   valPixels: number;
+  /** closed-form: the ridge strength used. */
+  ridge: number;
   /** The fitted 1x1 conv: weight (C_B, C_A), bias (C_B). */
   weight: Tensor<'float32'>;
   bias: Tensor<'float32'>;

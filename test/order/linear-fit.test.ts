@@ -64,6 +64,30 @@ t.test('both fitters recover cost ~ 0 when B is a linear map of A, and a positiv
   t.ok(unrelated.valMse > 0.7, `unrelated features cost ${unrelated.valMse}`);
 });
 
+t.test('closed-form: the ridge chosen on held-out training batches beats no ridge when data is scarce', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(5);
+  const ca = 24;
+  const cb = 4;
+  const w = randn(r, [cb * ca]).data;
+  const b = new Float32Array(cb);
+  const noisy = (x: Tensor<'float32'>) => {
+    const y = linearMap(x, w, b, cb);
+    for (let i = 0; i < y.data.length; i++) y.data[i] = (y.data[i] as number) + 3 * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+    return y;
+  };
+  // 8 batches of 1 image at 2x2 pixels: 32 training pixels for 25 parameters per output channel.
+  const trainA = Array.from({ length: 8 }, () => randn(r, [1, ca, 2, 2]));
+  const valA = Array.from({ length: 4 }, () => randn(r, [4, ca, 4, 4]));
+  const train = { a: trainA, b: trainA.map(noisy) };
+  const val = { a: valA, b: valA.map(noisy) };
+  const none = await fitLinearMap(train, val, { ridge: 0 });
+  const auto = await fitLinearMap(train, val);
+  t.ok(auto.ridge > 0, `auto ridge ${auto.ridge}`);
+  t.ok(auto.valMse < 0.8 * none.valMse, `auto ${auto.valMse.toFixed(2)} < none ${none.valMse.toFixed(2)}`);
+  t.equal(none.ridge, 0);
+});
+
 t.test('a lower-resolution A is upsampled to B (the heterogeneous adapter)', async (t) => {
   if (!haveAddon(t)) return;
   const r = rng(2);
