@@ -100,7 +100,7 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
       pairs: 'all',
       student: config.student.name,
       fitter,
-      ridge: c.ridge,
+      ridge: c.ridge ?? -1,
       optimizer: c.optimizer,
       lr: c.lr,
       steps: c.steps,
