@@ -56,3 +56,22 @@ export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOp
 export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';
 export * as data from './data/index.js';
 export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
+export {
+  Distiller,
+  DistillSession,
+  distillStep,
+  distillerConfigSchema,
+  FeatureCache,
+  fgdMasks,
+  listLosses,
+  padBatch,
+  weightsHash,
+  type DistillBatch,
+  type DistillerConfig,
+  type DistillStepOptions,
+  type DistillStepResult,
+  type FeatureKey,
+  type FeatureMaps,
+  type LossContext,
+  type TeacherSpec,
+} from './distill/index.js';

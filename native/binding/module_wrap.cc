@@ -68,6 +68,14 @@ Napi::Value ModuleWrap::Create(const Napi::CallbackInfo& info) {
       });
 }
 
+ModuleWrap* ModuleWrap::FromValue(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  auto* data = env.GetInstanceData<AddonData>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->module_ctor.Value()))
+    throw Napi::TypeError::New(env, fmt("expected ", what, " to be a native module handle"));
+  return Unwrap(value.As<Napi::Object>());
+}
+
 void ModuleWrap::claim(Napi::Env env, const char* method) {
   bool expected = false;
   if (!busy_->compare_exchange_strong(expected, true)) {

@@ -20,6 +20,17 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   explicit ModuleWrap(const Napi::CallbackInfo& info);
 
+  // For other binding files (distillation, detectors): the NativeModule behind a JS value, or
+  // a TypeError naming `what`.
+  static ModuleWrap* FromValue(const Napi::Value& value, const std::string& what);
+  const BuiltModule& built() const { return built_; }
+  const std::string& registry_name() const { return name_; }
+  // Claims the object for one async call (ERR_MTPD_BUSY otherwise); call the result when done.
+  std::function<void()> claim_for(Napi::Env env, const char* method) {
+    claim(env, method);
+    return release();
+  }
+
  protected:
   // Claims the object for one async call, or throws ERR_MTPD_BUSY.
   void claim(Napi::Env env, const char* method);

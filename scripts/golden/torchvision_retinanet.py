@@ -230,6 +230,8 @@ def run(spec, out_dir):
         io[f"image.{i}"] = img
         io[f"target.{i}.boxes"] = t["boxes"]
         io[f"target.{i}.labels"] = t["labels"]
+    # The state as it was before the training-mode pass (BatchNorm updates its running stats there).
+    sd = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
     model.eval()
     with torch.no_grad():
         il, _ = model.transform(images)
@@ -245,7 +247,6 @@ def run(spec, out_dir):
     losses = model(images, [dict(t) for t in targets])
     for k, v in losses.items():
         io[f"loss.{k}"] = v.detach()
-    sd = model.state_dict()
     name = spec["name"]
     save_safetensors(os.path.join(out_dir, f"{name}.weights.safetensors"), sd)
     save_safetensors(os.path.join(out_dir, f"{name}.io.safetensors"), io,

@@ -4,6 +4,13 @@ import { createDetector, resolveDetectorConfig } from '../../src/detector.js';
 import { tensor, toNumbers } from '../../src/tensor.js';
 import { haveAddon, tempDir } from '../helpers.js';
 
+function maxAbsDiff(a: number[], b: number[]): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
+  return m;
+}
+
 function image(h: number, w: number, seed = 1) {
   const data = new Float32Array(3 * h * w);
   let s = seed;
@@ -99,7 +106,7 @@ if (haveAddon(t)) {
     await det2.loadWeights(`${dir}/m.safetensors`);
     const f1 = await det.features(images);
     const f2 = await det2.features(images);
-    t.same(toNumbers(f1.p5!), toNumbers(f2.p5!), 'same weights, same features');
+    t.equal(maxAbsDiff(toNumbers(f1.p5!), toNumbers(f2.p5!)), 0, 'same weights, same features');
   });
 
   t.test('Swin-T and ResNeXt backbones build with torchvision names', async (t) => {
@@ -163,8 +170,8 @@ if (haveAddon(t)) {
     t.ok(Number.isFinite(r.gradNorm) && r.gradNorm > 0);
     t.equal(r.lr, 5e-4);
     const sd = await det.stateDict();
-    t.notSame(toNumbers(sd.get('backbone.body.layer4.0.conv1.weight')!), before, 'trainable layer4 moved');
-    t.same(toNumbers(sd.get('backbone.body.layer1.0.conv1.weight')!), frozenBefore, 'frozen layer1 did not');
+    t.ok(maxAbsDiff(toNumbers(sd.get('backbone.body.layer4.0.conv1.weight')!), before) > 0, 'trainable layer4 moved');
+    t.equal(maxAbsDiff(toNumbers(sd.get('backbone.body.layer1.0.conv1.weight')!), frozenBefore), 0, 'frozen layer1 did not');
     t.equal(det.info().training, true, 'trainStep leaves the model in train mode');
   });
 }

@@ -1,0 +1,192 @@
+// N-API glue for distillation: the registered losses, a distiller's losses on given feature
+// maps (with an in-C++ gradient check), and FGD's masks. The distiller itself is a registered
+// module ("distill.Distiller"), so createModule / stateDict / loadStateDict / to work on it.
+#include <napi.h>
+#include <torch/torch.h>
+
+#include "binding/convert.h"
+#include "binding/exports.h"
+#include "binding/module_wrap.h"
+#include "binding/worker.h"
+#include "core/errors.h"
+#include "distill/distiller.h"
+#include "distill/fgd.h"
+#include "distill/loss.h"
+
+namespace mtpd::binding {
+
+namespace {
+
+using distill::FeatureMap;
+using distill::LossContext;
+
+FeatureMap features_from_js(const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {tap: tensor}"));
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Array keys = o.GetPropertyNames();
+  FeatureMap out;
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    out[k] = tensor_from_js(o.Get(k), fmt(what, ".", k));
+  }
+  return out;
+}
+
+// {boxes?: Tensor[], imageSizes?: [h, w][]}
+LossContext context_from_js(const Napi::Value& v, const std::string& what) {
+  LossContext ctx;
+  if (v.IsUndefined() || v.IsNull()) return ctx;
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {boxes, imageSizes}"));
+  Napi::Object o = v.As<Napi::Object>();
+  if (o.Has("boxes") && !o.Get("boxes").IsUndefined()) ctx.boxes = tensors_from_js(o.Get("boxes"), what + ".boxes");
+  if (o.Has("imageSizes") && !o.Get("imageSizes").IsUndefined()) {
+    Napi::Value s = o.Get("imageSizes");
+    if (!s.IsArray()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, ".imageSizes to be [h, w][]"));
+    Napi::Array a = s.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      const std::string ew = fmt(what, ".imageSizes[", i, "]");
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
+        throw Napi::TypeError::New(v.Env(), fmt("expected ", ew, " to be [h, w]"));
+      distill::ImageSize hw{};
+      for (uint32_t j = 0; j < 2; ++j) {
+        Napi::Value d = e.As<Napi::Array>().Get(j);
+        if (!d.IsNumber()) throw Napi::TypeError::New(v.Env(), fmt("expected ", ew, "[", j, "] to be a number"));
+        const double x = d.As<Napi::Number>().DoubleValue();
+        if (!(x > 0) || std::floor(x) != x)
+          throw Napi::RangeError::New(v.Env(), fmt(ew, "[", j, "] must be a positive integer, got ", x));
+        hw[j] = static_cast<int64_t>(x);
+      }
+      ctx.image_sizes.push_back(hw);
+    }
+  }
+  return ctx;
+}
+
+struct ComputeResult {
+  std::vector<std::pair<std::string, double>> terms;
+  double total = 0;
+  std::map<std::string, std::string> adapters;
+  bool grad = false;
+  std::map<std::string, at::Tensor> student_grads;
+  std::map<std::string, bool> teacher_grads;  // tap -> received any gradient
+  std::vector<std::pair<std::string, double>> param_grads;  // name -> norm (-1: none)
+};
+
+Napi::Value Compute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModuleWrap* wrap = ModuleWrap::FromValue(info.Length() > 0 ? info[0] : env.Undefined(), "distiller");
+  auto distiller = distill::as_distiller(wrap->built());
+  if (!distiller)
+    throw Napi::TypeError::New(env, fmt("expected distiller to be a distill.Distiller, got ", wrap->registry_name()));
+  FeatureMap student = features_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "student");
+  FeatureMap teacher = features_from_js(info.Length() > 2 ? info[2] : env.Undefined(), "teacher");
+  LossContext ctx = context_from_js(info.Length() > 3 ? info[3] : env.Undefined(), "context");
+  bool grad = false;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Value g = info[4].As<Napi::Object>().Get("grad");
+    if (!g.IsUndefined()) {
+      if (!g.IsBoolean()) throw Napi::TypeError::New(env, "expected options.grad to be a boolean");
+      grad = g.As<Napi::Boolean>().Value();
+    }
+  }
+  auto done = wrap->claim_for(env, "compute");
+  return run_async<ComputeResult>(
+      env,
+      [distiller, student, teacher, ctx, grad]() mutable {
+        torch::AutoGradMode mode(grad);
+        const auto params = distiller->parameters();
+        const c10::Device dev = params.empty() ? c10::Device(c10::kCPU) : params[0].device();
+        for (auto& [k, v] : student) v = v.to(dev).set_requires_grad(grad && v.is_floating_point());
+        // With grad on, teacher maps are made leaves that ask for gradients: any leak shows.
+        for (auto& [k, v] : teacher) v = v.to(dev).set_requires_grad(grad && v.is_floating_point());
+        for (auto& b : ctx.boxes) b = b.to(dev);
+        distill::DistillOutput out = distiller->forward(student, teacher, ctx);
+        ComputeResult r;
+        for (const auto& [k, v] : out.terms) r.terms.emplace_back(k, v.item<double>());
+        r.total = out.total.item<double>();
+        r.adapters = out.adapters;
+        r.grad = grad;
+        if (grad) {
+          for (auto& p : distiller->parameters())
+            if (p.grad().defined()) p.mutable_grad().reset();
+          out.total.backward();
+          for (const auto& [k, v] : student) {
+            if (v.grad().defined()) r.student_grads[k] = host(v.grad());
+          }
+          for (const auto& [k, v] : teacher) r.teacher_grads[k] = v.grad().defined() && v.grad().ne(0).any().item<bool>();
+          for (auto& item : distiller->named_parameters()) {
+            at::Tensor& p = item.value();
+            r.param_grads.emplace_back(item.key(), p.grad().defined() ? p.grad().norm().item<double>() : -1.0);
+            if (p.grad().defined()) p.mutable_grad().reset();
+          }
+        }
+        return r;
+      },
+      [](Napi::Env env, ComputeResult& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Object losses = Napi::Object::New(env);
+        for (const auto& [k, v] : r.terms) losses.Set(k, v);
+        o.Set("losses", losses);
+        o.Set("total", r.total);
+        Napi::Object adapters = Napi::Object::New(env);
+        for (const auto& [k, v] : r.adapters) adapters.Set(k, v);
+        o.Set("adapters", adapters);
+        if (r.grad) {
+          Napi::Object g = Napi::Object::New(env), sg = Napi::Object::New(env), tg = Napi::Object::New(env),
+                       pg = Napi::Object::New(env);
+          for (const auto& [k, v] : r.student_grads) sg.Set(k, tensor_to_js(env, v));
+          for (const auto& [k, v] : r.teacher_grads) tg.Set(k, v);
+          for (const auto& [k, v] : r.param_grads) pg.Set(k, v < 0 ? env.Null() : Napi::Number::New(env, v));
+          g.Set("student", sg);
+          g.Set("teacherReceived", tg);
+          g.Set("params", pg);
+          o.Set("grads", g);
+        }
+        return o;
+      },
+      done);
+}
+
+Napi::Value Losses(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (const auto& [name, doc] : distill::registered_losses()) o.Set(name, doc);
+  return o;
+}
+
+// fgdMasks(context, n, h, w) -> {fg, bg}
+Napi::Value FgdMasks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LossContext ctx = context_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "context");
+  int64_t dims[3];
+  const char* names[3] = {"n", "h", "w"};
+  for (int i = 0; i < 3; ++i) {
+    if (info.Length() <= static_cast<size_t>(i + 1) || !info[i + 1].IsNumber())
+      throw Napi::TypeError::New(env, fmt("expected ", names[i], " to be a number"));
+    const double x = info[i + 1].As<Napi::Number>().DoubleValue();
+    if (!(x > 0) || std::floor(x) != x || x > 1e6)
+      throw Napi::RangeError::New(env, fmt(names[i], " must be a positive integer, got ", x));
+    dims[i] = static_cast<int64_t>(x);
+  }
+  if (static_cast<double>(dims[0]) * static_cast<double>(dims[1]) * static_cast<double>(dims[2]) > 1e8)
+    throw Napi::RangeError::New(env, "n * h * w must be at most 1e8");
+  return run_async<std::pair<at::Tensor, at::Tensor>>(
+      env, [ctx, dims] { return distill::fgd_masks(ctx, dims[0], dims[1], dims[2], c10::Device(c10::kCPU)); },
+      [](Napi::Env env, std::pair<at::Tensor, at::Tensor>& m) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("fg", tensor_to_js(env, host(m.first)));
+        o.Set("bg", tensor_to_js(env, host(m.second)));
+        return o;
+      });
+}
+
+ExportRegistrar reg("distill", [](Napi::Env env, Napi::Object exports) {
+  Napi::Object d = exports.Has("distill") ? exports.Get("distill").As<Napi::Object>() : Napi::Object::New(env);
+  d.Set("losses", Napi::Function::New<Losses>(env, "losses"));
+  d.Set("compute", Napi::Function::New<Compute>(env, "compute"));
+  d.Set("fgdMasks", Napi::Function::New<FgdMasks>(env, "fgdMasks"));
+  exports.Set("distill", d);
+});
+
+}  // namespace
+}  // namespace mtpd::binding

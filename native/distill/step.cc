@@ -1,0 +1,164 @@
+#include "distill/step.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "core/errors.h"
+
+namespace mtpd::distill {
+
+StepOptions StepOptions::from_json(const Json& o) {
+  MTPD_CHECK_ARG(o.is_object(), "distill step options must be an object");
+  check_known_options(o, "distill step", {"ensemble", "detection_weight", "optimizer"});
+  StepOptions r;
+  r.ensemble = opt_string(o, "ensemble", r.ensemble);
+  MTPD_CHECK_ARG(r.ensemble == "sum" || r.ensemble == "mean", "distill step: \"ensemble\" must be \"sum\" or \"mean\", got \"",
+                 r.ensemble, "\"");
+  r.detection_weight = opt_number(o, "detection_weight", r.detection_weight);
+  MTPD_CHECK_ARG(r.detection_weight >= 0, "distill step: \"detection_weight\" must be >= 0");
+  r.optimizer = train::OptimizerOptions::from_json(o.contains("optimizer") ? o.at("optimizer") : Json::object());
+  return r;
+}
+
+Json StepOptions::to_json() const {
+  return {{"ensemble", ensemble}, {"detection_weight", detection_weight}, {"optimizer", optimizer.to_json()}};
+}
+
+DistillStep::DistillStep(std::shared_ptr<Detector> student, std::vector<StepTeacher> teachers, StepOptions options)
+    : student_(std::move(student)), teachers_(std::move(teachers)), options_(std::move(options)) {
+  MTPD_CHECK_ARG(student_ != nullptr, "distill step: a student detector is required");
+  MTPD_CHECK_ARG(!teachers_.empty(), "distill step: at least one teacher is required");
+  std::set<std::string> names;
+  const auto student_taps = student_->feature_names();
+  for (size_t i = 0; i < teachers_.size(); ++i) {
+    auto& t = teachers_[i];
+    const std::string what = fmt("distill step: teachers[", i, "] (\"", t.name, "\")");
+    MTPD_CHECK_ARG(!t.name.empty() && names.insert(t.name).second, what, ": teacher names must be unique and non-empty");
+    MTPD_CHECK_ARG(t.distiller != nullptr, what, ": needs a distiller");
+    MTPD_CHECK_ARG(t.model.get() != student_.get(), what, ": the student cannot be its own teacher");
+    MTPD_CHECK_ARG(t.weight >= 0, what, ": weight must be >= 0");
+    for (const auto& pair : t.distiller->pairs()) {
+      MTPD_CHECK_ARG(std::find(student_taps.begin(), student_taps.end(), pair.student) != student_taps.end(), what,
+                     ": pair \"", pair.name, "\" uses student tap \"", pair.student, "\", which the student lacks");
+      MTPD_CHECK_ARG(pair.adapter->student_channels() == student_->feature_channels(), what, ": pair \"", pair.name,
+                     "\" expects ", pair.adapter->student_channels(), " student channels, the student has ",
+                     student_->feature_channels());
+      if (t.model) {
+        const auto taps = t.model->feature_names();
+        MTPD_CHECK_ARG(std::find(taps.begin(), taps.end(), pair.teacher) != taps.end(), what, ": pair \"", pair.name,
+                       "\" uses teacher tap \"", pair.teacher, "\", which the teacher lacks");
+        MTPD_CHECK_ARG(pair.adapter->teacher_channels() == t.model->feature_channels(), what, ": pair \"", pair.name,
+                       "\" expects ", pair.adapter->teacher_channels(), " teacher channels, the teacher has ",
+                       t.model->feature_channels());
+      }
+    }
+    if (t.model) {
+      // Frozen: no parameter of a teacher ever asks for a gradient.
+      for (auto& p : t.model->parameters()) p.set_requires_grad(false);
+      t.model->eval();
+    }
+    // Distiller modules train (MGD/FGD have no dropout or BN, but keep them in train mode).
+    t.distiller->train(true);
+  }
+  for (const auto& t : teachers_)
+    MTPD_CHECK_ARG(t.model.get() != student_.get(), "distill step: the student cannot be a teacher");
+  optimizer_ = std::make_unique<train::Optimizer>(parameters(), options_.optimizer);
+}
+
+train::NamedParams DistillStep::parameters() const {
+  train::NamedParams params = train::trainable_parameters(*student_, "student.");
+  for (const auto& t : teachers_) {
+    auto more = train::trainable_parameters(*t.distiller, "distill." + t.name + ".");
+    params.insert(params.end(), more.begin(), more.end());
+  }
+  return params;
+}
+
+FeatureMap DistillStep::teacher_features(size_t i, const std::vector<at::Tensor>& images) {
+  MTPD_CHECK_ARG(i < teachers_.size(), "distill step: no teacher ", i);
+  auto& t = teachers_[i];
+  MTPD_CHECK_ARG(t.model != nullptr, "distill step: teacher \"", t.name, "\" has no model (cached features only)");
+  t.model->eval();  // pinned, every call
+  at::NoGradGuard no_grad;
+  RunOptions what;
+  what.features = true;
+  DetectorOutput out = t.model->run(images, nullptr, what);
+  return FeatureMap(out.features.begin(), out.features.end());
+}
+
+StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::vector<Target>& targets,
+                             const std::vector<FeatureMap>* cached) {
+  MTPD_CHECK_ARG(!images.empty(), "distill step: images is empty");
+  MTPD_CHECK_ARG(targets.size() == images.size(), "distill step: ", images.size(), " images but ", targets.size(),
+                 " targets");
+  MTPD_CHECK_ARG(!cached || cached->size() == teachers_.size(), "distill step: teacherFeatures has ",
+                 cached ? cached->size() : 0, " entries for ", teachers_.size(), " teachers");
+  StepOutput r;
+  // Teachers first, in eval mode and without autograd.
+  std::vector<FeatureMap> tfeats(teachers_.size());
+  for (size_t i = 0; i < teachers_.size(); ++i) {
+    auto& t = teachers_[i];
+    if (cached && !(*cached)[i].empty()) {
+      const c10::Device dev = student_->device();
+      for (const auto& [k, v] : (*cached)[i]) tfeats[i][k] = v.to(dev);
+      r.teachers_training.push_back(false);
+      continue;
+    }
+    MTPD_CHECK_ARG(t.model != nullptr, "distill step: teacher \"", t.name, "\" has no model and no cached features");
+    tfeats[i] = teacher_features(i, images);
+    r.teachers_training.push_back(t.model->is_training());
+  }
+  // The student: detection losses and feature taps in one graph.
+  at::AutoGradMode grad_mode(true);
+  RunOptions what;
+  what.losses = true;
+  what.features = true;
+  r.student_training = student_->is_training();
+  // Mixed precision (CUDA, optimizer.amp): autocast around the forward passes only; the
+  // optimizer scales the loss and unscales the gradients. Restored on every exit path.
+  struct AutocastScope {
+    bool on, prev;
+    explicit AutocastScope(bool enable) : on(enable), prev(at::autocast::is_enabled()) {
+      if (on) at::autocast::set_enabled(true);
+    }
+    ~AutocastScope() {
+      if (on) {
+        at::autocast::set_enabled(prev);
+        at::autocast::clear_cache();
+      }
+    }
+  };
+  std::optional<AutocastScope> autocast;
+  autocast.emplace(options_.optimizer.amp);
+  DetectorOutput out = student_->run(images, &targets, what);
+  LossContext ctx;
+  for (const auto& tg : out.targets) ctx.boxes.push_back(tg.boxes);
+  for (const auto& s : out.image_sizes) ctx.image_sizes.push_back({s[0], s[1]});
+  const FeatureMap sfeats(out.features.begin(), out.features.end());
+
+  std::vector<std::pair<std::string, at::Tensor>> terms;
+  for (auto& [k, v] : out.losses) terms.emplace_back(k, v.to(at::kFloat) * options_.detection_weight);
+  const double ens = options_.ensemble == "mean" ? 1.0 / static_cast<double>(teachers_.size()) : 1.0;
+  const bool several = teachers_.size() > 1;
+  for (size_t i = 0; i < teachers_.size(); ++i) {
+    auto& t = teachers_[i];
+    const std::string prefix = several ? "distill." + t.name + "." : "distill.";
+    DistillOutput d = t.distiller->forward(sfeats, tfeats[i], ctx, prefix);
+    for (auto& [k, v] : d.terms) terms.emplace_back(k, v.to(at::kFloat) * (t.weight * ens));
+    for (auto& [k, v] : d.adapters) r.adapters[t.name + "/" + k] = v;
+  }
+  autocast.reset();
+  at::Tensor total;
+  for (auto& [k, v] : terms) total = total.defined() ? total + v : v;
+  r.optimizer = optimizer_->step(total);  // zero_grad, ONE backward, clip, step
+  for (auto& [k, v] : terms) r.losses[k] = v.detach().to(at::kCPU, at::kDouble).item<double>();
+  r.total = total.detach().to(at::kCPU, at::kDouble).item<double>();
+  return r;
+}
+
+}  // namespace mtpd::distill

@@ -1,0 +1,84 @@
+/**
+ * A distiller: the adapters and loss-side modules (GC blocks, generation blocks) between one
+ * student and one teacher, held by the addon. They train with the student and are never
+ * saved with it.
+ */
+import { MtpdError, withCallSite } from '../errors.js';
+import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from '../native.js';
+import type { Tensor } from '../tensor.js';
+import type { FeatureMaps, LossContext, RawComputeResult } from './binding.js';
+import { distillerConfigSchema, type DistillerConfig } from './config.js';
+
+export type { FeatureMaps, LossContext, RawComputeResult } from './binding.js';
+
+function parseConfig(config: DistillerConfig): DistillerConfig {
+  const r = distillerConfigSchema.safeParse(config);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue && issue.path.length ? issue.path.join('.') : 'distiller';
+    throw new MtpdError('ERR_MTPD_CONFIG', `distiller config: ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  const site = new Error('call site').stack;
+  try {
+    return await fn();
+  } catch (err) {
+    throw withCallSite(err, site);
+  }
+}
+
+export class Distiller {
+  private constructor(
+    readonly handle: NativeModuleHandle,
+    /** The resolved configuration (every default filled in) as the addon reports it. */
+    readonly config: DistillerConfig,
+  ) {}
+
+  static async create(config: DistillerConfig, device = 'cpu'): Promise<Distiller> {
+    const parsed = parseConfig(config);
+    const handle = await call(() => native().createModule('distill.Distiller', JSON.stringify(parsed), device));
+    return new Distiller(handle, parsed);
+  }
+
+  info(): RawModuleInfo {
+    return this.handle.info();
+  }
+
+  /**
+   * Losses on given maps. With `grad`, also the gradients the total sends to the student maps
+   * and to every distiller parameter, and whether any reached a teacher map (computed in
+   * C++; the distiller's own gradients are cleared afterwards).
+   */
+  compute(student: FeatureMaps, teacher: FeatureMaps, context?: LossContext, options: { grad?: boolean } = {}): Promise<RawComputeResult> {
+    return call(() => native().distill.compute(this.handle, student, teacher, context, options));
+  }
+
+  stateDict(): Promise<{ names: string[]; tensors: Tensor[] }> {
+    return call(() => this.handle.stateDict());
+  }
+
+  loadStateDict(names: string[], tensors: Tensor[], strict = true): Promise<RawLoadReport> {
+    return call(() => this.handle.loadStateDict(names, tensors, strict));
+  }
+
+  setTraining(on: boolean): void {
+    this.handle.setTraining(on);
+  }
+
+  to(device: string): Promise<string> {
+    return call(() => this.handle.to(device));
+  }
+}
+
+/** Registered loss types and their one-line docs. */
+export function listLosses(): Record<string, string> {
+  return native().distill.losses();
+}
+
+/** FGD's foreground/background masks for an (n, h, w) map (see native/distill/fgd.h). */
+export function fgdMasks(context: LossContext, n: number, h: number, w: number): Promise<{ fg: Tensor; bg: Tensor }> {
+  return call(() => native().distill.fgdMasks(context, n, h, w));
+}
