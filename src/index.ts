@@ -75,3 +75,4 @@ export {
   type LossContext,
   type TeacherSpec,
 } from './distill/index.js';
+export { train, formatResults, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';

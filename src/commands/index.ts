@@ -9,7 +9,8 @@ import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
 import { planCommand } from './plan.js';
+import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand];

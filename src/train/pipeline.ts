@@ -28,7 +28,7 @@ import { buildModel, evaluateModel, openSplits, type Splits } from './models.js'
 export interface TrainOptions {
   signal?: AbortSignal;
   onEvent?: (e: PipelineEvent) => void;
-  /** Continue from the last complete checkpoint (default true: finished steps are always skipped). */
+  /** Continue an interrupted stage from its last complete checkpoint (finished steps are always skipped). */
   resume?: boolean;
   quiet?: boolean;
   log?: (line: string) => void;
@@ -94,7 +94,7 @@ export class Run {
     const stage = `train:${m.name}`;
     this.event({ type: 'phase', phase: stage });
     const det = await buildModel(m, this.config, splits.numClasses, { loadWeights: false });
-    const last = await this.checkpoints.loadLast();
+    const last = this.options.resume ? await this.checkpoints.loadLast() : null;
     const resume = last && (last.state as StageState | null)?.stage === stage ? last : null;
     const r = await trainDetectionStage({
       stage,
@@ -175,4 +175,110 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   await writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]);
   run.log(`teacher order: ${order.join(' -> ')}`);
   return { run, splits, resolved, results, order };
+}
+
+export type Baseline = 'longer' | 'direct' | 'ensemble';
+
+/**
+ * The whole pipeline: the progressive curriculum in the chosen order, then the baselines of the
+ * config (or only `only`), each for the same total budget (one schedule per stage, k stages).
+ */
+export async function train(config: Config, options: TrainOptions & { only?: Baseline } = {}): Promise<TrainReport> {
+  const { trainDistillStage } = await import('./distill-stage.js');
+  const { run, splits, resolved, results, order } = await prepareRun(config, options);
+  const studentCfg = resolved.student;
+  const ots = studentCfg.weights as string;
+  const stages = Math.max(1, order.length);
+  let aborted = false;
+
+  const stageRun = async (name: string, teachers: string[], from: string, kind: 'distill' | 'detect', ensemble?: 'sum' | 'mean'): Promise<string | null> => {
+    const out = run.path('models', `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}.safetensors`);
+    if (existsSync(out)) return out;
+    run.event({ type: 'phase', phase: name });
+    const student = await buildModel({ ...studentCfg, weights: from }, resolved, splits.numClasses);
+    const last = options.resume ? await run.checkpoints.loadLast() : null;
+    const resume = last && (last.state as StageState | null)?.stage === name ? last : null;
+    const common = {
+      stage: name,
+      splits,
+      config: resolved,
+      schedule: studentCfg.train ?? resolved.schedule,
+      checkpoints: run.checkpoints,
+      metrics: run.metrics,
+      signal: options.signal,
+      onEvent: (e: TrainEvent) => run.event(e),
+      resume,
+      quiet: options.quiet ?? false,
+    };
+    let r;
+    if (kind === 'detect') r = await trainDetectionStage({ ...common, det: student });
+    else {
+      const tdets = [];
+      for (const t of teachers) {
+        const tc = resolved.teachers.find((x) => x.name === t);
+        if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `unknown teacher "${t}"`);
+        tdets.push({ name: t, det: await buildModel(tc, resolved, splits.numClasses) });
+      }
+      r = await trainDistillStage({ ...common, student, teachers: tdets, ...(ensemble ? { ensemble } : {}) });
+    }
+    if (!r.completed) {
+      aborted = true;
+      return null;
+    }
+    await mkdir(run.path('models'), { recursive: true });
+    await student.saveWeights(out, { 'mtpd.stage': name, 'mtpd.teachers': teachers.join('+') });
+    const res = await run.evaluate(name, student, splits, kind === 'detect' ? 'baseline' : 'stage', out);
+    results.push(res);
+    run.log(`\n${formatResults(results)}\n`);
+    return out;
+  };
+
+  if (!options.only) {
+    // MTPD: one stage per teacher, in order, the student carried over.
+    let current = ots;
+    for (const [i, t] of order.entries()) {
+      const next = await stageRun(`mtpd${i + 1}-${t}`, [t], current, 'distill');
+      if (!next) break;
+      current = next;
+    }
+  }
+  const baselines = options.only ? [options.only] : aborted ? [] : resolved.baselines;
+  const strongest = order[order.length - 1] as string;
+  for (const b of baselines) {
+    if (aborted) break;
+    let current = ots;
+    for (let i = 0; i < stages; i++) {
+      const name = `${b}${i + 1}`;
+      const next =
+        b === 'longer'
+          ? await stageRun(name, [], current, 'detect')
+          : b === 'direct'
+            ? await stageRun(name, [strongest], current, 'distill')
+            : await stageRun(name, order, current, 'distill', 'sum');
+      if (!next) break;
+      current = next;
+    }
+  }
+  const report: TrainReport = { output: resolved.output, order, results, aborted };
+  await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
+  await writeFileAtomic(run.path('report.md'), [Buffer.from(`# mtpd report\n\nteacher order: ${order.join(' -> ')}\n\n\`\`\`\n${formatResults(results)}\n\`\`\`\n`)]);
+  await writeReportPlots(run, results).catch((err: unknown) => run.log(`plots: ${(err as Error).message}`));
+  return report;
+}
+
+async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void> {
+  const { lineSpec, writePlot } = await import('../report/plot.js');
+  const recs = run.metrics.read().filter((r) => typeof r.iter === 'number' && typeof r.loss === 'number');
+  const points = recs.map((r) => ({ x: r.iter as number, y: r.loss as number, series: String(r.stage) }));
+  if (points.length) await writePlot(run.path('loss'), lineSpec(points, { title: 'Training loss per stage', x: 'step', y: 'loss', logY: true }));
+  const staged = results.filter((r) => r.role === 'stage' || r.role === 'baseline' || r.role === 'student');
+  const ap = staged.map((r) => {
+    const m = /^(.*?)(\d+)(-.*)?$/.exec(r.name);
+    const series = r.role === 'student' ? 'off-the-shelf' : m ? (m[1] as string) : r.name;
+    return { x: r.role === 'student' ? 0 : m ? Number(m[2]) : 0, y: 100 * r.ap, series };
+  });
+  const ots = ap.find((p) => p.series === 'off-the-shelf');
+  const series = [...new Set(ap.filter((p) => p.series !== 'off-the-shelf').map((p) => p.series))];
+  const pts = [...ap.filter((p) => p.series !== 'off-the-shelf'), ...(ots ? series.map((s) => ({ ...ots, series: s })) : [])];
+  if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP after each stage', x: 'stage', y: 'AP' }));
 }
