@@ -191,7 +191,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   const stages = Math.max(1, order.length);
   let aborted = false;
 
-  const stageRun = async (name: string, teachers: string[], from: string, kind: 'distill' | 'detect', ensemble?: 'sum' | 'mean'): Promise<string | null> => {
+  const stageRun = async (name: string, teachers: string[], from: string, kind: 'distill' | 'detect', role: ModelResult['role'], ensemble?: 'sum' | 'mean'): Promise<string | null> => {
     const out = run.path('models', `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}.safetensors`);
     if (existsSync(out)) return out;
     run.event({ type: 'phase', phase: name });
@@ -227,7 +227,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     }
     await mkdir(run.path('models'), { recursive: true });
     await student.saveWeights(out, { 'mtpd.stage': name, 'mtpd.teachers': teachers.join('+') });
-    const res = await run.evaluate(name, student, splits, kind === 'detect' ? 'baseline' : 'stage', out);
+    const res = await run.evaluate(name, student, splits, role, out);
     results.push(res);
     run.log(`\n${formatResults(results)}\n`);
     return out;
@@ -237,7 +237,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     // MTPD: one stage per teacher, in order, the student carried over.
     let current = ots;
     for (const [i, t] of order.entries()) {
-      const next = await stageRun(`mtpd${i + 1}-${t}`, [t], current, 'distill');
+      const next = await stageRun(`mtpd${i + 1}-${t}`, [t], current, 'distill', 'stage');
       if (!next) break;
       current = next;
     }
@@ -251,10 +251,10 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
       const name = `${b}${i + 1}`;
       const next =
         b === 'longer'
-          ? await stageRun(name, [], current, 'detect')
+          ? await stageRun(name, [], current, 'detect', 'baseline')
           : b === 'direct'
-            ? await stageRun(name, [strongest], current, 'distill')
-            : await stageRun(name, order, current, 'distill', 'sum');
+            ? await stageRun(name, [strongest], current, 'distill', 'baseline')
+            : await stageRun(name, order, current, 'distill', 'baseline', 'sum');
       if (!next) break;
       current = next;
     }
