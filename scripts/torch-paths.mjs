@@ -39,7 +39,10 @@ if (what === 'include') console.log(t.include.join('\n'));
 else if (what === 'libdir') console.log(t.libdir);
 else if (what === 'libs') {
   const libs = ['-L' + t.libdir, `-Wl,-rpath,${t.libdir}`, '-ltorch', '-ltorch_cpu', '-lc10'];
-  if (existsSync(join(t.libdir, 'libc10_cuda.so'))) libs.push('-ltorch_cuda', '-lc10_cuda');
+  // Nothing in the addon calls into libtorch_cuda directly, so a linker that defaults to
+  // --as-needed (Ubuntu's) would drop it, and CUDA would look absent at run time ("Cannot
+  // initialize CUDA without ATen_cuda library"). TorchConfig.cmake does the same for CMake builds.
+  if (existsSync(join(t.libdir, 'libc10_cuda.so'))) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
   console.log(libs.join('\n'));
 } else if (what === 'abi') {
   let abi = '1';

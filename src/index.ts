@@ -1,7 +1,7 @@
 /** mtpd: Multi-Teacher Progressive Distillation for lightweight object detectors. */
 export { MtpdError, type ErrorCode } from './errors.js';
 export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
-export { checkDevice, formatSystemInfo, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export { checkDevice, formatSystemInfo, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
 export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
 export * from './tensor.js';
 export {

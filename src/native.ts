@@ -55,6 +55,7 @@ export interface NativeModuleHandle {
 export interface Binding {
   runtimeInfo(): RawRuntimeInfo;
   setNumThreads(threads: number): number;
+  setSeed(seed: number): void;
   listModules(): Record<string, string>;
   checkDevice(device: string): string;
   createModule(name: string, optionsJson: string, device: string): Promise<NativeModuleHandle>;

@@ -23,6 +23,11 @@ export function setThreads(threads?: number): number {
   return native().setNumThreads(threads ?? 0);
 }
 
+/** Seeds libtorch's default generators (weight initialization, random ops). */
+export function setSeed(seed: number): void {
+  native().setSeed(seed);
+}
+
 /** Validates a device string ("cpu", "cuda", "cuda:N") against the loaded libtorch. */
 export function checkDevice(device: string): string {
   return native().checkDevice(device);
@@ -30,8 +35,10 @@ export function checkDevice(device: string): string {
 
 export function systemInfo(options: { threads?: number | undefined } = {}): SystemInfo {
   const addon = loadAddon();
-  const threads = addon.binding.setNumThreads(options.threads ?? 0);
+  // Only an explicit count changes the setting: asking for facts must not undo setThreads().
+  if (options.threads !== undefined) addon.binding.setNumThreads(options.threads);
   const rt = addon.binding.runtimeInfo();
+  const threads = rt.numThreads;
   return {
     mtpd: packageVersion(),
     node: process.version,

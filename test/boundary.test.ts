@@ -89,6 +89,10 @@ t.test('threads default to all cores and are configurable', async (t) => {
   t.equal(info.threads.intraOp, info.threads.cores);
   t.equal(setThreads(1), 1);
   t.equal(systemInfo({ threads: 1 }).threads.intraOp, 1);
+  const other = info.threads.cores === 1 ? 2 : 1; // anything but the all-cores default
+  t.equal(setThreads(other), other);
+  t.equal(systemInfo().threads.intraOp, other, 'systemInfo() reports the setting and leaves it alone');
+  t.equal(native().runtimeInfo().numThreads, other);
   t.throws(() => native().setNumThreads(-1), { name: 'RangeError' });
   setThreads(0);
 });
@@ -128,8 +132,39 @@ t.test('module construction errors name the option', async (t) => {
   await t.rejects(Module.create('nn.Conv2d', { in_channels: 3, out_channels: 4, kernal_size: 3 }), { message: /unknown option "kernal_size"/ });
   await t.rejects(Module.create('nn.Conv2d', { in_channels: 'x', out_channels: 4 }), { message: /"in_channels" must be an integer/ });
   await t.rejects(Module.create('nn.Nope', {}), { message: /unknown module "nn.Nope"/ });
+  // 2^63 reaches the addon as the JSON integer 9223372036854776000, beyond int64.
+  await t.rejects(Module.create('nn.Conv2d', { in_channels: 2 ** 63, out_channels: 4 }), { name: 'TypeError', message: /option "in_channels" must be an integer of magnitude at most 2\^53/ });
+  await t.rejects(Module.create('nn.Conv2d', { in_channels: 1, out_channels: 1, padding: 2 ** 62 }), { name: 'TypeError', message: /option "padding" must be an integer of magnitude at most 2\^53/ });
   const conv = await Module.create('nn.Conv2d', { in_channels: 3, out_channels: 4, kernel_size: 3 });
   await t.rejects(conv.forward([zeros('float32', [1, 2, 8, 8])]), { name: 'RangeError', code: 'ERR_MTPD_SHAPE', message: /\(N, 3, H, W\)/ });
   const err = await conv.forward([zeros('float32', [1, 2, 8, 8])]).catch((e: Error) => e);
   t.match((err as Error).stack, /boundary\.test/, 'error stack points at the JS call site');
+});
+
+t.test('typed arrays over a SharedArrayBuffer cross like any other', async (t) => {
+  if (!haveAddon(t)) return;
+  const data = new Float32Array(new SharedArrayBuffer(24), 4, 3);
+  data.set([1.5, -2, 3]);
+  const back = await native().ops.toDevice({ dtype: 'float32', shape: [3], data }, 'cpu');
+  t.same(Array.from(back.data as Float32Array), [1.5, -2, 3]);
+});
+
+t.test('a CPU allocation libtorch cannot satisfy is ERR_MTPD_OUT_OF_MEMORY', async (t) => {
+  if (!haveAddon(t)) return;
+  // 2^22 x 2^22 float32 weights: 64 TiB.
+  await t.rejects(Module.create('nn.Linear', { in_features: 2 ** 22, out_features: 2 ** 22 }), { code: 'ERR_MTPD_OUT_OF_MEMORY', message: /can't allocate memory/ });
+});
+
+t.test('setSeed makes weight initialization reproducible', async (t) => {
+  if (!haveAddon(t)) return;
+  const { setSeed } = await import('../src/runtime.js');
+  const make = async () => (await (await Module.create('nn.Linear', { in_features: 4, out_features: 3 })).stateDict()).get('weight') as Tensor;
+  setSeed(7);
+  const a = await make();
+  setSeed(7);
+  const b = await make();
+  const c = await make();
+  t.same(Array.from(a.data as Float32Array), Array.from(b.data as Float32Array));
+  t.notSame(Array.from(b.data as Float32Array), Array.from(c.data as Float32Array));
+  t.throws(() => setSeed(-1), { name: 'RangeError' });
 });

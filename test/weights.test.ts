@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Module } from '../src/module.js';
 import { type Tensor, tensor, toNumbers } from '../src/tensor.js';
-import { decodeSafetensors, encodeSafetensors, loadPth, loadSafetensors, readWeights, saveSafetensors, sniffWeightsFormat, type StateDict } from '../src/weights/index.js';
+import { decodeSafetensors, encodeSafetensors, loadPth, loadSafetensors, readSafetensorsHeader, readWeights, saveSafetensors, sniffWeightsFormat, type StateDict } from '../src/weights/index.js';
 import { haveAddon, tempDir } from './helpers.js';
 
 const fixtures = new URL('./fixtures/weights/', import.meta.url).pathname;
@@ -177,4 +177,40 @@ t.test('module weights round trip through safetensors, including buffers', async
   const b = await fresh.stateDict();
   for (const [k, v] of a) t.same(Array.from(b.get(k)?.data as ArrayLike<unknown>), Array.from(v.data as ArrayLike<unknown>), k);
   t.same(toNumbers(b.get('num_batches_tracked') as Tensor), [expected.conv_bn.num_batches_tracked]);
+});
+
+t.test('the safetensors writer refuses tensors whose data does not match their shape', async (t) => {
+  const dir = tempDir(t);
+  const bad: [string, Tensor][] = [
+    ['short', { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) }],
+    ['negative', { dtype: 'float32', shape: [-1], data: new Float32Array(0) }],
+    ['dtype', { dtype: 'complex64' as 'float32', shape: [1], data: new Float32Array(1) }],
+  ];
+  for (const [name, tensor] of bad) {
+    t.throws(() => encodeSafetensors(new Map([[name, tensor]])), { code: 'ERR_MTPD_WEIGHTS', message: new RegExp(`tensor "${name}"`) }, name);
+  }
+  const p = join(dir, 'never.safetensors');
+  await t.rejects(saveSafetensors(p, new Map([['short', bad[0]![1]]])), { code: 'ERR_MTPD_WEIGHTS' });
+  t.notOk(existsSync(p), 'nothing written');
+});
+
+t.test('readSafetensorsHeader: broken files are ERR_MTPD_WEIGHTS naming the file', async (t) => {
+  const dir = tempDir(t);
+  const good = join(dir, 'good.safetensors');
+  await saveSafetensors(good, allDtypes(), { k: 'v' });
+  const h = await readSafetensorsHeader(good);
+  t.same((h['a.f32'] as { shape: number[] }).shape, [2, 2]);
+  const full = readFileSync(good);
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['short', full.subarray(0, 5), /too short/],
+    ['cut', full.subarray(0, 20), /does not fit the file/],
+    ['huge', Buffer.from([0, 0, 0, 0, 0, 0, 0, 0x40, 0x7b]), /too large/],
+    ['notjson', Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{abc')]), /not valid JSON/],
+  ];
+  for (const [name, bytes, re] of cases) {
+    const p = join(dir, `${name}.safetensors`);
+    writeFileSync(p, bytes);
+    await t.rejects(readSafetensorsHeader(p), { code: 'ERR_MTPD_WEIGHTS', message: new RegExp(`${name}\\.safetensors: .*${re.source}`) }, name);
+  }
+  await t.rejects(readSafetensorsHeader(join(dir, 'missing.safetensors')), { code: 'ERR_MTPD_WEIGHTS', message: /cannot read \(ENOENT\)/ });
 });

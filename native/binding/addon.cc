@@ -63,6 +63,16 @@ Napi::Value SetNumThreadsJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, guarded(env, [&] { return set_num_threads(static_cast<int>(n)); }));
 }
 
+Napi::Value SetSeedJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "expected seed to be a number");
+  const double s = info[0].As<Napi::Number>().DoubleValue();
+  if (!(s >= 0 && s <= 9007199254740991.0 && std::floor(s) == s))
+    throw Napi::RangeError::New(env, fmt("seed must be a non-negative integer, got ", s));
+  guarded(env, [&] { set_seed(static_cast<uint64_t>(s)); });
+  return env.Undefined();
+}
+
 Napi::Value ListModulesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto mods = registered_modules();
@@ -110,6 +120,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreadsJs>(env, "setNumThreads"));
+  exports.Set("setSeed", Napi::Function::New<SetSeedJs>(env, "setSeed"));
   exports.Set("listModules", Napi::Function::New<ListModulesJs>(env, "listModules"));
   exports.Set("checkDevice", Napi::Function::New<CheckDeviceJs>(env, "checkDevice"));
   exports.Set("createModule", Napi::Function::New<ModuleWrap::Create>(env, "createModule"));

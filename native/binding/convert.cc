@@ -84,7 +84,13 @@ at::Tensor tensor_from_js(const Napi::Value& value, const std::string& what) {
     throw Napi::RangeError::New(env, fmt(what, ".data has ", ta.ElementLength(), " elements but shape ",
                                          c10::IntArrayRef(shape), " needs ", numel));
   }
-  const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  // The data pointer straight from the typed array: ta.ArrayBuffer().Data() fails ("Invalid
+  // argument") when the array views a SharedArrayBuffer.
+  void* raw = nullptr;
+  size_t length = 0;
+  napi_status st = napi_get_typedarray_info(env, ta, nullptr, &length, &raw, nullptr, nullptr);
+  if (st != napi_ok) throw Napi::TypeError::New(env, fmt("cannot read ", what, ".data"));
+  const uint8_t* src = static_cast<const uint8_t*>(raw);
   const size_t bytes = ta.ByteLength();
   return guarded(env, [&] {
     if (spec->type == at::kBool) {

@@ -14,10 +14,13 @@ Failure current_failure() {
     return {ErrorKind::Type, e.what()};
   } catch (const ShapeError& e) {
     return {ErrorKind::Range, e.what()};
+  } catch (const c10::OutOfMemoryError& e) {
+    return {ErrorKind::OutOfMemory, e.what_without_backtrace()};
   } catch (const c10::Error& e) {
-    // libtorch's message without the C++ backtrace.
+    // libtorch's message without the C++ backtrace. CPU allocation failures are plain
+    // c10::Errors ("DefaultCPUAllocator: can't allocate memory: ...").
     std::string msg = e.what_without_backtrace();
-    const bool oom = msg.find("out of memory") != std::string::npos;
+    const bool oom = msg.find("out of memory") != std::string::npos || msg.find("can't allocate memory") != std::string::npos;
     return {oom ? ErrorKind::OutOfMemory : ErrorKind::Torch, msg};
   } catch (const std::bad_alloc&) {
     return {ErrorKind::OutOfMemory, "out of memory (std::bad_alloc)"};

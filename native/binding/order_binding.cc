@@ -38,9 +38,16 @@ LinearFitOptions parse_fit_options(const Napi::Value& v) {
   num("seed", seed);
   if (steps < 1 || steps > 1e9 || std::floor(steps) != steps)
     throw Napi::RangeError::New(env, "options.steps must be a positive integer");
+  // (A cast of Infinity or 1e30 to uint64 is undefined behaviour; -1 and 1.5 were silently 0 and 1.)
+  if (!(seed >= 0 && seed <= 9007199254740991.0 && std::floor(seed) == seed))
+    throw Napi::RangeError::New(env, fmt("options.seed must be a non-negative integer, got ", seed));
   o.steps = static_cast<int64_t>(steps);
-  o.seed = static_cast<uint64_t>(std::max(0.0, seed));
-  if (std::isnan(o.ridge)) throw Napi::RangeError::New(env, "options.ridge must be a number (negative: auto)");
+  o.seed = static_cast<uint64_t>(seed);
+  if (std::isnan(o.ridge) || std::isinf(o.ridge))
+    throw Napi::RangeError::New(env, "options.ridge must be a finite number (negative: chosen automatically)");
+  if (!std::isfinite(o.lr)) throw Napi::RangeError::New(env, "options.lr must be a finite number");
+  if (!(o.momentum >= 0) || !std::isfinite(o.momentum))
+    throw Napi::RangeError::New(env, "options.momentum must be a finite number >= 0");
   return o;
 }
 

@@ -58,6 +58,9 @@ class PromiseWorker : public Napi::AsyncWorker {
       result_ = exec_();
     } catch (...) {
       failure_ = current_failure();
+      // AsyncWorker tells failure from success by a non-empty message: an exception with an
+      // empty what() would otherwise resolve the promise with a default-constructed result.
+      if (failure_.message.empty()) failure_.message = "native error without a message";
       SetError(failure_.message);
     }
   }

@@ -62,11 +62,21 @@ double opt_number(const Json& o, const std::string& key, double fallback) {
 int64_t opt_int(const Json& o, const std::string& key, int64_t fallback) {
   auto it = o.find(key);
   if (it == o.end() || it->is_null()) return fallback;
-  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_integer()) {
+    // JSON from JS never holds exact integers beyond 2^53; a larger one (2^63 arrives as the
+    // unsigned 9223372036854776000, which get<int64_t>() wraps to a negative) is refused like
+    // a float of that size.
+    const bool in_range = it->is_number_unsigned() ? it->get<uint64_t>() <= 9007199254740991ULL
+                                                   : (it->get<int64_t>() >= -9007199254740991LL &&
+                                                      it->get<int64_t>() <= 9007199254740991LL);
+    MTPD_CHECK_ARG(in_range, "option \"", key, "\" must be an integer of magnitude at most 2^53, got ", it->dump());
+    return it->get<int64_t>();
+  }
   MTPD_CHECK_ARG(it->is_number_float(), "option \"", key, "\" must be an integer, got ", it->dump());
   const double v = it->get<double>();
-  MTPD_CHECK_ARG(std::abs(v) <= 9007199254740991.0 && std::floor(v) == v, "option \"", key,
-                 "\" must be an integer, got ", it->dump());
+  MTPD_CHECK_ARG(std::floor(v) == v, "option \"", key, "\" must be an integer, got ", it->dump());
+  MTPD_CHECK_ARG(std::abs(v) <= 9007199254740991.0, "option \"", key,
+                 "\" must be an integer of magnitude at most 2^53, got ", it->dump());
   return static_cast<int64_t>(v);
 }
 

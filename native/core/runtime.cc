@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/cuda.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include <atomic>
@@ -75,6 +76,8 @@ void apply_thread_settings() {
     t_applied_threads = n;
   }
 }
+
+void set_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 c10::Device parse_device(const std::string& spec) {
   static const std::regex re("^(cpu|cuda)(?::([0-9]+))?$");

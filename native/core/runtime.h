@@ -29,6 +29,10 @@ int configured_num_threads();
 // running model code so they use the configured count.
 void apply_thread_settings();
 
+// Seeds libtorch's default generators (CPU and, where present, CUDA): weight initialization and
+// any random op that uses the default generator become reproducible.
+void set_seed(uint64_t seed);
+
 // "cpu", "cuda", "cuda:N". Throws ArgumentError for malformed strings and for CUDA
 // on a libtorch without CUDA or without such a device.
 c10::Device parse_device(const std::string& spec);

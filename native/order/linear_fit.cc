@@ -1,7 +1,9 @@
 #include "order/linear_fit.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
 
 #include "core/errors.h"
@@ -34,6 +36,7 @@ at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtyp
 
 void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, const char* split,
                  int64_t& ca, int64_t& cb) {
+  int64_t pixels = 0;
   MTPD_CHECK_SHAPE(xs.size() == ys.size(), split, ": ", xs.size(), " batches of A features but ", ys.size(),
                    " of B features");
   MTPD_CHECK_SHAPE(!xs.empty(), split, ": no feature batches");
@@ -46,11 +49,16 @@ void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor
     if (ca < 0) ca = x.size(1);
     if (cb < 0) cb = y.size(1);
     MTPD_CHECK_SHAPE(x.size(1) == ca && y.size(1) == cb, split, "[", i, "]: channel counts change between batches");
+    MTPD_CHECK_SHAPE(ca > 0 && cb > 0, split, "[", i, "]: features need at least one channel, got ", x.sizes(), " and ",
+                     y.sizes());
+    pixels += y.size(0) * y.size(2) * y.size(3);
     MTPD_CHECK_SHAPE((x.size(2) <= y.size(2)) == (x.size(3) <= y.size(3)) || x.size(2) == y.size(2) ||
                          x.size(3) == y.size(3),
                      split, "[", i, "]: A's map ", x.sizes(), " is larger than B's ", y.sizes(),
                      " in one dimension and smaller in the other");
   }
+  // Without pixels every sum is empty and the cost would come out as 0: a perfect adapter.
+  MTPD_CHECK_SHAPE(pixels > 0, split, ": the feature batches hold no pixels (0 images or empty maps)");
 }
 
 }  // namespace
@@ -104,7 +112,8 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
       at::Tensor cxy = m.sxy / m.n - mx.unsqueeze(1).mm(my.unsqueeze(0));
       const double scale = std::max(cxx.diagonal().mean().item<double>(), 1e-12);
       at::Tensor reg = cxx + torch::eye(ca, f64) * (std::max(lambda, 0.0) * scale + 1e-12 * scale);
-      w_out = torch::linalg::solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
+      // at::linalg_solve exists in 1.13 and 2.x (torch::linalg is not declared by <torch/torch.h> in 2.11).
+      w_out = at::linalg_solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
       b_out = my - w_out.t().mv(mx);
     };
     // Sum of squared errors of (w, b) over a set, from its moments.
@@ -143,8 +152,18 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     MTPD_CHECK_ARG(o.steps > 0, "steps must be positive");
     MTPD_CHECK_ARG(o.lr > 0, "lr must be positive");
     MTPD_CHECK_ARG(o.optimizer == "adam" || o.optimizer == "sgd", "optimizer must be \"adam\" or \"sgd\"");
-    torch::manual_seed(o.seed);
     auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(ca, cb, 1).bias(true));
+    {
+      // torch's default Conv2d init (kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))) drawn
+      // from a generator of our own: torch::manual_seed would reseed the process-wide generator
+      // under every other caller (module inits, other workers).
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+      const double gain = std::sqrt(2.0 / (1 + std::pow(std::sqrt(5.0), 2)));
+      const double bound_w = std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(ca)));
+      const double bound_b = 1 / std::sqrt(static_cast<double>(ca));
+      conv->weight.uniform_(-bound_w, bound_w, gen);
+      conv->bias.uniform_(-bound_b, bound_b, gen);
+    }
     conv->to(device);
     std::unique_ptr<torch::optim::Optimizer> opt;
     if (o.optimizer == "adam")

@@ -58,9 +58,18 @@ export function applyOverrides(obj: Record<string, unknown>, sets: string[]): vo
     const keys = s.slice(0, eq).split('.');
     if (keys.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) configError(`--set ${s}: bad key path`);
     let cur: Record<string, unknown> | unknown[] = obj;
+    // In a list, a key must be an element index (else `teachers.name=x` set a property the
+    // schema never sees, and the override was silently lost).
+    const index = (list: unknown[], k: string, i: number, extend: boolean): number => {
+      const idx = /^\d+$/.test(k) ? Number(k) : NaN;
+      if (!(idx < list.length + (extend ? 1 : 0))) {
+        configError(`--set ${s}: ${keys.slice(0, i).join('.')} is a list; "${k}" is not one of its indices (0..${list.length - (extend ? 0 : 1)})`);
+      }
+      return idx;
+    };
     for (let i = 0; i < keys.length - 1; i++) {
       const k = keys[i] as string;
-      const idx = Array.isArray(cur) ? Number(k) : NaN;
+      const idx = Array.isArray(cur) ? index(cur, k, i, false) : NaN;
       const next: unknown = Array.isArray(cur) ? cur[idx] : (cur as Record<string, unknown>)[k];
       if (next === undefined || next === null) {
         if (Array.isArray(cur)) configError(`--set ${s}: ${keys.slice(0, i + 1).join('.')} is not an element`);
@@ -69,7 +78,7 @@ export function applyOverrides(obj: Record<string, unknown>, sets: string[]): vo
       cur = (Array.isArray(cur) ? cur[idx] : (cur as Record<string, unknown>)[k]) as Record<string, unknown>;
     }
     const last = keys[keys.length - 1] as string;
-    if (Array.isArray(cur)) cur[Number(last)] = parseValue(s.slice(eq + 1));
+    if (Array.isArray(cur)) cur[index(cur, last, keys.length - 1, true)] = parseValue(s.slice(eq + 1));
     else cur[last] = parseValue(s.slice(eq + 1));
   }
 }

@@ -42,8 +42,9 @@ function planError(msg: string): never {
 
 /** d(a -> b), or a clear error naming the missing entry. */
 export function cost(table: CostTable, a: string, b: string): number {
-  const row = table.costs[a];
-  const v = row?.[b];
+  // Own entries only: `costs["constructor"]` must not find Object.prototype's.
+  const row = Object.hasOwn(table.costs, a) ? table.costs[a] : undefined;
+  const v = row && Object.hasOwn(row, b) ? row[b] : undefined;
   if (v === undefined) planError(`costs has no entry costs["${a}"]["${b}"] (d(${a} -> ${b}))`);
   if (!Number.isFinite(v) || v < 0) planError(`costs["${a}"]["${b}"] must be a finite non-negative number, got ${v}`);
   return v;
@@ -51,7 +52,7 @@ export function cost(table: CostTable, a: string, b: string): number {
 
 /** The candidate teachers: every model but the student. */
 export function teachersOf(table: CostTable, student: string): string[] {
-  if (!(student in table.models)) {
+  if (!Object.hasOwn(table.models, student)) {
     planError(`unknown student "${student}"; models are ${Object.keys(table.models).sort(byName).join(', ') || '(none)'}`);
   }
   return Object.keys(table.models)

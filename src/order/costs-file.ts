@@ -20,9 +20,9 @@ export function parseCostTable(value: unknown, file = 'costs.json'): CostTable {
   }
   const table = r.data as CostTable;
   for (const a of Object.keys(table.costs)) {
-    if (!(a in table.models)) throw new MtpdError('ERR_MTPD_CONFIG', `${file}: costs names model "${a}", which is not in models`);
+    if (!Object.hasOwn(table.models, a)) throw new MtpdError('ERR_MTPD_CONFIG', `${file}: costs names model "${a}", which is not in models`);
     for (const b of Object.keys(table.costs[a] ?? {})) {
-      if (!(b in table.models)) throw new MtpdError('ERR_MTPD_CONFIG', `${file}: costs["${a}"] names model "${b}", which is not in models`);
+      if (!Object.hasOwn(table.models, b)) throw new MtpdError('ERR_MTPD_CONFIG', `${file}: costs["${a}"] names model "${b}", which is not in models`);
     }
   }
   return table;

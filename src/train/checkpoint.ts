@@ -88,6 +88,7 @@ export class CheckpointManager {
   async save(name: string, payload: CheckpointPayload): Promise<string> {
     if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) throw new MtpdError('ERR_MTPD_ARGUMENT', `bad checkpoint name "${name}"`);
     await mkdir(this.dir, { recursive: true });
+    await this.restoreReplaced();
     await this.removeLeftovers();
     const tmp = join(this.dir, `.tmp-${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
     await mkdir(tmp);
@@ -155,6 +156,7 @@ export class CheckpointManager {
    * newest that does. null when there is none.
    */
   async loadLast(): Promise<LoadedCheckpoint | null> {
+    if (existsSync(this.dir)) await this.restoreReplaced();
     const candidates: string[] = [];
     if (existsSync(this.pointer)) candidates.push((await readFile(this.pointer, 'utf8')).trim());
     candidates.push(...(await this.list()).reverse());
@@ -178,6 +180,18 @@ export class CheckpointManager {
       };
     }
     return null;
+  }
+
+  /**
+   * Replacing checkpoint X renames X to .old-X-<hex> before renaming the new one into place. A
+   * kill between the two renames leaves X only under its .old- name: put it back (it was
+   * complete), instead of letting removeLeftovers delete the newest checkpoint.
+   */
+  private async restoreReplaced(): Promise<void> {
+    for (const e of await readdir(this.dir)) {
+      const m = /^\.old-(.+)-[0-9a-f]{8}$/.exec(e);
+      if (m?.[1] && !existsSync(join(this.dir, m[1]))) await rename(join(this.dir, e), join(this.dir, m[1]));
+    }
   }
 
   private async removeLeftovers(): Promise<void> {

@@ -90,6 +90,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     return Number(v);
   };
   const bytes = (n: number) => {
+    if (n < 0) bad(file, `negative length ${n} at byte ${pos}`);
     need(n);
     const b = data.subarray(pos, pos + n);
     pos += n;
@@ -125,7 +126,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
   };
   const tuple = (items: unknown[]) => {
     const t = new PickleTuple();
-    t.push(...items);
+    for (const x of items) t.push(x); // no spread: it overflows the call stack past ~100k items
     return t;
   };
   const setItem = (obj: unknown, k: unknown, v: unknown) => {
@@ -135,8 +136,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
   };
   const longFromBytes = (b: Uint8Array): number | bigint => {
     if (b.byteLength === 0) return 0;
-    let v = 0n;
-    for (let i = b.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i] as number);
+    // Little-endian two's complement; via hex so a long LONG4 costs linear, not quadratic, time.
+    let v = BigInt(`0x${Buffer.from(b).reverse().toString('hex')}`);
     if ((b[b.byteLength - 1] as number) & 0x80) v -= 1n << BigInt(8 * b.byteLength);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   };
@@ -238,7 +239,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         const items = popMark();
         const l = top();
         if (!Array.isArray(l)) bad(file, 'APPENDS on something that is not a list');
-        l.push(...items);
+        for (const x of items) l.push(x);
         break;
       }
       case 0x73: {

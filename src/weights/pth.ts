@@ -38,6 +38,9 @@ export interface TensorRef {
   stride: number[];
 }
 
+// Own names only: `in` would also accept Object.prototype members ("constructor", "toString").
+const isStorageName = (name: unknown): name is keyof typeof STORAGES => typeof name === 'string' && Object.hasOwn(STORAGES, name);
+
 const isTensorRef = (v: unknown): v is TensorRef => typeof v === 'object' && v !== null && (v as TensorRef).kind === 'tensor';
 
 function weightsError(file: string, msg: string): never {
@@ -67,7 +70,7 @@ function allowlist(file: string): (module: string, name: string) => PickleGlobal
         return {
           kind: 'tensor',
           storage: s,
-          offset: Number(offset),
+          offset: typeof offset === 'number' || typeof offset === 'bigint' ? Number(offset) : Number.NaN,
           size: toNumberList(size, file, 'tensor size'),
           stride: toNumberList(stride, file, 'tensor stride'),
         };
@@ -85,7 +88,7 @@ function allowlist(file: string): (module: string, name: string) => PickleGlobal
       });
     }
     if (key === 'torch.nn.parameter.Parameter' || key === 'torch.Tensor') return g();
-    if (module === 'torch' && name in STORAGES) return g();
+    if (module === 'torch' && isStorageName(name)) return g();
     if (key === 'torch.Size') return g((args) => (Array.isArray(args[0]) ? [...args[0]] : []));
     if (key === '_codecs.encode') {
       // Python 3 bytes pickled at protocol 2: _codecs.encode(text, 'latin1').
@@ -145,6 +148,21 @@ function openZip(path: string): Promise<ZipArchive> {
   });
 }
 
+/**
+ * The pickle holds only names and shapes (the tensor bytes are separate entries): a few MB for
+ * the largest models. Every pickle byte can push a value (DUP), so the cap also bounds memory.
+ */
+const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
+
+/** Reads an entry; zip-level failures (bad CRC, bad deflate data) become ERR_MTPD_WEIGHTS. */
+async function readEntry(zip: ZipArchive, name: string, file: string): Promise<Buffer> {
+  try {
+    return await zip.read(name);
+  } catch (err) {
+    weightsError(file, `cannot read ${name} from the archive (${(err as Error).message})`);
+  }
+}
+
 // ---- materializing tensors ----
 
 function swapBytes(b: Uint8Array, size: number): Uint8Array {
@@ -157,12 +175,17 @@ function materialize(ref: TensorRef, storageBytes: Uint8Array, file: string, nam
   const info = STORAGES[ref.storage.storage];
   if (!info) weightsError(file, `tensor "${name}" has unknown storage ${ref.storage.storage}`);
   const size = info.size;
-  const n = numel(ref.size);
   if (ref.size.length !== ref.stride.length) weightsError(file, `tensor "${name}": size and stride differ in length`);
+  // PyTorch never writes negative or fractional offsets, sizes or strides; reading them anyway
+  // would return other elements than the file meant (a negative stride reads backwards).
+  if (!Number.isSafeInteger(ref.offset) || ref.offset < 0) weightsError(file, `tensor "${name}": storage offset ${ref.offset} is not a non-negative integer`);
+  if (ref.size.some((d) => d < 0)) weightsError(file, `tensor "${name}": negative size [${ref.size.join(', ')}]`);
+  if (ref.stride.some((d) => d < 0)) weightsError(file, `tensor "${name}": negative stride [${ref.stride.join(', ')}]`);
+  const n = numel(ref.size);
   // Bounds: the furthest element must lie inside the storage.
   let last = ref.offset;
   for (let d = 0; d < ref.size.length; d++) last += ((ref.size[d] as number) - 1) * (ref.stride[d] as number);
-  if (n > 0 && (ref.offset < 0 || last >= storageBytes.byteLength / size)) {
+  if (n > 0 && last >= storageBytes.byteLength / size) {
     weightsError(file, `tensor "${name}" reaches past its storage (truncated or corrupt file)`);
   }
   // Gather into contiguous row-major order.
@@ -248,16 +271,20 @@ async function readPickle(path: string): Promise<{ root: unknown; zip: ZipArchiv
       weightsError(path, ts ? 'is a TorchScript archive (torch.jit.save), not a state dict' : 'has no data.pkl: not a torch.save archive');
     }
     const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);
-    const bo = zip.entries.has(`${prefix}byteorder`) ? (await zip.read(`${prefix}byteorder`)).toString('utf8').trim() : 'little';
-    const data = await zip.read(pkl);
+    const bo = zip.entries.has(`${prefix}byteorder`) ? (await readEntry(zip, `${prefix}byteorder`, path)).toString('utf8').trim() : 'little';
+    const pklSize = zip.entries.get(pkl)?.uncompressedSize ?? 0;
+    if (pklSize > MAX_PICKLE_BYTES) {
+      weightsError(path, `data.pkl is ${pklSize} bytes, more than a state dict's pickle needs (at most ${MAX_PICKLE_BYTES}); not a torch.save archive or a zip bomb`);
+    }
+    const data = await readEntry(zip, pkl, path);
     const root = unpickle(data, {
       file: path,
       findGlobal: allowlist(path),
       persistentLoad: (pid) => {
         if (!Array.isArray(pid) || pid[0] !== 'storage') weightsError(path, 'unknown persistent id');
         const st = pid[1] as PickleGlobal;
-        if (!st || !(st.name in STORAGES)) weightsError(path, `unknown storage type ${String(st?.name)}`);
-        const ref: StorageRef = { kind: 'storage', storage: st.name as keyof typeof STORAGES, key: String(pid[2]), numel: Number(pid[4]) };
+        if (!st || !isStorageName(st.name)) weightsError(path, `unknown storage type ${String(st?.name)}`);
+        const ref: StorageRef = { kind: 'storage', storage: st.name, key: String(pid[2]), numel: Number(pid[4]) };
         return ref;
       },
     });
@@ -311,9 +338,19 @@ export async function loadPth(path: string, options: { key?: string } = {}): Pro
       let bytes = storages.get(v.storage.key);
       if (!bytes) {
         const entry = `${prefix}data/${v.storage.key}`;
-        if (!zip.entries.has(entry)) weightsError(path, `storage ${v.storage.key} of "${name}" is missing from the archive`);
-        bytes = await zip.read(entry);
+        const e = zip.entries.get(entry);
+        if (!e) weightsError(path, `storage ${v.storage.key} of "${name}" is missing from the archive`);
         const size = STORAGES[v.storage.storage]?.size ?? 1;
+        // torch.save writes exactly numel * element size bytes. Checked before reading, so a
+        // small compressed entry cannot expand into gigabytes (zip bomb) and truncation is named.
+        const want = v.storage.numel * size;
+        if (!Number.isSafeInteger(v.storage.numel) || v.storage.numel < 0 || e.uncompressedSize !== want) {
+          weightsError(
+            path,
+            `storage ${v.storage.key} of "${name}" holds ${e.uncompressedSize} bytes, but the file declares ${v.storage.numel} ${v.storage.storage} elements (${want} bytes); truncated or corrupt file`,
+          );
+        }
+        bytes = await readEntry(zip, entry, path);
         if (bigEndian && size > 1) bytes = swapBytes(bytes, size);
         storages.set(v.storage.key, bytes);
       }

@@ -35,8 +35,15 @@ export function encodeSafetensors(tensors: StateDict, metadata?: Record<string, 
   const parts: Uint8Array[] = [];
   for (const [name, t] of tensors) {
     if (name === '__metadata__') throw new MtpdError('ERR_MTPD_WEIGHTS', 'a tensor cannot be named __metadata__');
+    const st = Object.hasOwn(TO_ST, t.dtype) ? TO_ST[t.dtype] : undefined;
+    if (!st) throw new MtpdError('ERR_MTPD_WEIGHTS', `tensor "${name}": dtype ${String(t.dtype)} cannot be written as safetensors`);
     const bytes = toBytes(t);
-    header[name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    const want = numel(t.shape) * BYTES_PER_ELEMENT[t.dtype];
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || bytes.byteLength !== want) {
+      // Written anyway, the file would not read back (or would read back other tensors).
+      throw new MtpdError('ERR_MTPD_WEIGHTS', `tensor "${name}": ${t.dtype} [${t.shape.join(', ')}] needs ${want} bytes, its data has ${bytes.byteLength}`);
+    }
+    header[name] = { dtype: st, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
     offset += bytes.byteLength;
     parts.push(bytes);
   }
@@ -152,15 +159,25 @@ export async function loadSafetensors(path: string): Promise<SafetensorsFile> {
 
 /** Reads only the header (names, dtypes, shapes, metadata) without the tensor bytes. */
 export async function readSafetensorsHeader(path: string): Promise<Record<string, unknown>> {
-  const fh = await open(path, 'r');
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    fail(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   try {
     const len = Buffer.alloc(8);
-    await fh.read(len, 0, 8, 0);
-    const n = Number(len.readBigUInt64LE());
-    if (n > MAX_HEADER) fail(path, 'header too large');
+    if ((await fh.read(len, 0, 8, 0)).bytesRead < 8) fail(path, 'too short to be a safetensors file');
+    const big = len.readBigUInt64LE();
+    const n = Number(big);
+    if (big > BigInt(MAX_HEADER)) fail(path, `header length ${big} is too large; not a safetensors file`);
     const h = Buffer.alloc(n);
-    await fh.read(h, 0, n, 8);
-    return JSON.parse(h.toString('utf8')) as Record<string, unknown>;
+    if ((await fh.read(h, 0, n, 8)).bytesRead < n) fail(path, `header length ${n} does not fit the file; not a safetensors file or truncated`);
+    try {
+      return JSON.parse(h.toString('utf8')) as Record<string, unknown>;
+    } catch (err) {
+      fail(path, `header is not valid JSON (${(err as Error).message})`);
+    }
   } finally {
     await fh.close();
   }

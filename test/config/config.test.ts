@@ -87,6 +87,13 @@ t.test('--set overrides nested values and list elements, parsing JSON values', a
   const o: Record<string, unknown> = {};
   applyOverrides(o, ['a.b.c=hello', 'a.n=null']);
   t.same(o, { a: { b: { c: 'hello' }, n: null } });
+  const lists: Record<string, unknown> = { teachers: [{ name: 'a' }], sizes: [1] };
+  applyOverrides(lists, ['teachers.0.name=b', 'sizes.1=2']);
+  t.same(lists, { teachers: [{ name: 'b' }], sizes: [1, 2] }, 'an index into a list, or one past its end');
+  for (const bad of ['teachers.name=x', 'teachers.1e0.name=x', 'teachers.3.name=x', 'sizes.5=1', 'sizes.-1=1']) {
+    t.throws(() => applyOverrides(lists, [bad]), { code: 'ERR_MTPD_CONFIG', message: /is a list; ".*" is not one of its indices/ }, bad);
+  }
+  t.same(lists, { teachers: [{ name: 'b' }], sizes: [1, 2] }, 'nothing was set by the refused overrides');
 });
 
 t.test('JSON configs work too', async (t) => {

@@ -74,6 +74,10 @@ t.test('missing entries and unknown students are clear errors', async (t) => {
   delete (tb.costs.T1 as Record<string, number>).T2;
   t.throws(() => backwardGreedySelection(tb, 'S'), { code: 'ERR_MTPD_CONFIG', message: /costs\["T1"\]\["T2"\]/ });
   t.throws(() => backwardGreedySelection(tb, 'X'), { message: /unknown student "X"; models are S, T1, T2/ });
+  for (const name of ['constructor', 'toString']) {
+    t.throws(() => backwardGreedySelection(tb, name), { message: new RegExp(`unknown student "${name}"`) }, `Object.prototype's ${name} is no model`);
+    t.throws(() => parseCostTable({ models: { S: { ap: 1 } }, costs: { [name]: { S: 1 } } }, 'c.json'), { message: new RegExp(`names model "${name}"`) });
+  }
   t.throws(() => backwardGreedySelection({ models: { S: { ap: 1 } }, costs: {} }, 'S'), { message: /no teacher/ });
   t.throws(() => parseCostTable({ models: { S: { ap: 'x' } }, costs: {} }, 'c.json'), { message: /c\.json: models\.S\.ap/ });
   t.throws(() => parseCostTable({ models: { S: { ap: 1 } }, costs: { S: { Q: 1 } } }, 'c.json'), { message: /names model "Q"/ });

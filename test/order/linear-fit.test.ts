@@ -137,3 +137,45 @@ t.test('bad inputs name the split and batch', async (t) => {
   await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'magic' as 'sgd' }), { name: 'TypeError', message: /fitter must be/ });
   await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { steps: 0, fitter: 'sgd' }), { name: 'RangeError', message: /steps/ });
 });
+
+t.test('no pixels is an error, not a cost of 0 (a perfect adapter)', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(4);
+  const x = randn(r, [2, 3, 4, 4]);
+  const none = randn(r, [0, 3, 4, 4]);
+  const flat = randn(r, [2, 3, 0, 4]);
+  await t.rejects(fitLinearMap({ a: [none], b: [none] }, { a: [x], b: [x] }), { name: 'RangeError', message: /train: the feature batches hold no pixels/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [flat], b: [flat] }), { name: 'RangeError', message: /val: the feature batches hold no pixels/ });
+  await t.rejects(fitLinearMap({ a: [x], b: [x] }, { a: [none], b: [none] }, { fitter: 'sgd', steps: 2 }), { name: 'RangeError', message: /val: .*no pixels/ });
+  const noChannels = randn(r, [2, 0, 4, 4]);
+  await t.rejects(fitLinearMap({ a: [noChannels], b: [x] }, { a: [noChannels], b: [x] }), { name: 'RangeError', message: /at least one channel/ });
+});
+
+t.test('options are range-checked: seed, ridge, lr, momentum', async (t) => {
+  if (!haveAddon(t)) return;
+  const x = randn(rng(5), [1, 2, 3, 3]);
+  const fit = (o: Record<string, unknown>) => fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 2, ...o });
+  for (const seed of [-1, 1.5, Infinity, Number.NaN, 1e30]) await t.rejects(fit({ seed }), { name: 'RangeError', message: /options\.seed must be a non-negative integer/ }, `seed ${seed}`);
+  await t.rejects(fit({ momentum: Number.NaN, optimizer: 'sgd' }), { name: 'RangeError', message: /momentum/ });
+  await t.rejects(fit({ lr: Infinity }), { name: 'RangeError', message: /lr/ });
+  await t.rejects(fit({ fitter: 'closed-form', ridge: Infinity }), { name: 'RangeError', message: /ridge/ });
+  const ok = await fit({ seed: 2 ** 40 });
+  t.ok(Number.isFinite(ok.valMse));
+});
+
+t.test('the sgd fitter seeds its own generator, not the process-wide one', async (t) => {
+  if (!haveAddon(t)) return;
+  const { Module } = await import('../../src/module.js');
+  const x = randn(rng(6), [1, 2, 3, 3]);
+  const weightsAfterFit = async () => {
+    await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 1, seed: 7 });
+    const lin = await Module.create('nn.Linear', { in_features: 8, out_features: 8 });
+    return Array.from((await lin.stateDict()).get('weight')?.data as Float32Array);
+  };
+  const a = await weightsAfterFit();
+  const b = await weightsAfterFit();
+  t.notSame(a, b, 'a module built after a fit draws fresh numbers (torch::manual_seed made every such module identical)');
+  const f1 = await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 3, seed: 11 });
+  const f2 = await fitLinearMap({ a: [x], b: [x] }, { a: [x], b: [x] }, { fitter: 'sgd', steps: 3, seed: 11 });
+  t.same(Array.from(f1.weight.data), Array.from(f2.weight.data), 'the same seed still gives the same fit');
+});

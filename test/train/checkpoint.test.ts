@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { packageRoot } from '../../src/native.js';
@@ -71,4 +71,19 @@ t.test('kill -9 during checkpoint writes never leaves a checkpoint that fails to
   const ck = new CheckpointManager(run, 2);
   await ck.save('after', { weights: weights(9), state: {} });
   t.notOk(readdirSync(ck.dir).some((e) => e.startsWith('.tmp-')), 'leftovers are cleaned by the next save');
+});
+
+t.test('a kill between the two renames of a replacing save does not lose that checkpoint', async (t) => {
+  const run = tempDir(t);
+  const ck = new CheckpointManager(run, 3);
+  await ck.save('older', { weights: weights(1), state: { n: 1 } });
+  await ck.save('stage_end', { weights: weights(2), state: { n: 2 } });
+  // What save('stage_end', ...) leaves when killed right after renaming the old copy aside.
+  renameSync(join(ck.dir, 'stage_end'), join(ck.dir, '.old-stage_end-0123abcd'));
+  const last = await ck.loadLast();
+  t.equal(last?.name, 'stage_end', 'the pointer target is found again');
+  t.same(last?.state, { n: 2 });
+  renameSync(join(ck.dir, 'stage_end'), join(ck.dir, '.old-stage_end-0123abcd'));
+  await ck.save('next', { weights: weights(3), state: { n: 3 } });
+  t.same(await ck.list(), ['older', 'stage_end', 'next'], 'a later save restores it instead of deleting it');
 });
