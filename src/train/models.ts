@@ -9,6 +9,7 @@ import { DataLoader } from '../data/loader.js';
 import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { CocoEvaluator, readJsonFile, type Summary } from '../eval/index.js';
+import { setSeed } from '../runtime.js';
 import { detectorInputs } from './inputs.js';
 
 export interface Splits {
@@ -44,6 +45,8 @@ export async function openSplits(config: Config): Promise<Splits> {
 
 /** Builds a model of the config; loads its weights when it names a file. */
 export async function buildModel(m: ModelConfig, config: Config, numClasses: number, options: { loadWeights?: boolean } = {}): Promise<Detector> {
+  // Initialization is reproducible: every model starts from the run's seed.
+  setSeed(config.seed);
   const det = await createDetector({
     arch: m.arch,
     numClasses,
