@@ -40,8 +40,6 @@ export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './ord
 export { readCostTable, parseCostTable } from './order/costs-file.js';
 export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
 export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
-export * as data from './data/index.js';
-export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
 export {
   createDetector,
   Detector,
@@ -56,6 +54,8 @@ export {
 } from './detector.js';
 export { Optimizer, OptimizerOptionsSchema, type OptimizerInfo, type OptimizerOptions } from './optim.js';
 export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } from './predict.js';
+export * as data from './data/index.js';
+export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
 export {
   Distiller,
   DistillSession,
@@ -75,3 +75,4 @@ export {
   type LossContext,
   type TeacherSpec,
 } from './distill/index.js';
+export { train, formatResults, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';

@@ -3,12 +3,14 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { costCommand } from './cost.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
 import { planCommand } from './plan.js';
+import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, dataCommand, predictCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand];

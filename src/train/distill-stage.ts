@@ -1,0 +1,128 @@
+/**
+ * A distillation stage of the curriculum: the student learns from one teacher (MTPD) or several
+ * at once (the ensemble baseline) for a full schedule, with its own adapters and loss-side
+ * modules (new for every stage, dropped when the stage ends), one optimizer over the student and
+ * the distillers, and checkpoints that carry both.
+ */
+import type { Config, Schedule } from '../config/schema.js';
+import type { LoaderPosition } from '../data/loader.js';
+import type { Detector } from '../detector.js';
+import { Distiller } from '../distill/distiller.js';
+import { DistillSession } from '../distill/step.js';
+import { MtpdError } from '../errors.js';
+import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
+import { loaderFor, type StageState } from './detection.js';
+import { detectorInputs } from './inputs.js';
+import { runStage, type StageResult, type TrainEvent } from './loop.js';
+import type { MetricsLog } from './metrics.js';
+import type { Splits } from './models.js';
+import { lrAt, totalIterations } from './schedule.js';
+
+export interface DistillStageOptions {
+  stage: string;
+  student: Detector;
+  teachers: { name: string; det: Detector }[];
+  ensemble?: 'sum' | 'mean';
+  splits: Splits;
+  config: Config;
+  schedule: Schedule;
+  checkpoints: CheckpointManager;
+  metrics?: MetricsLog;
+  signal?: AbortSignal | undefined;
+  onEvent?: ((e: TrainEvent) => void) | undefined;
+  resume?: LoadedCheckpoint | null;
+  quiet?: boolean;
+}
+
+/** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
+export function sharedLevels(student: Detector, teacher: Detector, config: Config): string[] {
+  const t = new Set(teacher.featureNames);
+  const shared = student.featureNames.filter((n) => t.has(n));
+  const wanted = config.distill.levels ?? shared;
+  const missing = wanted.filter((l) => !shared.includes(l));
+  if (missing.length) {
+    throw new MtpdError('ERR_MTPD_CONFIG', `distill.levels names ${missing.join(', ')}, which student and teacher do not share (${shared.join(', ') || 'none'})`);
+  }
+  if (wanted.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', `the student's FPN (${student.featureNames.join(', ')}) and the teacher's (${teacher.featureNames.join(', ')}) share no level`);
+  return wanted;
+}
+
+export async function trainDistillStage(o: DistillStageOptions): Promise<StageResult> {
+  const { student, splits, config, schedule } = o;
+  const total = totalIterations(schedule, splits.train.length, config.data.batchSize);
+  const distillers: Distiller[] = [];
+  for (const t of o.teachers) {
+    distillers.push(
+      await Distiller.create(
+        {
+          student_channels: student.featureChannels,
+          teacher_channels: t.det.featureChannels,
+          seed: config.seed,
+          taps: sharedLevels(student, t.det, config),
+          losses: [{ type: config.distill.loss, weight: config.distill.weight, options: config.distill.options }],
+        },
+        config.device,
+      ),
+    );
+  }
+  const state = (o.resume?.state ?? null) as StageState | null;
+  const resuming = o.resume && state?.stage === o.stage;
+  if (resuming && o.resume) {
+    await student.loadStateDict(await o.resume.weights('model'));
+    for (const [i, d] of distillers.entries()) {
+      const sd = await o.resume.weights(`distiller${i}`);
+      await d.loadStateDict([...sd.keys()], [...sd.values()], true);
+    }
+  }
+  const session = await DistillSession.create(
+    student,
+    o.teachers.map((t, i) => ({ name: t.name, model: t.det, distiller: distillers[i] as Distiller })),
+    {
+      ensemble: o.ensemble ?? 'sum',
+      optimizer: {
+        type: schedule.optimizer,
+        lr: schedule.lr,
+        momentum: schedule.momentum,
+        nesterov: schedule.nesterov,
+        weightDecay: schedule.weightDecay,
+        maxGradNorm: schedule.clipGradNorm ?? 0,
+      },
+    },
+  );
+  const startIter = resuming && state ? state.iter : 0;
+  const loader = loaderFor(splits, config, startIter > 0 ? state?.loader : undefined);
+  let position: LoaderPosition = resuming && state ? state.loader : loader.position();
+  try {
+    return await runStage({
+      stage: o.stage,
+      total,
+      startIter,
+      lr: (i) => lrAt(schedule, i, total),
+      step: async (_i, lr) => {
+        const batch = await loader.next();
+        position = batch.next;
+        const { images, targets } = detectorInputs(batch);
+        session.setLr(lr);
+        const r = await session.step({ images, targets });
+        return r.losses;
+      },
+      checkpoint: async (iter, final) => {
+        const weights: Record<string, Map<string, import('../tensor.js').Tensor>> = { model: await student.stateDict() };
+        for (const [i, d] of distillers.entries()) {
+          const sd = await d.stateDict();
+          weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as import('../tensor.js').Tensor]));
+        }
+        const st: StageState = { stage: o.stage, iter, total, loader: position };
+        await o.checkpoints.save(`${o.stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`, { weights, state: st, permanent: final });
+      },
+      checkpointEvery: config.checkpoint.every,
+      signal: o.signal,
+      metrics: o.metrics,
+      onEvent: o.onEvent,
+      progress: { quiet: o.quiet ?? false },
+      tags: { teachers: o.teachers.map((t) => t.name).join('+') },
+    });
+  } finally {
+    await loader.close();
+  }
+}

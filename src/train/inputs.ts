@@ -1,0 +1,29 @@
+/**
+ * From a loader batch (uint8, not resized: the detectors resize and normalize themselves, as
+ * torchvision's GeneralizedRCNNTransform does) to what a detector takes: one (3, h, w) float32
+ * image in 0..1 per sample, cut out of the padded batch, and its targets.
+ */
+import type { LoaderBatch } from '../data/loader.js';
+import type { Target } from '../detector.js';
+import type { Tensor } from '../tensor.js';
+
+export function detectorInputs(batch: LoaderBatch): { images: Tensor<'float32'>[]; targets: Target[] } {
+  const [n, c, hp, wp] = batch.images.shape as [number, number, number, number];
+  const src = batch.images.data as Uint8Array | Float32Array;
+  const scale = batch.images.dtype === 'uint8' ? 1 / 255 : 1;
+  const images: Tensor<'float32'>[] = [];
+  for (let i = 0; i < n; i++) {
+    const [h, w] = batch.imageSizes[i] as [number, number];
+    const out = new Float32Array(c * h * w);
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < h; y++) {
+        const from = ((i * c + ch) * hp + y) * wp;
+        const to = (ch * h + y) * w;
+        for (let x = 0; x < w; x++) out[to + x] = (src[from + x] as number) * scale;
+      }
+    }
+    images.push({ dtype: 'float32', shape: [c, h, w], data: out });
+  }
+  const targets = batch.targets.map((t) => ({ boxes: t.boxes, labels: t.labels }));
+  return { images, targets };
+}

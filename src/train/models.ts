@@ -1,0 +1,93 @@
+/**
+ * Models of a run: detectors built from the config (each at its own input resolution), and
+ * their evaluation on the validation split.
+ */
+import { join } from 'node:path';
+import type { Config, ModelConfig } from '../config/schema.js';
+import { CocoDataset } from '../data/coco.js';
+import { DataLoader } from '../data/loader.js';
+import { createDetector, type Detector } from '../detector.js';
+import { MtpdError } from '../errors.js';
+import { CocoEvaluator, readJsonFile, type Summary } from '../eval/index.js';
+import { setSeed } from '../runtime.js';
+import { detectorInputs } from './inputs.js';
+
+export interface Splits {
+  train: CocoDataset;
+  val: CocoDataset;
+  numClasses: number;
+  /** Contiguous label -> COCO category id. */
+  categoryIds: number[];
+}
+
+export async function openSplits(config: Config): Promise<Splits> {
+  const root = config.data.root;
+  const badData = config.data.skipBadData ? 'skip' : 'error';
+  const train = await CocoDataset.load({
+    annotationFile: join(root, config.data.train.annotations),
+    imageDir: join(root, config.data.train.images),
+    badData,
+    emptyImages: config.data.keepEmptyImages ? 'keep' : 'skip',
+  });
+  const val = await CocoDataset.load({
+    annotationFile: join(root, config.data.val.annotations),
+    imageDir: join(root, config.data.val.images),
+    badData,
+    emptyImages: 'keep',
+  });
+  const tIds = train.categories.ids;
+  const vIds = val.categories.ids;
+  if (tIds.length !== vIds.length || tIds.some((id, i) => id !== vIds[i])) {
+    throw new MtpdError('ERR_MTPD_DATA', `${config.data.val.annotations}: categories differ from ${config.data.train.annotations} (train ${tIds.join(',')}; val ${vIds.join(',')})`);
+  }
+  return { train, val, numClasses: tIds.length, categoryIds: tIds };
+}
+
+/** Builds a model of the config; loads its weights when it names a file. */
+export async function buildModel(m: ModelConfig, config: Config, numClasses: number, options: { loadWeights?: boolean } = {}): Promise<Detector> {
+  // Initialization is reproducible: every model starts from the run's seed.
+  setSeed(config.seed);
+  const det = await createDetector({
+    arch: m.arch,
+    numClasses,
+    widthMult: m.widthMult,
+    minSize: m.minSize ?? config.data.minSize,
+    maxSize: m.maxSize ?? config.data.maxSize,
+    scoreThresh: config.evaluation.scoreThresh,
+    detectionsPerImg: config.evaluation.detectionsPerImage,
+    device: config.device,
+    options: m.options,
+  });
+  if (m.weights && (options.loadWeights ?? true)) {
+    await det.loadWeights(m.weights, m.weightsKey !== undefined ? { key: m.weightsKey } : {});
+  }
+  return det;
+}
+
+/** Evaluation loader over the validation split: no shuffling, flips or resizing. */
+export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
+  return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
+}
+
+/** COCO bbox evaluation of a detector on the validation split. */
+export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary> {
+  const gt = readJsonFile(splits.val.annotationFile);
+  const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
+  const loader = evalLoader(splits.val, config.evaluation.batchSize);
+  const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
+  let done = 0;
+  try {
+    await det.eval();
+    for await (const batch of loader.epoch()) {
+      const { images } = detectorInputs(batch);
+      const dets = await det.predict(images);
+      dets.forEach((d, i) => {
+        evaluator.addPredictions(batch.imageIds[i] as number, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds: splits.categoryIds });
+      });
+      onBatch?.(++done, total);
+    }
+  } finally {
+    await loader.close();
+  }
+  return evaluator.summarize();
+}
