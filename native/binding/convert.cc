@@ -187,4 +187,57 @@ std::vector<std::string> strings_arg(const Napi::Value& v, const std::string& wh
   return out;
 }
 
+NamedTensors state_dict_args(const Napi::CallbackInfo& info, size_t first, bool& strict) {
+  Napi::Env env = info.Env();
+  if (info.Length() < first + 3) throw Napi::TypeError::New(env, "loadStateDict(names, tensors, strict) takes 3 arguments");
+  auto names = strings_arg(info[first], "names");
+  auto tensors = tensors_from_js(info[first + 1], "tensors");
+  strict = bool_arg(info, first + 2, "strict");
+  if (names.size() != tensors.size())
+    throw Napi::RangeError::New(env, fmt("names has ", names.size(), " entries but tensors has ", tensors.size()));
+  NamedTensors sd;
+  for (size_t i = 0; i < names.size(); ++i) sd.emplace_back(std::move(names[i]), std::move(tensors[i]));
+  return sd;
+}
+
+Napi::Object state_dict_to_js(Napi::Env env, const NamedTensors& sd) {
+  Napi::Array names = Napi::Array::New(env, sd.size());
+  Napi::Array tensors = Napi::Array::New(env, sd.size());
+  for (size_t i = 0; i < sd.size(); ++i) {
+    names.Set(static_cast<uint32_t>(i), sd[i].first);
+    tensors.Set(static_cast<uint32_t>(i), tensor_to_js(env, sd[i].second));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("names", names);
+  o.Set("tensors", tensors);
+  return o;
+}
+
+Napi::Object load_report_to_js(Napi::Env env, const LoadReport& r) {
+  auto strings = [&](const std::vector<std::string>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
+    return a;
+  };
+  auto ints = [&](const std::vector<int64_t>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+    return a;
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("missing", strings(r.missing));
+  o.Set("unexpected", strings(r.unexpected));
+  Napi::Array mm = Napi::Array::New(env, r.mismatched.size());
+  for (size_t i = 0; i < r.mismatched.size(); ++i) {
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("key", r.mismatched[i].key);
+    m.Set("expected", ints(r.mismatched[i].expected));
+    m.Set("got", ints(r.mismatched[i].got));
+    mm.Set(static_cast<uint32_t>(i), m);
+  }
+  o.Set("mismatched", mm);
+  o.Set("loaded", Napi::Number::New(env, static_cast<double>(r.loaded)));
+  return o;
+}
+
 }  // namespace mtpd::binding

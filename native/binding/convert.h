@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/state_dict.h"
+
 namespace mtpd::binding {
 
 // Copies a JS descriptor into a new CPU tensor. `what` names the argument in errors
@@ -26,5 +28,12 @@ std::string optional_string_arg(const Napi::CallbackInfo& info, size_t i, const 
                                 const std::string& fallback);
 bool bool_arg(const Napi::CallbackInfo& info, size_t i, const std::string& what);
 std::vector<std::string> strings_arg(const Napi::Value& v, const std::string& what);
+
+// State dicts across the boundary: loadStateDict(names, tensors, strict) arguments at
+// info[first..first+2], {names, tensors} out, and the load report {missing, unexpected,
+// mismatched, loaded}.
+NamedTensors state_dict_args(const Napi::CallbackInfo& info, size_t first, bool& strict);
+Napi::Object state_dict_to_js(Napi::Env env, const NamedTensors& sd);
+Napi::Object load_report_to_js(Napi::Env env, const LoadReport& r);
 
 }  // namespace mtpd::binding

@@ -338,30 +338,14 @@ Napi::Value DetectorWrap::StateDict(const Napi::CallbackInfo& info) {
         });
         return out;
       },
-      [](Napi::Env env, NamedTensors& sd) -> Napi::Value {
-        Napi::Array names = Napi::Array::New(env, sd.size()), tensors = Napi::Array::New(env, sd.size());
-        for (size_t i = 0; i < sd.size(); ++i) {
-          names.Set(static_cast<uint32_t>(i), sd[i].first);
-          tensors.Set(static_cast<uint32_t>(i), tensor_to_js(env, sd[i].second));
-        }
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("names", names);
-        o.Set("tensors", tensors);
-        return o;
-      },
+      [](Napi::Env env, NamedTensors& sd) -> Napi::Value { return state_dict_to_js(env, sd); },
       done);
 }
 
 Napi::Value DetectorWrap::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3) throw Napi::TypeError::New(env, "loadStateDict(names, tensors, strict) takes 3 arguments");
-  auto names = strings_arg(info[0], "names");
-  auto tensors = tensors_from_js(info[1], "tensors");
-  const bool strict = bool_arg(info, 2, "strict");
-  if (names.size() != tensors.size())
-    throw Napi::RangeError::New(env, fmt("names has ", names.size(), " entries but tensors has ", tensors.size()));
-  NamedTensors sd;
-  for (size_t i = 0; i < names.size(); ++i) sd.emplace_back(std::move(names[i]), std::move(tensors[i]));
+  bool strict = true;
+  NamedTensors sd = state_dict_args(info, 0, strict);
   auto done = claim(env, "loadStateDict");
   auto det = detector_;
   auto exec = exec_;
@@ -372,32 +356,7 @@ Napi::Value DetectorWrap::LoadStateDict(const Napi::CallbackInfo& info) {
         exec->run([&] { r = load_state_dict(*det, sd, strict); });
         return r;
       },
-      [](Napi::Env env, LoadReport& r) -> Napi::Value {
-        auto list = [&](const std::vector<std::string>& v) {
-          Napi::Array a = Napi::Array::New(env, v.size());
-          for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
-          return a;
-        };
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("missing", list(r.missing));
-        o.Set("unexpected", list(r.unexpected));
-        Napi::Array mm = Napi::Array::New(env, r.mismatched.size());
-        for (size_t i = 0; i < r.mismatched.size(); ++i) {
-          Napi::Object m = Napi::Object::New(env);
-          m.Set("key", r.mismatched[i].key);
-          Napi::Array e = Napi::Array::New(env), g = Napi::Array::New(env);
-          for (size_t j = 0; j < r.mismatched[i].expected.size(); ++j)
-            e.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].expected[j])));
-          for (size_t j = 0; j < r.mismatched[i].got.size(); ++j)
-            g.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r.mismatched[i].got[j])));
-          m.Set("expected", e);
-          m.Set("got", g);
-          mm.Set(static_cast<uint32_t>(i), m);
-        }
-        o.Set("mismatched", mm);
-        o.Set("loaded", Napi::Number::New(env, static_cast<double>(r.loaded)));
-        return o;
-      },
+      [](Napi::Env env, LoadReport& r) -> Napi::Value { return load_report_to_js(env, r); },
       done);
 }
 

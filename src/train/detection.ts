@@ -6,6 +6,7 @@
 import type { Config, Schedule } from '../config/schema.js';
 import { DataLoader, type LoaderPosition } from '../data/loader.js';
 import type { Detector } from '../detector.js';
+import type { OptimizerOptions } from '../optim.js';
 import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
 import { detectorInputs } from './inputs.js';
 import { runStage, type StageResult, type TrainEvent } from './loop.js';
@@ -35,6 +36,23 @@ export interface DetectionStageOptions {
   quiet?: boolean;
 }
 
+/** The optimizer a stage's schedule asks for. */
+export function optimizerFor(schedule: Schedule): OptimizerOptions {
+  return {
+    type: schedule.optimizer,
+    lr: schedule.lr,
+    momentum: schedule.momentum,
+    nesterov: schedule.nesterov,
+    weightDecay: schedule.weightDecay,
+    maxGradNorm: schedule.clipGradNorm ?? 0,
+  };
+}
+
+/** Checkpoint folder name of a stage after `iter` steps. */
+export function checkpointName(stage: string, iter: number): string {
+  return `${stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`;
+}
+
 export function loaderFor(splits: Splits, config: Config, position?: LoaderPosition): DataLoader {
   return new DataLoader(splits.train, {
     batchSize: config.data.batchSize,
@@ -56,14 +74,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   if (o.resume && resumeState?.stage === o.stage) await det.loadStateDict(await o.resume.weights('model'));
   const startIter = resumeState?.stage === o.stage ? resumeState.iter : 0;
   const loader = loaderFor(splits, config, startIter > 0 ? resumeState?.loader : undefined);
-  const optimizer = await det.createOptimizer({
-    type: schedule.optimizer,
-    lr: schedule.lr,
-    momentum: schedule.momentum,
-    nesterov: schedule.nesterov,
-    weightDecay: schedule.weightDecay,
-    maxGradNorm: schedule.clipGradNorm ?? 0,
-  });
+  const optimizer = await det.createOptimizer(optimizerFor(schedule));
   let position: LoaderPosition = resumeState?.stage === o.stage ? resumeState.loader : loader.position();
   try {
     return await runStage({
@@ -81,7 +92,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
       },
       checkpoint: async (iter, final) => {
         const state: StageState = { stage: o.stage, iter, total, loader: position };
-        await o.checkpoints.save(`${o.stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`, {
+        await o.checkpoints.save(checkpointName(o.stage, iter), {
           weights: { model: await det.stateDict() },
           state,
           permanent: final,

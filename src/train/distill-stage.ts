@@ -10,8 +10,10 @@ import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import { DistillSession } from '../distill/step.js';
 import { MtpdError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import type { StateDict } from '../weights/safetensors.js';
 import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
-import { loaderFor, type StageState } from './detection.js';
+import { checkpointName, loaderFor, optimizerFor, type StageState } from './detection.js';
 import { detectorInputs } from './inputs.js';
 import { runStage, type StageResult, type TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
@@ -79,14 +81,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
     o.teachers.map((t, i) => ({ name: t.name, model: t.det, distiller: distillers[i] as Distiller })),
     {
       ensemble: o.ensemble ?? 'sum',
-      optimizer: {
-        type: schedule.optimizer,
-        lr: schedule.lr,
-        momentum: schedule.momentum,
-        nesterov: schedule.nesterov,
-        weightDecay: schedule.weightDecay,
-        maxGradNorm: schedule.clipGradNorm ?? 0,
-      },
+      optimizer: optimizerFor(schedule),
     },
   );
   const startIter = resuming && state ? state.iter : 0;
@@ -107,13 +102,13 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
         return r.losses;
       },
       checkpoint: async (iter, final) => {
-        const weights: Record<string, Map<string, import('../tensor.js').Tensor>> = { model: await student.stateDict() };
+        const weights: Record<string, StateDict> = { model: await student.stateDict() };
         for (const [i, d] of distillers.entries()) {
           const sd = await d.stateDict();
-          weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as import('../tensor.js').Tensor]));
+          weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as Tensor]));
         }
         const st: StageState = { stage: o.stage, iter, total, loader: position };
-        await o.checkpoints.save(`${o.stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`, { weights, state: st, permanent: final });
+        await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state: st, permanent: final });
       },
       checkpointEvery: config.checkpoint.every,
       signal: o.signal,
