@@ -5,7 +5,9 @@
  */
 import type { Config, Schedule } from '../config/schema.js';
 import { DataLoader, type LoaderPosition } from '../data/loader.js';
-import type { Detector } from '../detector.js';
+import type { Detector, Target } from '../detector.js';
+import type { Tensor } from '../tensor.js';
+import type { StateDict } from '../weights/safetensors.js';
 import type { OptimizerOptions } from '../optim.js';
 import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
 import { detectorInputs } from './inputs.js';
@@ -67,44 +69,76 @@ export function loaderFor(splits: Splits, config: Config, position?: LoaderPosit
   });
 }
 
-export async function trainDetectionStage(o: DetectionStageOptions): Promise<StageResult> {
-  const { det, splits, config, schedule } = o;
-  const total = totalIterations(schedule, splits.train.length, config.data.batchSize);
-  const resumeState = (o.resume?.state ?? null) as StageState | null;
-  if (o.resume && resumeState?.stage === o.stage) await det.loadStateDict(await o.resume.weights('model'));
-  const startIter = resumeState?.stage === o.stage ? resumeState.iter : 0;
-  const loader = loaderFor(splits, config, startIter > 0 ? resumeState?.loader : undefined);
-  const optimizer = await det.createOptimizer(optimizerFor(schedule));
-  let position: LoaderPosition = resumeState?.stage === o.stage ? resumeState.loader : loader.position();
+export interface LoaderStageSpec {
+  stage: string;
+  splits: Splits;
+  config: Config;
+  schedule: Schedule;
+  checkpoints: CheckpointManager;
+  metrics?: MetricsLog | undefined;
+  signal?: AbortSignal | undefined;
+  onEvent?: ((e: TrainEvent) => void) | undefined;
+  quiet?: boolean | undefined;
+  tags?: Record<string, unknown>;
+  /** The interrupted state of this stage, when resuming. */
+  resumeState: StageState | null;
+  /** One optimizer step on a batch at learning rate lr; returns the named losses. */
+  step(images: Tensor<'float32'>[], targets: Target[], lr: number): Promise<Record<string, number>>;
+  /** The weight sets a checkpoint of this stage holds. */
+  weights(): Promise<Record<string, StateDict>>;
+}
+
+/**
+ * The part every training stage shares: training batches from the loader (continuing at the
+ * saved position on resume), the schedule's learning rate, and checkpoints that carry the
+ * loader position with the stage's weights.
+ */
+export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
+  const total = totalIterations(o.schedule, o.splits.train.length, o.config.data.batchSize);
+  const startIter = o.resumeState?.iter ?? 0;
+  const loader = loaderFor(o.splits, o.config, startIter > 0 ? o.resumeState?.loader : undefined);
+  let position: LoaderPosition = o.resumeState?.loader ?? loader.position();
   try {
     return await runStage({
       stage: o.stage,
       total,
       startIter,
-      lr: (i) => lrAt(schedule, i, total),
+      lr: (i) => lrAt(o.schedule, i, total),
       step: async (_i, lr) => {
         const batch = await loader.next();
         position = batch.next;
         const { images, targets } = detectorInputs(batch);
-        optimizer.setLr(lr);
-        const r = await det.trainStep(optimizer, images, targets);
-        return r.losses;
+        return o.step(images, targets, lr);
       },
       checkpoint: async (iter, final) => {
         const state: StageState = { stage: o.stage, iter, total, loader: position };
-        await o.checkpoints.save(checkpointName(o.stage, iter), {
-          weights: { model: await det.stateDict() },
-          state,
-          permanent: final,
-        });
+        await o.checkpoints.save(checkpointName(o.stage, iter), { weights: await o.weights(), state, permanent: final });
       },
-      checkpointEvery: config.checkpoint.every,
+      checkpointEvery: o.config.checkpoint.every,
       signal: o.signal,
       metrics: o.metrics,
       onEvent: o.onEvent,
       progress: { quiet: o.quiet ?? false },
+      ...(o.tags ? { tags: o.tags } : {}),
     });
   } finally {
     await loader.close();
   }
+}
+
+export async function trainDetectionStage(o: DetectionStageOptions): Promise<StageResult> {
+  const { det } = o;
+  const state = (o.resume?.state ?? null) as StageState | null;
+  const resumeState = o.resume && state?.stage === o.stage ? state : null;
+  if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
+  const optimizer = await det.createOptimizer(optimizerFor(o.schedule));
+  return runLoaderStage({
+    ...o,
+    resumeState,
+    step: async (images, targets, lr) => {
+      optimizer.setLr(lr);
+      return (await det.trainStep(optimizer, images, targets)).losses;
+    },
+    weights: async () => ({ model: await det.stateDict() }),
+  });
 }

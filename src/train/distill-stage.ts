@@ -5,7 +5,6 @@
  * the distillers, and checkpoints that carry both.
  */
 import type { Config, Schedule } from '../config/schema.js';
-import type { LoaderPosition } from '../data/loader.js';
 import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import { DistillSession } from '../distill/step.js';
@@ -13,12 +12,10 @@ import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { StateDict } from '../weights/safetensors.js';
 import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
-import { checkpointName, loaderFor, optimizerFor, type StageState } from './detection.js';
-import { detectorInputs } from './inputs.js';
-import { runStage, type StageResult, type TrainEvent } from './loop.js';
+import { optimizerFor, runLoaderStage, type StageState } from './detection.js';
+import type { StageResult, TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
 import type { Splits } from './models.js';
-import { lrAt, totalIterations } from './schedule.js';
 
 export interface DistillStageOptions {
   stage: string;
@@ -50,8 +47,7 @@ export function sharedLevels(student: Detector, teacher: Detector, config: Confi
 }
 
 export async function trainDistillStage(o: DistillStageOptions): Promise<StageResult> {
-  const { student, splits, config, schedule } = o;
-  const total = totalIterations(schedule, splits.train.length, config.data.batchSize);
+  const { student, config, schedule } = o;
   const distillers: Distiller[] = [];
   for (const t of o.teachers) {
     distillers.push(
@@ -84,40 +80,21 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   );
-  const startIter = resuming && state ? state.iter : 0;
-  const loader = loaderFor(splits, config, startIter > 0 ? state?.loader : undefined);
-  let position: LoaderPosition = resuming && state ? state.loader : loader.position();
-  try {
-    return await runStage({
-      stage: o.stage,
-      total,
-      startIter,
-      lr: (i) => lrAt(schedule, i, total),
-      step: async (_i, lr) => {
-        const batch = await loader.next();
-        position = batch.next;
-        const { images, targets } = detectorInputs(batch);
-        session.setLr(lr);
-        const r = await session.step({ images, targets });
-        return r.losses;
-      },
-      checkpoint: async (iter, final) => {
-        const weights: Record<string, StateDict> = { model: await student.stateDict() };
-        for (const [i, d] of distillers.entries()) {
-          const sd = await d.stateDict();
-          weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as Tensor]));
-        }
-        const st: StageState = { stage: o.stage, iter, total, loader: position };
-        await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state: st, permanent: final });
-      },
-      checkpointEvery: config.checkpoint.every,
-      signal: o.signal,
-      metrics: o.metrics,
-      onEvent: o.onEvent,
-      progress: { quiet: o.quiet ?? false },
-      tags: { teachers: o.teachers.map((t) => t.name).join('+') },
-    });
-  } finally {
-    await loader.close();
-  }
+  return runLoaderStage({
+    ...o,
+    resumeState: resuming ? state : null,
+    tags: { teachers: o.teachers.map((t) => t.name).join('+') },
+    step: async (images, targets, lr) => {
+      session.setLr(lr);
+      return (await session.step({ images, targets })).losses;
+    },
+    weights: async () => {
+      const weights: Record<string, StateDict> = { model: await student.stateDict() };
+      for (const [i, d] of distillers.entries()) {
+        const sd = await d.stateDict();
+        weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as Tensor]));
+      }
+      return weights;
+    },
+  });
 }

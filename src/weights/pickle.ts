@@ -35,7 +35,6 @@ export interface UnpickleOptions {
   file?: string;
 }
 
-const MARK = Symbol('mark');
 
 function unsafe(file: string, what: string): never {
   throw new MtpdError(
