@@ -31,7 +31,7 @@ export const modelSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names use letters, digits, _ . -').describe('unique name of this model in the run'),
   arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn'),
   widthMult: z.number().positive().max(4).default(1).describe('channel multiplier (same parameter names, narrower tensors)'),
-  weights: z.string().nullable().default(null).describe('weights file (safetensors or torch.save .pth); null: train it first'),
+  weights: z.string().nullable().default(null).describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch, with trainable BatchNorm)'),
   weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
   minSize: positiveInt.optional().describe("this model's input resolution (shorter side); default: data.minSize"),
   maxSize: positiveInt.optional(),

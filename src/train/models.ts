@@ -56,6 +56,10 @@ export async function buildModel(m: ModelConfig, config: Config, numClasses: num
     scoreThresh: config.evaluation.scoreThresh,
     detectionsPerImg: config.evaluation.detectionsPerImage,
     device: config.device,
+    // A model trained here from scratch gets trainable BatchNorm and every backbone stage
+    // trainable (torchvision's frozen BN and frozen early stages assume pretrained weights).
+    // Its weights load afterwards into the default (frozen-BN) model: same names, same numerics in eval.
+    ...(options.loadWeights === false ? { normLayer: 'bn' as const, trainableLayers: 5 } : {}),
     options: m.options,
   });
   if (m.weights && (options.loadWeights ?? true)) {
