@@ -4,33 +4,20 @@
  * modules (new for every stage, dropped when the stage ends), one optimizer over the student and
  * the distillers, and checkpoints that carry both.
  */
-import type { Config, Schedule } from '../config/schema.js';
+import type { Config } from '../config/schema.js';
 import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import { DistillSession } from '../distill/step.js';
 import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { StateDict } from '../weights/safetensors.js';
-import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
-import { optimizerFor, runLoaderStage, type StageState } from './detection.js';
-import type { StageResult, TrainEvent } from './loop.js';
-import type { MetricsLog } from './metrics.js';
-import type { Splits } from './models.js';
+import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
+import type { StageResult } from './loop.js';
 
-export interface DistillStageOptions {
-  stage: string;
+export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> {
   student: Detector;
   teachers: { name: string; det: Detector }[];
   ensemble?: 'sum' | 'mean';
-  splits: Splits;
-  config: Config;
-  schedule: Schedule;
-  checkpoints: CheckpointManager;
-  metrics?: MetricsLog;
-  signal?: AbortSignal | undefined;
-  onEvent?: ((e: TrainEvent) => void) | undefined;
-  resume?: LoadedCheckpoint | null;
-  quiet?: boolean;
 }
 
 /** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
