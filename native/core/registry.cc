@@ -10,47 +10,27 @@
 namespace mtpd {
 
 namespace {
-struct Entry {
-  ModuleFactory factory;
-  std::string doc;
-};
-std::map<std::string, Entry>& table() {
-  static std::map<std::string, Entry> t;
-  return t;
-}
-std::mutex& table_mutex() {
-  static std::mutex m;
-  return m;
+NamedRegistry<ModuleFactory>& modules() {
+  static NamedRegistry<ModuleFactory> r("module");
+  return r;
 }
 }  // namespace
 
+void throw_unknown_name(const std::string& what, const std::string& name, const std::string& known) {
+  throw ArgumentError(fmt("unknown ", what, " \"", name, "\"; known: ", known));
+}
+
 void register_module_factory(const std::string& name, ModuleFactory factory, std::string doc) {
-  std::lock_guard<std::mutex> lock(table_mutex());
-  table()[name] = Entry{std::move(factory), std::move(doc)};
+  modules().add(name, std::move(factory), std::move(doc));
 }
 
 BuiltModule build_module(const std::string& name, const Json& options) {
-  ModuleFactory f;
-  {
-    std::lock_guard<std::mutex> lock(table_mutex());
-    auto it = table().find(name);
-    if (it == table().end()) {
-      std::string known;
-      for (const auto& [k, v] : table()) known += (known.empty() ? "" : ", ") + k;
-      throw ArgumentError(fmt("unknown module \"", name, "\"; known: ", known));
-    }
-    f = it->second.factory;
-  }
+  ModuleFactory f = modules().get(name);
   MTPD_CHECK_ARG(options.is_object(), "options for \"", name, "\" must be an object");
   return f(options);
 }
 
-std::vector<std::pair<std::string, std::string>> registered_modules() {
-  std::lock_guard<std::mutex> lock(table_mutex());
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [k, v] : table()) out.emplace_back(k, v.doc);
-  return out;
-}
+std::vector<std::pair<std::string, std::string>> registered_modules() { return modules().list(); }
 
 double opt_number(const Json& o, const std::string& key, double fallback) {
   auto it = o.find(key);

@@ -2,55 +2,28 @@
 
 #include <ATen/core/TensorBody.h>
 
-#include <map>
-#include <mutex>
-
 #include "core/errors.h"
 
 namespace mtpd::distill {
 
 namespace {
-struct Entry {
-  LossFactory factory;
-  std::string doc;
-};
-std::map<std::string, Entry>& table() {
-  static std::map<std::string, Entry> t;
-  return t;
-}
-std::mutex& table_mutex() {
-  static std::mutex m;
-  return m;
+NamedRegistry<LossFactory>& losses() {
+  static NamedRegistry<LossFactory> r("distillation loss");
+  return r;
 }
 }  // namespace
 
 void register_loss(const std::string& type, LossFactory factory, std::string doc) {
-  std::lock_guard<std::mutex> lock(table_mutex());
-  table()[type] = Entry{std::move(factory), std::move(doc)};
+  losses().add(type, std::move(factory), std::move(doc));
 }
 
 std::shared_ptr<LossImpl> build_loss(const std::string& type, const Json& options, const LossShape& shape) {
-  LossFactory f;
-  {
-    std::lock_guard<std::mutex> lock(table_mutex());
-    auto it = table().find(type);
-    if (it == table().end()) {
-      std::string known;
-      for (const auto& [k, v] : table()) known += (known.empty() ? "" : ", ") + k;
-      throw ArgumentError(fmt("unknown distillation loss \"", type, "\"; known: ", known));
-    }
-    f = it->second.factory;
-  }
+  LossFactory f = losses().get(type);
   MTPD_CHECK_ARG(options.is_object(), "options of distillation loss \"", type, "\" must be an object");
   return f(options, shape);
 }
 
-std::vector<std::pair<std::string, std::string>> registered_losses() {
-  std::lock_guard<std::mutex> lock(table_mutex());
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [k, v] : table()) out.emplace_back(k, v.doc);
-  return out;
-}
+std::vector<std::pair<std::string, std::string>> registered_losses() { return losses().list(); }
 
 void check_pair_shapes(const at::Tensor& s, const at::Tensor& t, const std::string& what) {
   MTPD_CHECK_SHAPE(s.dim() == 4, what, ": student map must be (N, C, H, W), got ", s.sizes());
