@@ -227,7 +227,7 @@ export class Detector extends Module {
 
   /** An optimizer over this model's trainable parameters. */
   async createOptimizer(options: OptimizerOptions = {}): Promise<Optimizer> {
-    return this.enqueue(async () => createNativeOptimizer(this.detectorHandle, options));
+    return this.enqueue(async () => createNativeOptimizer(this.detectorHandle, options, (fn) => this.enqueue(fn)));
   }
 
   /** Train mode, forward with losses, one backward, clip, optimizer step. */

@@ -56,6 +56,8 @@ export interface Binding {
   runtimeInfo(): RawRuntimeInfo;
   setNumThreads(threads: number): number;
   setSeed(seed: number): void;
+  rngState(): { names: string[]; tensors: Tensor[] };
+  setRngState(names: string[], tensors: Tensor[], strict: boolean): void;
   listModules(): Record<string, string>;
   checkDevice(device: string): string;
   createModule(name: string, optionsJson: string, device: string): Promise<NativeModuleHandle>;

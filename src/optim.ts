@@ -7,6 +7,8 @@
 import { z } from 'zod';
 import { MtpdError } from './errors.js';
 import { native } from './native.js';
+import type { Tensor } from './tensor.js';
+import type { StateDict } from './weights/safetensors.js';
 
 export const ParamGroupSchema = z.strictObject({
   name: z.string().describe('group name in logs'),
@@ -43,6 +45,8 @@ export interface NativeOptimizerHandle {
   info(): { options: string; lr: number; steps: number; groups: { name: string; tensors: number; numel: number }[] };
   setLr(lr: number): void;
   lr(): number;
+  stateDict(): Promise<{ names: string[]; tensors: Tensor[] }>;
+  loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
 }
 
 /** snake_case options for the native side, validated here first (errors name the key). */
@@ -79,8 +83,29 @@ export function nativeOptimizerOptions(options: OptimizerOptions = {}): Record<s
 }
 
 export class Optimizer {
-  /** @internal */
-  constructor(readonly handle: NativeOptimizerHandle) {}
+  /**
+   * @internal `queue` runs a call after the model's calls in flight (the optimizer's state lives
+   * on the model's compute thread).
+   */
+  constructor(
+    readonly handle: NativeOptimizerHandle,
+    private readonly queue: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+  ) {}
+
+  /**
+   * The optimizer's state (momentum buffers, AdamW moments and step counts, the AMP loss scale,
+   * the number of steps) as named tensors on the CPU, for checkpoints: `<parameter>.momentum_buffer`,
+   * `<parameter>.exp_avg`, `<parameter>.exp_avg_sq`, `<parameter>.step`, `amp.scale`, `steps`.
+   */
+  async stateDict(): Promise<StateDict> {
+    const { names, tensors } = await this.queue(() => this.handle.stateDict());
+    return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+  }
+
+  /** Restores a stateDict() of the same kind of optimizer over the same parameters (errors name the key). */
+  async loadStateDict(state: StateDict): Promise<void> {
+    await this.queue(() => this.handle.loadStateDict([...state.keys()], [...state.values()], true));
+  }
 
   /** Current base learning rate (groups keep their multipliers). */
   get lr(): number {
@@ -100,9 +125,9 @@ export class Optimizer {
 }
 
 /** @internal Creates the native optimizer for a native detector handle. */
-export function createNativeOptimizer(detectorHandle: unknown, options: OptimizerOptions = {}): Optimizer {
+export function createNativeOptimizer(detectorHandle: unknown, options: OptimizerOptions = {}, queue?: <T>(fn: () => Promise<T>) => Promise<T>): Optimizer {
   const json = JSON.stringify(nativeOptimizerOptions(options));
-  return new Optimizer(native().createOptimizer(detectorHandle, json));
+  return new Optimizer(native().createOptimizer(detectorHandle, json), queue);
 }
 
 declare module './native.js' {

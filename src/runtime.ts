@@ -2,6 +2,8 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { loadAddon, loadedLibtorchPath, native, packageRoot } from './native.js';
+import type { Tensor } from './tensor.js';
+import type { StateDict } from './weights/safetensors.js';
 
 export interface SystemInfo {
   mtpd: string;
@@ -26,6 +28,20 @@ export function setThreads(threads?: number): number {
 /** Seeds libtorch's default generators (weight initialization, random ops). */
 export function setSeed(seed: number): void {
   native().setSeed(seed);
+}
+
+/**
+ * States of libtorch's default random generators ("cpu", "cuda:N"), for checkpoints: random ops
+ * in training (stochastic depth, dropout) continue the same sequence after a resume.
+ */
+export function rngState(): StateDict {
+  const { names, tensors } = native().rngState();
+  return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+}
+
+/** Restores rngState(); any subset of generators (errors name the generator). */
+export function setRngState(state: StateDict): void {
+  native().setRngState([...state.keys()], [...state.values()], true);
 }
 
 /** Validates a device string ("cpu", "cuda", "cuda:N") against the loaded libtorch. */

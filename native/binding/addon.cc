@@ -73,6 +73,25 @@ Napi::Value SetSeedJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// rngState() -> {generator: uint8 tensor}: libtorch's default generators, for checkpoints.
+Napi::Value RngStateJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NamedTensors states = guarded(env, [] { return rng_states(); });
+  return state_dict_to_js(env, states);
+}
+
+// setRngState(names, tensors)
+Napi::Value SetRngStateJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool strict = true;
+  NamedTensors states = state_dict_args(info, 0, strict);
+  guarded(env, [&] {
+    set_rng_states(states);
+    return 0;
+  });
+  return env.Undefined();
+}
+
 Napi::Value ListModulesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto mods = registered_modules();
@@ -121,6 +140,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreadsJs>(env, "setNumThreads"));
   exports.Set("setSeed", Napi::Function::New<SetSeedJs>(env, "setSeed"));
+  exports.Set("rngState", Napi::Function::New<RngStateJs>(env, "rngState"));
+  exports.Set("setRngState", Napi::Function::New<SetRngStateJs>(env, "setRngState"));
   exports.Set("listModules", Napi::Function::New<ListModulesJs>(env, "listModules"));
   exports.Set("checkDevice", Napi::Function::New<CheckDeviceJs>(env, "checkDevice"));
   exports.Set("createModule", Napi::Function::New<ModuleWrap::Create>(env, "createModule"));

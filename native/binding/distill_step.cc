@@ -44,7 +44,9 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
     return DefineClass(env, "NativeDistillStep",
                        {InstanceMethod<&DistillStepWrap::Step>("step"),
                         InstanceMethod<&DistillStepWrap::TeacherFeatures>("teacherFeatures"),
-                        InstanceMethod<&DistillStepWrap::Info>("info"), InstanceMethod<&DistillStepWrap::SetLr>("setLr")});
+                        InstanceMethod<&DistillStepWrap::Info>("info"), InstanceMethod<&DistillStepWrap::SetLr>("setLr"),
+                        InstanceMethod<&DistillStepWrap::OptimizerState>("optimizerState"),
+                        InstanceMethod<&DistillStepWrap::LoadOptimizerState>("loadOptimizerState")});
   }
 
   explicit DistillStepWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DistillStepWrap>(info) {
@@ -248,6 +250,37 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
       return 0;
     });
     return env.Undefined();
+  }
+
+  // optimizerState() -> {name: tensor}: the state of the step's one optimizer (train/optimizer.h).
+  Napi::Value OptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto done = claim_all(env, "optimizerState");
+    auto step = step_;
+    return run_async<NamedTensors>(
+        env,
+        [step] {
+          NamedTensors out;
+          for (auto& [k, v] : step->optimizer().state_dict()) out.emplace_back(k, host(v));
+          return out;
+        },
+        [](Napi::Env env, NamedTensors& sd) -> Napi::Value { return state_dict_to_js(env, sd); }, done);
+  }
+
+  // loadOptimizerState({name: tensor})
+  Napi::Value LoadOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool strict = true;
+    NamedTensors sd = state_dict_args(info, 0, strict);
+    auto done = claim_all(env, "loadOptimizerState");
+    auto step = step_;
+    return run_async<int>(
+        env,
+        [step, sd = std::move(sd)] {
+          step->optimizer().load_state_dict(sd);
+          return 0;
+        },
+        [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);
   }
 
   std::shared_ptr<distill::DistillStep> step_;

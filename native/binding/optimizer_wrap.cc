@@ -15,6 +15,8 @@ Napi::FunctionReference* g_optimizer_ctor = nullptr;
 struct PendingOpt {
   std::shared_ptr<train::Optimizer> opt;
   const void* owner;
+  DetectorWrap* detector = nullptr;
+  Napi::Object detector_js;
 };
 }  // namespace
 
@@ -27,7 +29,8 @@ OptimizerWrap* optimizer_from_js(const Napi::Value& value, const std::string& wh
 Napi::Function OptimizerWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeOptimizer",
                      {InstanceMethod<&OptimizerWrap::Info>("info"), InstanceMethod<&OptimizerWrap::SetLr>("setLr"),
-                      InstanceMethod<&OptimizerWrap::Lr>("lr")});
+                      InstanceMethod<&OptimizerWrap::Lr>("lr"), InstanceMethod<&OptimizerWrap::StateDict>("stateDict"),
+                      InstanceMethod<&OptimizerWrap::LoadStateDict>("loadStateDict")});
 }
 
 OptimizerWrap::OptimizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimizerWrap>(info) {
@@ -36,6 +39,8 @@ OptimizerWrap::OptimizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   auto* p = info[0].As<Napi::External<PendingOpt>>().Data();
   optimizer_ = p->opt;
   owner_ = p->owner;
+  detector_ = p->detector;
+  detector_ref_ = Napi::Persistent(p->detector_js);
 }
 
 // createOptimizer(detector, optionsJson): built on the main thread (cheap; no tensor work) so
@@ -66,6 +71,8 @@ Napi::Value OptimizerWrap::Create(const Napi::CallbackInfo& info) {
     throw;
   }
   release();
+  p.detector = dw;
+  p.detector_js = info[0].As<Napi::Object>();
   return g_optimizer_ctor->New({Napi::External<PendingOpt>::New(env, &p)});
 }
 
@@ -101,6 +108,41 @@ Napi::Value OptimizerWrap::SetLr(const Napi::CallbackInfo& info) {
 
 Napi::Value OptimizerWrap::Lr(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), optimizer_->lr());
+}
+
+// stateDict() -> {name: tensor} (see train::Optimizer::state_dict), on the detector's thread.
+Napi::Value OptimizerWrap::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto done = detector_->claim(env, "optimizer.stateDict");
+  auto opt = optimizer_;
+  auto exec = detector_->executor();
+  return run_async<NamedTensors>(
+      env,
+      [opt, exec] {
+        NamedTensors out;
+        exec->run([&] {
+          for (auto& [k, v] : opt->state_dict()) out.emplace_back(k, host(v));
+        });
+        return out;
+      },
+      [](Napi::Env env, NamedTensors& sd) -> Napi::Value { return state_dict_to_js(env, sd); }, done);
+}
+
+// loadStateDict({name: tensor}): restores a stateDict() of the same kind of optimizer.
+Napi::Value OptimizerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool strict = true;
+  NamedTensors sd = state_dict_args(info, 0, strict);
+  auto done = detector_->claim(env, "optimizer.loadStateDict");
+  auto opt = optimizer_;
+  auto exec = detector_->executor();
+  return run_async<int>(
+      env,
+      [opt, exec, sd = std::move(sd)] {
+        exec->run([&] { opt->load_state_dict(sd); });
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);
 }
 
 namespace {

@@ -10,6 +10,8 @@
 
 namespace mtpd::binding {
 
+class DetectorWrap;
+
 class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -23,8 +25,13 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SetLr(const Napi::CallbackInfo& info);
   Napi::Value Lr(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   std::shared_ptr<train::Optimizer> optimizer_;
   const void* owner_ = nullptr;
+  // The detector (its JS handle kept alive): state calls claim it and run on its compute thread.
+  DetectorWrap* detector_ = nullptr;
+  Napi::ObjectReference detector_ref_;
 };
 
 OptimizerWrap* optimizer_from_js(const Napi::Value& value, const std::string& what);

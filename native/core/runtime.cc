@@ -1,5 +1,6 @@
 #include "core/runtime.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
@@ -8,6 +9,7 @@
 #include <torch/version.h>
 
 #include <atomic>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -78,6 +80,41 @@ void apply_thread_settings() {
 }
 
 void set_seed(uint64_t seed) { torch::manual_seed(seed); }
+
+std::vector<std::pair<std::string, at::Tensor>> rng_states() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  auto save = [&](const std::string& name, at::Generator g) {
+    std::lock_guard<std::mutex> lock(g.mutex());
+    out.emplace_back(name, g.get_state());
+  };
+  save("cpu", at::detail::getDefaultCPUGenerator());
+  if (torch::cuda::is_available()) {
+    for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i)
+      save(fmt("cuda:", i), at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i))));
+  }
+  return out;
+}
+
+void set_rng_states(const std::vector<std::pair<std::string, at::Tensor>>& states) {
+  for (const auto& [name, t] : states) {
+    MTPD_CHECK_ARG(t.defined() && t.scalar_type() == at::kByte, "random generator state \"", name,
+                   "\" must be a uint8 tensor");
+    at::Generator g;
+    if (name == "cpu") {
+      g = at::detail::getDefaultCPUGenerator();
+    } else {
+      const c10::Device dev = parse_device(name);
+      MTPD_CHECK_ARG(dev.is_cuda(), "unknown random generator \"", name, "\" (cpu or cuda:N)");
+      g = at::globalContext().defaultGenerator(dev);
+    }
+    std::lock_guard<std::mutex> lock(g.mutex());
+    try {
+      g.set_state(t.to(at::kCPU).contiguous());
+    } catch (const c10::Error& e) {
+      throw ArgumentError(fmt("random generator state \"", name, "\" does not fit this libtorch: ", e.what_without_backtrace()));
+    }
+  }
+}
 
 c10::Device parse_device(const std::string& spec) {
   static const std::regex re("^(cpu|cuda)(?::([0-9]+))?$");

@@ -1,9 +1,12 @@
 // Process-wide runtime facts and settings: versions, devices, threads.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mtpd {
 
@@ -32,6 +35,11 @@ void apply_thread_settings();
 // Seeds libtorch's default generators (CPU and, where present, CUDA): weight initialization and
 // any random op that uses the default generator become reproducible.
 void set_seed(uint64_t seed);
+
+// States of libtorch's default generators, for checkpoints: "cpu", and "cuda:N" for each CUDA
+// device libtorch can see (uint8 tensors). set_rng_states restores any subset of them.
+std::vector<std::pair<std::string, at::Tensor>> rng_states();
+void set_rng_states(const std::vector<std::pair<std::string, at::Tensor>>& states);
 
 // "cpu", "cuda", "cuda:N". Throws ArgumentError for malformed strings and for CUDA
 // on a libtorch without CUDA or without such a device.

@@ -58,17 +58,19 @@ LoadReport load_state_dict(torch::nn::Module& module, const NamedTensors& tensor
   for (const auto& item : module.named_modules("", /*include_self=*/true)) {
     if (auto* f = filter_of(*item.value())) filters.emplace_back(item.key(), f);
   }
-  auto ignorable = [&](const std::string& key) {
+  auto asks = [&](const std::string& key, bool (StateDictFilter::*question)(const std::string&) const) {
     for (const auto& [prefix, f] : filters) {
       if (prefix.empty()) {
-        if (f->ignorable_key(key)) return true;
+        if ((f->*question)(key)) return true;
       } else if (key.size() > prefix.size() + 1 && key.compare(0, prefix.size(), prefix) == 0 &&
                  key[prefix.size()] == '.') {
-        if (f->ignorable_key(key.substr(prefix.size() + 1))) return true;
+        if ((f->*question)(key.substr(prefix.size() + 1))) return true;
       }
     }
     return false;
   };
+  auto ignorable = [&](const std::string& key) { return asks(key, &StateDictFilter::ignorable_key); };
+  auto optional = [&](const std::string& key) { return asks(key, &StateDictFilter::optional_key); };
 
   std::unordered_map<std::string, const at::Tensor*> given;
   for (const auto& [k, v] : tensors) {
@@ -82,7 +84,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const NamedTensors& tensor
     }
   }
   for (const auto& k : order)
-    if (!given.count(k)) report.missing.push_back(k);
+    if (!given.count(k) && !optional(k)) report.missing.push_back(k);
 
   if (strict && !report.ok()) {
     throw ArgumentError(fmt("state dict does not match the model: ", report.summary()));

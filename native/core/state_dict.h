@@ -20,6 +20,9 @@ class StateDictFilter {
   virtual ~StateDictFilter() = default;
   // True when `key` may appear in a checkpoint without matching anything here.
   virtual bool ignorable_key(const std::string& key) const = 0;
+  // True when `key` (one of this module's own) may be absent from a checkpoint: it then keeps its
+  // current value (run-time state such as a random generator's, which other frameworks do not save).
+  virtual bool optional_key(const std::string& /*key*/) const { return false; }
 };
 
 NamedTensors state_dict(const torch::nn::Module& module);

@@ -4,7 +4,9 @@
 //   G = Conv3x3 -> ReLU -> Conv3x3 (C_T -> C_T, padding 1), one per pair, trained with the student;
 //   L = alpha_mgd * sum((G(S * M) - T)^2) / N.
 // The mask is drawn on the CPU from this loss's own libtorch generator (seeded from the
-// distiller's seed, or the "seed" option), so runs are reproducible on every device.
+// distiller's seed, or the "seed" option), so runs are reproducible on every device. The
+// generator's state is the buffer "generator_state" (so a checkpoint of the distiller resumes the
+// same sequence of masks); a checkpoint without it (e.g. from yzd-v/MGD) keeps the seeded state.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/modules/activation.h>
@@ -12,16 +14,20 @@
 #include <torch/nn/modules/conv.h>
 
 #include "core/errors.h"
+#include "core/state_dict.h"
+
+#include <mutex>
 #include "distill/loss.h"
 
 namespace mtpd::distill {
 namespace {
 
-class MgdLossImpl : public LossImpl {
+class MgdLossImpl : public LossImpl, public StateDictFilter {
  public:
   MgdLossImpl(int64_t channels, double alpha, double lambda, uint64_t seed)
       : alpha_(alpha), lambda_(lambda), seed_(seed), gen_(at::make_generator<at::CPUGeneratorImpl>(seed)) {
     namespace nn = torch::nn;
+    generator_state_ = register_buffer("generator_state", gen_.get_state());
     generation_ = register_module(
         "generation", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)), nn::ReLU(),
                                      nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1))));
@@ -29,9 +35,18 @@ class MgdLossImpl : public LossImpl {
 
   // (N, 1, H, W) in {0, 1}, dtype and device of `like`.
   at::Tensor draw_mask(const at::Tensor& like) {
+    {
+      std::lock_guard<std::mutex> lock(gen_.mutex());
+      gen_.set_state(generator_state_.to(at::kCPU));
+    }
     // at::rand takes the generator's lock itself.
     const at::Tensor u =
         at::rand({like.size(0), 1, like.size(2), like.size(3)}, gen_, at::TensorOptions().dtype(at::kFloat));
+    {
+      std::lock_guard<std::mutex> lock(gen_.mutex());
+      at::NoGradGuard no_grad;
+      generator_state_.copy_(gen_.get_state());
+    }
     const at::Tensor m = at::where(u > 1.0 - lambda_, at::zeros_like(u), at::ones_like(u));
     return m.to(like.device(), like.scalar_type());
   }
@@ -44,6 +59,8 @@ class MgdLossImpl : public LossImpl {
     return {{"mgd", loss * alpha_}};
   }
   std::string type() const override { return "mgd"; }
+  bool ignorable_key(const std::string&) const override { return false; }
+  bool optional_key(const std::string& key) const override { return key == "generator_state"; }
   Json config() const override {
     return {{"alpha_mgd", alpha_}, {"lambda_mgd", lambda_}, {"seed", seed_}};
   }
@@ -52,6 +69,7 @@ class MgdLossImpl : public LossImpl {
   double alpha_, lambda_;
   uint64_t seed_;
   at::Generator gen_;
+  at::Tensor generator_state_;
   torch::nn::Sequential generation_{nullptr};
 };
 

@@ -9,6 +9,9 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <type_traits>
+#include <unordered_map>
 
 #include "core/errors.h"
 
@@ -26,6 +29,20 @@ std::vector<std::string> opt_strings(const Json& o, const std::string& key, cons
     out.push_back((*it)[i].get<std::string>());
   }
   return out;
+}
+
+// libtorch keys per-parameter state by the TensorImpl's address: a string in 1.x, the pointer
+// itself in later releases.
+template <typename StateMap>
+typename StateMap::key_type state_key(const at::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
 }
 
 bool matches(const GroupRule& r, const std::string& name) {
@@ -144,6 +161,7 @@ Optimizer::Optimizer(const NamedParams& params, OptimizerOptions o) : options_(s
       }
     buckets[g].push_back(p);
     all_params_.push_back(p);
+    param_names_.push_back(name);
   }
   MTPD_CHECK_ARG(!all_params_.empty(), "optimizer: no trainable parameters");
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -239,6 +257,132 @@ StepResult Optimizer::step(const at::Tensor& loss) {
   }
   ++steps_;
   return r;
+}
+
+}  // namespace mtpd::train
+
+namespace mtpd::train {
+
+namespace {
+using StateMap = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
+
+at::Tensor scalar_long(int64_t v) { return at::full({}, v, at::TensorOptions().dtype(at::kLong)); }
+}  // namespace
+
+NamedTensors Optimizer::state_dict() const {
+  NamedTensors out;
+  auto& state = opt_->state();
+  for (size_t i = 0; i < all_params_.size(); ++i) {
+    auto it = state.find(state_key<StateMap>(all_params_[i]));
+    if (it == state.end()) continue;  // no step taken for this parameter yet
+    const std::string& n = param_names_[i];
+    if (options_.type == "sgd") {
+      auto& st = static_cast<torch::optim::SGDParamState&>(*it->second);
+      if (st.momentum_buffer().defined()) out.emplace_back(n + ".momentum_buffer", st.momentum_buffer());
+    } else {
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      out.emplace_back(n + ".step", scalar_long(st.step()));
+      out.emplace_back(n + ".exp_avg", st.exp_avg());
+      out.emplace_back(n + ".exp_avg_sq", st.exp_avg_sq());
+    }
+  }
+  if (options_.amp) {
+    out.emplace_back("amp.scale", scale_);
+    out.emplace_back("amp.growth_tracker", growth_tracker_);
+  }
+  out.emplace_back("steps", scalar_long(steps_));
+  return out;
+}
+
+void Optimizer::load_state_dict(const NamedTensors& sd) {
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < param_names_.size(); ++i) index.emplace(param_names_[i], i);
+  struct Slot {
+    at::Tensor momentum, exp_avg, exp_avg_sq;
+    int64_t step = -1;
+  };
+  std::unordered_map<size_t, Slot> slots;
+  at::Tensor scale, growth;
+  int64_t steps = -1;
+  const std::string sgd_only = ".momentum_buffer";
+  const std::vector<std::string> adam_only = {".exp_avg", ".exp_avg_sq", ".step"};
+  auto ends_with = [](const std::string& s, const std::string& t) {
+    return s.size() > t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  // Validate everything first, so that a bad state leaves the optimizer as it was.
+  for (const auto& [key, t] : sd) {
+    MTPD_CHECK_ARG(t.defined(), "optimizer state \"", key, "\" is undefined");
+    if (key == "steps") {
+      MTPD_CHECK_ARG(t.numel() == 1, "optimizer state \"steps\" must be a scalar");
+      steps = t.to(at::kLong).item<int64_t>();
+      continue;
+    }
+    if (key == "amp.scale" || key == "amp.growth_tracker") {
+      MTPD_CHECK_ARG(options_.amp, "optimizer state has \"", key,
+                     "\" (mixed precision) but this optimizer runs without amp");
+      MTPD_CHECK_ARG(t.numel() == 1, "optimizer state \"", key, "\" must hold one value");
+      (key == "amp.scale" ? scale : growth) = t;
+      continue;
+    }
+    std::string suffix;
+    if (ends_with(key, sgd_only)) suffix = sgd_only;
+    for (const auto& s : adam_only)
+      if (suffix.empty() && ends_with(key, s)) suffix = s;
+    MTPD_CHECK_ARG(!suffix.empty(), "optimizer state \"", key, "\" is not a known entry (", options_.type, ")");
+    const bool for_sgd = suffix == sgd_only;
+    MTPD_CHECK_ARG(for_sgd == (options_.type == "sgd"), "optimizer state \"", key, "\" belongs to ",
+                   for_sgd ? "sgd" : "adamw", " but this optimizer is ", options_.type);
+    const std::string name = key.substr(0, key.size() - suffix.size());
+    auto it = index.find(name);
+    MTPD_CHECK_ARG(it != index.end(), "optimizer state \"", key, "\" names no trainable parameter \"", name, "\"");
+    const at::Tensor& p = all_params_[it->second];
+    Slot& slot = slots[it->second];
+    if (suffix == ".step") {
+      MTPD_CHECK_ARG(t.numel() == 1, "optimizer state \"", key, "\" must be a scalar");
+      slot.step = t.to(at::kLong).item<int64_t>();
+      continue;
+    }
+    MTPD_CHECK_ARG(t.sizes() == p.sizes(), "optimizer state \"", key, "\" has shape ", t.sizes(), ", the parameter ",
+                   p.sizes());
+    (suffix == sgd_only ? slot.momentum : suffix == ".exp_avg" ? slot.exp_avg : slot.exp_avg_sq) = t;
+  }
+  for (const auto& [i, slot] : slots) {
+    if (options_.type == "adamw")
+      MTPD_CHECK_ARG(slot.step >= 0 && slot.exp_avg.defined() && slot.exp_avg_sq.defined(), "optimizer state of \"",
+                     param_names_[i], "\" is incomplete (adamw needs step, exp_avg and exp_avg_sq)");
+  }
+  MTPD_CHECK_ARG(!options_.amp || scale.defined() == growth.defined(),
+                 "optimizer state needs both amp.scale and amp.growth_tracker");
+
+  // Apply: parameters absent from sd have not been stepped yet (their state is cleared).
+  auto& state = opt_->state();
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < all_params_.size(); ++i) {
+    const at::Tensor& p = all_params_[i];
+    auto key = state_key<StateMap>(p);
+    auto s = slots.find(i);
+    if (s == slots.end()) {
+      state.erase(key);
+      continue;
+    }
+    auto like = [&](const at::Tensor& t) { return t.to(p.device(), p.scalar_type()).clone().contiguous(); };
+    if (options_.type == "sgd") {
+      auto st = std::make_unique<torch::optim::SGDParamState>();
+      st->momentum_buffer(like(s->second.momentum));
+      state[key] = std::move(st);
+    } else {
+      auto st = std::make_unique<torch::optim::AdamWParamState>();
+      st->step(s->second.step);
+      st->exp_avg(like(s->second.exp_avg));
+      st->exp_avg_sq(like(s->second.exp_avg_sq));
+      state[key] = std::move(st);
+    }
+  }
+  if (scale.defined()) {
+    scale_.copy_(scale.reshape({1}));
+    growth_tracker_.copy_(growth.reshape({1}));
+  }
+  if (steps >= 0) steps_ = steps;
 }
 
 }  // namespace mtpd::train

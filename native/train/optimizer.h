@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/registry.h"
+#include "core/state_dict.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -79,12 +80,24 @@ class Optimizer {
   std::vector<std::tuple<std::string, int64_t, int64_t>> group_summary() const;
   int64_t steps() const { return steps_; }
 
+  // The optimizer's state as named tensors, for checkpoints (so that a resumed run takes the
+  // same steps as an uninterrupted one):
+  //   "<param>.momentum_buffer" (sgd), "<param>.exp_avg", "<param>.exp_avg_sq", "<param>.step"
+  //   (adamw), "amp.scale" and "amp.growth_tracker" (mixed precision), "steps".
+  // <param> is the parameter's name as given to the constructor. Tensors are the live ones (the
+  // caller copies them to the host).
+  NamedTensors state_dict() const;
+  // Restores a state_dict() of an optimizer of the same type over parameters of the same names
+  // and shapes. Throws ArgumentError naming the first key that does not fit; nothing is changed then.
+  void load_state_dict(const NamedTensors& sd);
+
  private:
   OptimizerOptions options_;
   double lr_;
   std::vector<double> lr_mults_;
   std::vector<std::string> group_names_;
   std::vector<at::Tensor> all_params_;
+  std::vector<std::string> param_names_;  // parallel to all_params_
   std::unique_ptr<torch::optim::Optimizer> opt_;
   at::Tensor scale_, growth_tracker_;  // AMP grad scaler state (CUDA)
   int64_t steps_ = 0;

@@ -37,6 +37,8 @@ export interface NativeDistillStepHandle {
   teacherFeatures(teacher: number, images: Tensor[]): Promise<FeatureMaps>;
   info(): { options: string; lr: number; steps: number; parameters: string[] };
   setLr(lr: number): void;
+  optimizerState(): Promise<{ names: string[]; tensors: Tensor[] }>;
+  loadOptimizerState(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
 }
 
 declare module '../native.js' {

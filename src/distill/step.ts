@@ -4,6 +4,7 @@
  * Teachers are frozen when the step is built and put in eval mode on every step; each runs at
  * its own input resolution (its own minSize/maxSize), the adapters resize the student's maps.
  */
+import type { StateDict } from '../weights/safetensors.js';
 import type { Detector, Target } from '../detector.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
@@ -144,6 +145,17 @@ export class DistillSession {
   async exportStudent(path: string, metadata: Record<string, string> = {}): Promise<void> {
     await this.queue;
     await this.student.saveWeights(path, metadata);
+  }
+
+  /** The state of the step's optimizer (see Optimizer.stateDict), for checkpoints. */
+  async optimizerState(): Promise<StateDict> {
+    const { names, tensors } = await this.enqueue(() => this.handle.optimizerState());
+    return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+  }
+
+  /** Restores optimizerState() (a session over the same student and distillers). */
+  async loadOptimizerState(state: StateDict): Promise<void> {
+    await this.enqueue(() => this.handle.loadOptimizerState([...state.keys()], [...state.values()], true));
   }
 
   /** Names of every parameter the optimizer updates ("student.*", "distill.<teacher>.*"). */

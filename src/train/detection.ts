@@ -15,6 +15,7 @@ import { runStage, type StageResult, type TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
 import type { Splits } from './models.js';
 import { lrAt, totalIterations } from './schedule.js';
+import { rngState, setRngState } from '../runtime.js';
 
 export interface StageState {
   stage: string;
@@ -80,8 +81,11 @@ export interface LoaderStageSpec {
   onEvent?: ((e: TrainEvent) => void) | undefined;
   quiet?: boolean | undefined;
   tags?: Record<string, unknown>;
-  /** The interrupted state of this stage, when resuming. */
+  /** The interrupted state of this stage, when resuming, and its checkpoint. */
   resumeState: StageState | null;
+  resume?: LoadedCheckpoint | null | undefined;
+  /** The stage's optimizer: its state goes into every checkpoint and comes back on resume. */
+  optimizer: { stateDict(): Promise<StateDict>; loadStateDict(state: StateDict): Promise<void> };
   /** One optimizer step on a batch at learning rate lr; returns the named losses. */
   step(images: Tensor<'float32'>[], targets: Target[], lr: number): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
@@ -96,6 +100,12 @@ export interface LoaderStageSpec {
 export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
   const total = totalIterations(o.schedule, o.splits.train.length, o.config.data.batchSize);
   const startIter = o.resumeState?.iter ?? 0;
+  if (o.resumeState && o.resume) {
+    // Optimizer state (momentum, moments) and the default generators (stochastic depth,
+    // dropout) come back too, so a resumed run takes the same steps as an uninterrupted one.
+    if (o.resume.sets.includes('optimizer')) await o.optimizer.loadStateDict(await o.resume.weights('optimizer'));
+    if (o.resume.sets.includes('rng')) setRngState(await o.resume.weights('rng'));
+  }
   const loader = loaderFor(o.splits, o.config, startIter > 0 ? o.resumeState?.loader : undefined);
   let position: LoaderPosition = o.resumeState?.loader ?? loader.position();
   try {
@@ -112,7 +122,8 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       },
       checkpoint: async (iter, final) => {
         const state: StageState = { stage: o.stage, iter, total, loader: position };
-        await o.checkpoints.save(checkpointName(o.stage, iter), { weights: await o.weights(), state, permanent: final });
+        const weights = { ...(await o.weights()), optimizer: await o.optimizer.stateDict(), rng: rngState() };
+        await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state, permanent: final });
       },
       checkpointEvery: o.config.checkpoint.every,
       signal: o.signal,
@@ -135,6 +146,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   return runLoaderStage({
     ...o,
     resumeState,
+    optimizer,
     step: async (images, targets, lr) => {
       optimizer.setLr(lr);
       return (await det.trainStep(optimizer, images, targets)).losses;

@@ -70,6 +70,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   return runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
+    optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
     step: async (images, targets, lr) => {
       session.setLr(lr);

@@ -202,7 +202,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
       stage: name,
       splits,
       config: resolved,
-      schedule: studentCfg.train ?? resolved.schedule,
+      schedule: resolved.schedule,
       checkpoints: run.checkpoints,
       metrics: run.metrics,
       signal: options.signal,

@@ -174,4 +174,51 @@ if (haveAddon(t)) {
     t.equal(maxAbsDiff(toNumbers(sd.get('backbone.body.layer1.0.conv1.weight')!), frozenBefore), 0, 'frozen layer1 did not');
     t.equal(det.info().training, true, 'trainStep leaves the model in train mode');
   });
+
+  t.test('optimizer state: saved by name, restored exactly, bad states refused by key', async (t) => {
+    const make = () => createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 64, maxSize: 64 });
+    const batch = [image(64, 64)];
+    const targets = [{ boxes: [[8, 8, 40, 48]], labels: [1] }];
+    for (const type of ['sgd', 'adamw'] as const) {
+      const a = await make();
+      const oa = await a.createOptimizer({ type, lr: 0.01 });
+      t.same([...(await oa.stateDict()).keys()], ['steps'], `${type}: no state before the first step`);
+      await a.trainStep(oa, batch, targets);
+      const state = await oa.stateDict();
+      const keys = [...state.keys()];
+      const suffixes = type === 'sgd' ? ['.momentum_buffer'] : ['.exp_avg', '.exp_avg_sq', '.step'];
+      for (const s of suffixes) t.ok(keys.some((k) => k === `backbone.body.layer4.0.conv1.weight${s}`), `${type}: ${s} by parameter name`);
+      t.same(toNumbers(state.get('steps')!), [1]);
+      // A copy of the model and its optimizer state takes the same next step.
+      const b = await make();
+      await b.loadStateDict(await a.stateDict());
+      const ob = await b.createOptimizer({ type, lr: 0.01 });
+      await ob.loadStateDict(state);
+      await a.trainStep(oa, batch, targets);
+      await b.trainStep(ob, batch, targets);
+      const wa = toNumbers((await a.stateDict()).get('head.classification_head.cls_logits.weight')!);
+      const wb = toNumbers((await b.stateDict()).get('head.classification_head.cls_logits.weight')!);
+      t.equal(maxAbsDiff(wa, wb), 0, `${type}: the restored optimizer takes the identical step`);
+      t.equal(ob.info().steps, 2);
+      // Without the state the next step differs (momentum / moments matter).
+      const c = await make();
+      await c.loadStateDict(await b.stateDict());
+      const oc = await c.createOptimizer({ type, lr: 0.01 });
+      await c.trainStep(oc, batch, targets);
+      await b.trainStep(ob, batch, targets);
+      t.ok(maxAbsDiff(toNumbers((await c.stateDict()).get('head.classification_head.cls_logits.weight')!), toNumbers((await b.stateDict()).get('head.classification_head.cls_logits.weight')!)) > 0, `${type}: a fresh optimizer would not`);
+    }
+    const d = await make();
+    const sgd = await d.createOptimizer({ type: 'sgd' });
+    const adam = await d.createOptimizer({ type: 'adamw' });
+    await d.trainStep(adam, batch, targets);
+    const adamState = await adam.stateDict();
+    await t.rejects(sgd.loadStateDict(adamState), { message: /belongs to adamw but this optimizer is sgd/ });
+    const w = 'backbone.body.layer4.0.conv1.weight';
+    await t.rejects(adam.loadStateDict(new Map([['nope.weight.exp_avg', adamState.get(`${w}.exp_avg`)!]])), { message: /"nope\.weight\.exp_avg" names no trainable parameter "nope\.weight"/ });
+    await t.rejects(adam.loadStateDict(new Map([[`${w}.exp_avg`, tensor('float32', [2], [0, 0])]])), { message: /has shape \[2\], the parameter/ });
+    await t.rejects(adam.loadStateDict(new Map([[`${w}.exp_avg`, adamState.get(`${w}.exp_avg`)!]])), { message: /incomplete/ });
+    await t.rejects(adam.loadStateDict(new Map([['amp.scale', tensor('float32', [1], [1])]])), { message: /runs without amp/ });
+    t.same(toNumbers((await adam.stateDict()).get(`${w}.step`)!), [1], 'a refused state changes nothing');
+  });
 }
