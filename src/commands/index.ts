@@ -5,6 +5,7 @@
 import type { CommandModule } from 'yargs';
 import { costCommand } from './cost.js';
 import { dataCommand } from './data.js';
+import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
@@ -13,4 +14,4 @@ import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand];

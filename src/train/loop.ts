@@ -48,6 +48,20 @@ export interface StageResult {
   lastLosses: Losses | null;
 }
 
+/** A clear error for an allocation failure inside a step (CPU or CUDA), or null for any other error. */
+export function outOfMemory(err: unknown, stage: string, iter: number): MtpdError | null {
+  const msg = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: string } | null)?.code;
+  if (code !== 'ERR_MTPD_OUT_OF_MEMORY' && !/out of memory|can't allocate memory|std::bad_alloc/i.test(msg)) return null;
+  const when = iter === 0 ? 'in its first step' : `at step ${iter + 1}`;
+  const e = new MtpdError(
+    'ERR_MTPD_OUT_OF_MEMORY',
+    `${stage}: out of memory ${when} (${msg.split('\n')[0]}). Lower data.batchSize or data.maxSize (or the model's minSize/maxSize), or train fewer teachers at once; the last complete checkpoint is kept.`,
+    { cause: err },
+  );
+  return e;
+}
+
 export async function runStage(s: StageSpec): Promise<StageResult> {
   const start = s.startIter ?? 0;
   s.onEvent?.({ type: 'stage-start', stage: s.stage, total: s.total, startIter: start });
@@ -66,7 +80,12 @@ export async function runStage(s: StageSpec): Promise<StageResult> {
       }
       await s.hooks?.beforeStep?.(iter);
       const lr = s.lr(iter);
-      const losses = await s.step(iter, lr);
+      let losses: Losses;
+      try {
+        losses = await s.step(iter, lr);
+      } catch (err) {
+        throw outOfMemory(err, s.stage, iter) ?? err;
+      }
       const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v));
       if (bad) {
         throw new MtpdError(

@@ -17,7 +17,7 @@ import type { Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { backwardGreedySelection, orderByAp } from '../order/bgs.js';
 import { runCosts } from '../order/run-costs.js';
-import { setThreads } from '../runtime.js';
+import { checkDevice, setThreads } from '../runtime.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type StageState, trainDetectionStage } from './detection.js';
@@ -59,6 +59,43 @@ export function formatResults(results: ModelResult[]): string {
   const head = `${'model'.padEnd(w)}  ${'role'.padEnd(8)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}`;
   const rows = results.map((r) => `${r.name.padEnd(w)}  ${r.role.padEnd(8)}  ${r.stats.slice(0, 6).map((v) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6)).join(' ')}`);
   return [head, '-'.repeat(head.length), ...rows].join('\n');
+}
+
+/**
+ * The final table of a run: the teachers, the off-the-shelf student, then the student after the
+ * last stage of each method (the baselines and progressive distillation in the teacher order),
+ * with the AP gain over the off-the-shelf student.
+ */
+export function formatSummary(report: TrainReport): string {
+  const rows: { label: string; stats: number[] }[] = [];
+  const lastOf = (prefix: string) => {
+    const rs = report.results.filter((r) => new RegExp(`^${prefix}\\d+(-|$)`).test(r.name));
+    return rs[rs.length - 1];
+  };
+  const strongest = report.order[report.order.length - 1] ?? '?';
+  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ label: `teacher ${r.name}`, stats: r.stats });
+  const ots = report.results.find((x) => x.role === 'student');
+  if (ots) rows.push({ label: `student ${ots.name}, off-the-shelf`, stats: ots.stats });
+  const methods: [string, string][] = [
+    ['longer', 'student trained longer (same budget)'],
+    ['direct', `direct distillation from ${strongest}`],
+    ['ensemble', `ensemble of ${report.order.join(' + ')}`],
+    ['mtpd', `progressive: ${report.order.join(' -> ')}`],
+  ];
+  for (const [prefix, label] of methods) {
+    const r = lastOf(prefix);
+    if (r) rows.push({ label, stats: r.stats });
+  }
+  const base = ots?.stats[0] ?? NaN;
+  const w = Math.max(5, ...rows.map((r) => r.label.length));
+  const pct = (v: number) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
+  const head = `${'model'.padEnd(w)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
+  const lines = rows.map((r) => {
+    const d = 100 * ((r.stats[0] as number) - base);
+    const gain = r.label.startsWith('teacher') || r.stats === ots?.stats ? '' : `${d >= 0 ? '+' : ''}${d.toFixed(1)}`;
+    return `${r.label.padEnd(w)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
+  });
+  return [head, '-'.repeat(head.length), ...lines].join('\n');
 }
 
 export class Run {
@@ -134,6 +171,9 @@ export class Run {
 /** Runs the pipeline up to the teacher order; distillation stages plug in through `distill`. */
 export async function prepareRun(config: Config, options: TrainOptions = {}) {
   setThreads(config.threads);
+  // What can be known before any training: the device exists, and every teacher's FPN can be
+  // matched to the student's.
+  checkDevice(config.device);
   await mkdir(config.output, { recursive: true });
   await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(config))]);
   const run = new Run(config, options);
@@ -143,6 +183,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     await writeSynthDataset({ out: config.data.root, images: config.data.synth.images, size: config.data.synth.size, seed: config.data.synth.seed });
   }
   const splits = await openSplits(config);
+  await checkPairs(config, splits.numClasses);
 
   // Teachers and the off-the-shelf student.
   const resolved: Config = structuredClone(config);
@@ -175,6 +216,20 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   await writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]);
   run.log(`teacher order: ${order.join(' -> ')}`);
   return { run, splits, resolved, results, order };
+}
+
+/** Every teacher shares FPN levels (and config.distill.levels) with the student; errors name the teacher. */
+async function checkPairs(config: Config, numClasses: number): Promise<void> {
+  const { sharedLevels } = await import('./distill-stage.js');
+  const student = await buildModel(config.student, config, numClasses, { loadWeights: false });
+  for (const t of config.teachers) {
+    const det = await buildModel(t, config, numClasses, { loadWeights: false });
+    try {
+      sharedLevels(student, det, config);
+    } catch (err) {
+      throw new MtpdError('ERR_MTPD_CONFIG', `teacher ${t.name} cannot be distilled into student ${config.student.name}: ${(err as Error).message}`);
+    }
+  }
 }
 
 export type Baseline = 'longer' | 'direct' | 'ensemble';

@@ -79,3 +79,13 @@ t.test('an AbortSignal stops after the current step with a checkpoint', async (t
   t.ok(r.aborted);
   t.same(cks, [[7, false]]);
 });
+
+t.test('running out of memory in a step is a clear error naming the stage and what to lower', async (t) => {
+  const oom = Object.assign(new Error('CUDA out of memory. Tried to allocate 2.00 GiB'), { code: 'ERR_MTPD_OUT_OF_MEMORY' });
+  await t.rejects(
+    runStage({ stage: 'mtpd1-x', total: 3, lr: () => 0.1, step: async () => Promise.reject(oom), checkpoint: async () => undefined, checkpointEvery: 10, progress: { quiet: true } }),
+    { code: 'ERR_MTPD_OUT_OF_MEMORY', message: /^mtpd1-x: out of memory in its first step \(CUDA out of memory.*Lower data\.batchSize or data\.maxSize/ },
+  );
+  const other = new Error('something else');
+  await t.rejects(runStage({ stage: 's', total: 3, lr: () => 0.1, step: async () => Promise.reject(other), checkpoint: async () => undefined, checkpointEvery: 10, progress: { quiet: true } }), other);
+});

@@ -74,3 +74,26 @@ t.test('an AbortSignal stops with a checkpoint, and --resume continues the stage
   await train(config, { quiet: true, log: () => undefined, resume: true, onEvent: (e) => e.type === 'step' && e.stage === 'train:student' && seen.push(e.iter) });
   t.same(seen, [4, 5, 6], 'the interrupted stage continued at step 4');
 });
+
+t.test('what can be known before training is an error before training: device, unmatched FPNs', async (t) => {
+  if (!haveAddon(t)) return;
+  const dir = tempDir(t);
+  const { systemInfo } = await import('../../src/runtime.js');
+  if (!systemInfo().cuda.available) {
+    await t.rejects(train(tinyConfig(dir, { device: 'cuda' }), { quiet: true, log: () => undefined }), { message: /cuda/i });
+    t.notOk(existsSync(join(dir, 'data')), 'nothing was written (no dataset made, no training)');
+  }
+  // A teacher whose FPN has only p3 cannot be matched to a student with p4..p5.
+  const events: string[] = [];
+  const bad = tinyConfig(dir, {
+    student: { name: 'student', arch: 'retinanet_resnet18_fpn', widthMult: 0.125, options: { returned_layers: [3, 4], extra_blocks: 'none', anchor_sizes: [32, 64] } },
+    teachers: [{ name: 'p3only', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, options: { returned_layers: [2], extra_blocks: 'none', anchor_sizes: [32] } }],
+  });
+  await t.rejects(train(bad, { quiet: true, log: () => undefined, onEvent: (e) => events.push(e.type) }), {
+    code: 'ERR_MTPD_CONFIG',
+    message: /teacher p3only cannot be distilled into student student: .*share no level/,
+  });
+  t.notOk(events.includes('step'), 'no training step ran');
+  const levels = tinyConfig(dir, { distill: { loss: 'mse', levels: ['p3', 'p9'] } });
+  await t.rejects(train(levels, { quiet: true, log: () => undefined }), { message: /teacher r18 cannot be distilled .*distill\.levels names p9/ });
+});

@@ -1,0 +1,147 @@
+/**
+ * `mtpd demo`: the whole method on the built-in demo dataset, on a laptop's CPU.
+ *
+ * A narrow ResNet-18 student and a pool of teachers of rising capacity (a wider ResNet-18, a
+ * ResNet-34 and a Swin-T), all RetinaNets with the same FPN levels. The pool and the off-the-shelf
+ * student were trained ahead of time by `mtpd demo --retrain` (the very same code: it trains
+ * them from scratch with the schedules in DEMO_POOL, writes half-precision copies to
+ * `<out>/weights`, then runs the demo on those); the shipped copies live in the package's
+ * `demo/weights`. The demo then runs `mtpd train`'s pipeline: evaluation of every model, the
+ * adaptation-cost matrix, the BGS order, progressive distillation stage by stage, and the three
+ * baselines for the same budget, and ends with one table.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Config, ConfigInput } from './config/schema.js';
+import { parseConfig } from './config/load.js';
+import { MtpdError } from './errors.js';
+import { packageRoot } from './native.js';
+import { setThreads } from './runtime.js';
+import { buildModel, openSplits } from './train/models.js';
+import { formatSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
+import { saveSafetensors } from './weights/index.js';
+import { float32ToFloat16Bits, type Tensor } from './tensor.js';
+import { writeSynthDataset } from './data/synth.js';
+
+/** Detector options every demo model shares: anchors for objects of 6..170 px, GroupNorm heads. */
+const DEMO_DETECTOR = { anchor_sizes: [16, 32, 64, 128, 256], head_norm: 'gn' };
+
+/** How the pool is trained by --retrain (from scratch, trainable BatchNorm). */
+const POOL_SCHEDULE = { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupIterations: 100, policy: 'cosine', clipGradNorm: 10 } as const;
+
+export const DEMO_POOL = {
+  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, iterations: 1500 },
+  teachers: [
+    { name: 'r18-w05', arch: 'retinanet_resnet18_fpn', widthMult: 0.5, iterations: 3000 },
+    { name: 'r34-w05', arch: 'retinanet_resnet34_fpn', widthMult: 0.5, iterations: 3000 },
+    { name: 'swin-t-w025', arch: 'retinanet_swin_t_fpn', widthMult: 0.25, iterations: 2500 },
+  ],
+} as const;
+
+export interface DemoOptions extends Pick<TrainOptions, 'signal' | 'onEvent' | 'quiet' | 'resume'> {
+  /** Working folder: data/, run/, weights/ (default ./mtpd-demo). */
+  out?: string;
+  /** Train the pool and the off-the-shelf student here first instead of using the shipped weights. */
+  retrain?: boolean;
+  /** Intra-op threads (0: all cores). */
+  threads?: number;
+  /** With retrain: train only these pool models and stop (spreads --retrain over processes). */
+  retrainOnly?: string[];
+  log?: (line: string) => void;
+}
+
+/** Where the shipped weights are: the package's demo/weights. */
+export function shippedWeightsDir(): string {
+  return join(packageRoot, 'demo', 'weights');
+}
+
+/** The demo's run config; `weightsDir` null: every model is trained here (--retrain's first phase). */
+export function demoConfig(out: string, weightsDir: string | null, threads = 0): Config {
+  const model = (m: (typeof DEMO_POOL.teachers)[number] | typeof DEMO_POOL.student) => ({
+    name: m.name,
+    arch: m.arch,
+    widthMult: m.widthMult,
+    weights: weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null,
+    options: DEMO_DETECTOR,
+    train: { ...POOL_SCHEDULE, iterations: m.iterations },
+  });
+  const raw: ConfigInput = {
+    output: join(out, 'run'),
+    threads,
+    seed: 0,
+    data: { root: join(out, 'data'), minSize: 192, maxSize: 224, batchSize: 4, workers: 0, synth: { images: 400, size: 192, seed: 0 } },
+    student: model(DEMO_POOL.student),
+    teachers: DEMO_POOL.teachers.map(model),
+    // Each distillation stage (and each baseline stage) is a short full schedule; the student
+    // is carried over from stage to stage.
+    schedule: { iterations: 150, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
+    distill: { loss: 'mse', weight: 1 },
+    order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },
+    checkpoint: { every: 100, keep: 2 },
+    evaluation: { batchSize: 8 },
+    baselines: ['longer', 'direct', 'ensemble'],
+  };
+  return parseConfig(raw);
+}
+
+/** Trains the pool and the student from scratch and writes half-precision copies to `dir`. */
+async function retrainPool(out: string, dir: string, options: DemoOptions, log: (s: string) => void): Promise<void> {
+  const config = demoConfig(out, null, options.threads ?? 0);
+  setThreads(config.threads);
+  await mkdir(dir, { recursive: true });
+  const run = new Run(config, { ...options, log });
+  const splits = await openSplits(config);
+  const pool = [config.student, ...config.teachers];
+  for (const name of options.retrainOnly ?? []) {
+    if (!pool.some((m) => m.name === name)) throw new MtpdError('ERR_MTPD_ARGUMENT', `--retrain-only: no demo model "${name}" (${pool.map((m) => m.name).join(', ')})`);
+  }
+  for (const m of pool) {
+    if (options.retrainOnly && !options.retrainOnly.includes(m.name)) continue;
+    const dst = join(dir, `${m.name}.safetensors`);
+    if (existsSync(dst)) continue;
+    log(`--retrain: training ${m.name} (${m.arch} x${m.widthMult}) for ${m.train?.iterations} steps`);
+    const trained = await run.ensureTrained(m, splits);
+    // Half precision halves the shipped files; every model loads them back into float32.
+    const det = await buildModel({ ...m, weights: trained }, config, splits.numClasses);
+    const sd = await det.stateDict();
+    const half = new Map([...sd].map(([k, v]) => [k, v.dtype === 'float32' ? toHalf(v) : v]));
+    await saveSafetensors(dst, half, { 'mtpd.arch': m.arch, 'mtpd.width_mult': String(m.widthMult), 'mtpd.made_by': 'mtpd demo --retrain' });
+  }
+}
+
+function toHalf(t: Tensor): Tensor<'float16'> {
+  const src = t.data as Float32Array;
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = float32ToFloat16Bits(src[i] as number);
+  return { dtype: 'float16', shape: t.shape, data: out };
+}
+
+export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & { summary: string }> {
+  const out = resolve(options.out ?? 'mtpd-demo');
+  const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const threads = options.threads ?? 0;
+  const t0 = Date.now();
+  let weightsDir = shippedWeightsDir();
+  const base = demoConfig(out, null, threads);
+  if (!existsSync(join(base.data.root, base.data.train.annotations))) {
+    log(`making the demo dataset in ${base.data.root}`);
+    const synth = base.data.synth as NonNullable<Config['data']['synth']>;
+    await writeSynthDataset({ out: base.data.root, images: synth.images, size: synth.size, seed: synth.seed });
+  }
+  if (options.retrain) {
+    weightsDir = join(out, 'weights');
+    await retrainPool(out, weightsDir, options, log);
+    if (options.retrainOnly) return { output: join(out, 'run'), order: [], results: [], aborted: false, summary: `trained ${options.retrainOnly.join(', ')} into ${weightsDir}` };
+  }
+  const config = demoConfig(out, weightsDir, threads);
+  for (const m of [config.student, ...config.teachers]) {
+    if (!existsSync(m.weights as string)) {
+      throw new MtpdError('ERR_MTPD_CONFIG', `demo: ${m.name}'s weights ${m.weights} are missing (a package without demo/weights?); make them with mtpd demo --retrain`);
+    }
+  }
+  const report = await train(config, { ...options, log });
+  const summary = formatSummary(report);
+  log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return { ...report, summary };
+}
