@@ -36,7 +36,7 @@ const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' }
 if (result.status !== 0) {
   console.error(
     '\nmtpd: building the native addon failed. It needs libtorch and a C++17 compiler with CMake:\n' +
-      '  Debian/Ubuntu: sudo apt-get install -y libtorch-dev nlohmann-json3-dev cmake g++\n' +
+      '  Debian/Ubuntu: sudo apt-get install -y libtorch-dev libopenblas0-openmp nlohmann-json3-dev cmake g++\n' +
       '  Elsewhere: unpack libtorch from pytorch.org and set LIBTORCH=/path/to/libtorch\n' +
       '  (or Torch_DIR=/path/to/libtorch/share/cmake/Torch), then npm rebuild mtpd.',
   );

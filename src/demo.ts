@@ -31,10 +31,10 @@ const DEMO_DETECTOR = { anchor_sizes: [16, 32, 64, 128, 256], head_norm: 'gn' };
 const POOL_SCHEDULE = { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupIterations: 100, policy: 'cosine', clipGradNorm: 10 } as const;
 
 export const DEMO_POOL = {
-  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, iterations: 1500 },
+  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, iterations: 2500 },
   teachers: [
-    { name: 'r18-w05', arch: 'retinanet_resnet18_fpn', widthMult: 0.5, iterations: 3000 },
-    { name: 'r34-w05', arch: 'retinanet_resnet34_fpn', widthMult: 0.5, iterations: 3000 },
+    { name: 'r18-w05', arch: 'retinanet_resnet18_fpn', widthMult: 0.5, iterations: 2500 },
+    { name: 'r34-w05', arch: 'retinanet_resnet34_fpn', widthMult: 0.5, iterations: 2500 },
     { name: 'swin-t-w025', arch: 'retinanet_swin_t_fpn', widthMult: 0.25, iterations: 2500 },
   ],
 } as const;

@@ -148,6 +148,24 @@ function libtorchLoadedFrom(): string | null {
   }
 }
 
+/**
+ * The BLAS libtorch's matrix products (Linear layers, attention) run on, from the loaded
+ * libraries: "openblas", "mkl", "reference" (netlib's unoptimized BLAS, Debian's default
+ * libblas3: 5-10x slower), or null when it cannot be told.
+ */
+export function loadedBlas(): { kind: 'openblas' | 'mkl' | 'reference' | 'other'; path: string } | null {
+  try {
+    const maps = readFileSync('/proc/self/maps', 'utf8');
+    if (/libmkl_\w+\.so/.test(maps)) return { kind: 'mkl', path: /\s(\/\S*libmkl_\w+\.so\S*)$/m.exec(maps)?.[1] ?? 'libmkl' };
+    const m = /\s(\/\S*lib(?:open)?blas[^/\s]*\.so\S*)$/m.exec(maps);
+    if (!m) return null;
+    const path = m[1] as string;
+    return { kind: /openblas/.test(path) ? 'openblas' : /\/blas\/libblas\.so/.test(path) ? 'reference' : 'other', path };
+  } catch {
+    return null;
+  }
+}
+
 let cached: LoadedAddon | null = null;
 
 /** Loads (once) and returns the addon, or throws ERR_MTPD_ADDON_NOT_FOUND / _INCOMPATIBLE. */

@@ -1,7 +1,7 @@
 /** Runtime facts and settings: versions, devices, thread count. */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { loadAddon, loadedLibtorchPath, native, packageRoot } from './native.js';
+import { loadAddon, loadedBlas, loadedLibtorchPath, native, packageRoot } from './native.js';
 import type { Tensor } from './tensor.js';
 import type { StateDict } from './weights/safetensors.js';
 
@@ -13,6 +13,15 @@ export interface SystemInfo {
   cuda: { built: boolean; available: boolean; deviceCount: number };
   threads: { intraOp: number; cores: number };
   addon: { path: string; kind: string };
+  /** The BLAS behind Linear layers and attention (see loadedBlas). */
+  blas: { kind: string; path: string } | null;
+}
+
+/** A warning when libtorch runs on netlib's reference BLAS (Debian's default), else null. */
+export function blasWarning(): string | null {
+  const b = loadedBlas();
+  if (b?.kind !== 'reference') return null;
+  return `libtorch is using the reference BLAS (${b.path}): Linear layers and attention (Swin) run 5-10x slower than with OpenBLAS; on Debian: apt-get install libopenblas0-openmp`;
 }
 
 export function packageVersion(): string {
@@ -63,6 +72,7 @@ export function systemInfo(options: { threads?: number | undefined } = {}): Syst
     cuda: { built: rt.cudaBuilt, available: rt.cudaAvailable, deviceCount: rt.cudaDeviceCount },
     threads: { intraOp: threads, cores: rt.hardwareConcurrency },
     addon: { path: addon.path, kind: addon.kind },
+    blas: loadedBlas(),
   };
 }
 
@@ -75,6 +85,7 @@ export function formatSystemInfo(i: SystemInfo): string {
     ['cuda', i.cuda.built ? (i.cuda.available ? `available, ${i.cuda.deviceCount} device(s)` : 'built, no device visible') : 'not built into this libtorch'],
     ['threads', `${i.threads.intraOp} intra-op (${i.threads.cores} cores)`],
     ['addon', `${i.addon.path} (${i.addon.kind})`],
+    ['blas', i.blas ? `${i.blas.kind} (${i.blas.path})${i.blas.kind === 'reference' ? ': slow; apt-get install libopenblas0-openmp' : ''}` : 'unknown'],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

@@ -61,11 +61,15 @@ t.test('mtpd info', async (t) => {
   if (!haveAddon(t)) return;
   const r = runCli(['info', '--json', '--threads', '1']);
   t.equal(r.status, 0, r.stderr);
-  const info = JSON.parse(r.stdout) as { libtorch: { runtime: string; loadedFrom: string }; threads: { intraOp: number }; addon: { path: string } };
+  const info = JSON.parse(r.stdout) as { libtorch: { runtime: string; loadedFrom: string }; threads: { intraOp: number }; addon: { path: string }; blas: { kind: string; path: string } | null };
   t.match(info.libtorch.runtime, /^\d+\.\d+/);
+  // CI installs OpenBLAS as the README says (netlib's reference BLAS makes Linear layers 5-10x slower).
+  if (process.env.CI) t.equal(info.blas?.kind, 'openblas', `BLAS: ${info.blas?.path}`);
+  else t.ok(info.blas === null || ['openblas', 'mkl', 'reference', 'other'].includes(info.blas.kind));
   t.match(info.libtorch.loadedFrom, /libtorch_cpu/);
   t.equal(info.threads.intraOp, 1);
   const text = runCli(['info']);
   t.match(text.stdout, /libtorch loaded from/);
   t.match(text.stdout, /cuda\s+/);
+  t.match(text.stdout, /blas\s+/);
 });

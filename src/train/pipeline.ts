@@ -17,7 +17,7 @@ import type { Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { backwardGreedySelection, orderByAp } from '../order/bgs.js';
 import { runCosts } from '../order/run-costs.js';
-import { checkDevice, setThreads } from '../runtime.js';
+import { blasWarning, checkDevice, setThreads } from '../runtime.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type StageState, trainDetectionStage } from './detection.js';
@@ -177,6 +177,8 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   await mkdir(config.output, { recursive: true });
   await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(config))]);
   const run = new Run(config, options);
+  const slow = blasWarning();
+  if (slow) run.log(`warning: ${slow}`);
   if (config.data.synth && !existsSync(join(config.data.root, config.data.train.annotations))) {
     run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
     run.log(`making the demo dataset in ${config.data.root}`);
