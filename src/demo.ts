@@ -48,6 +48,8 @@ export interface DemoOptions extends Pick<TrainOptions, 'signal' | 'onEvent' | '
   threads?: number;
   /** With retrain: train only these pool models and stop (spreads --retrain over processes). */
   retrainOnly?: string[];
+  /** The pool's weights (default: the shipped demo/weights). */
+  weightsDir?: string;
   log?: (line: string) => void;
 }
 
@@ -70,7 +72,7 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     output: join(out, 'run'),
     threads,
     seed: 0,
-    data: { root: join(out, 'data'), minSize: 192, maxSize: 224, batchSize: 4, workers: 0, synth: { images: 400, size: 192, seed: 0 } },
+    data: { root: join(out, 'data'), minSize: 192, maxSize: 224, batchSize: 4, workers: 0, synth: { images: 400, valImages: 200, size: 192, seed: 0 } },
     student: model(DEMO_POOL.student),
     teachers: DEMO_POOL.teachers.map(model),
     // Each distillation stage (and each baseline stage) is a short full schedule; the student
@@ -93,9 +95,6 @@ async function retrainPool(out: string, dir: string, options: DemoOptions, log: 
   const run = new Run(config, { ...options, log });
   const splits = await openSplits(config);
   const pool = [config.student, ...config.teachers];
-  for (const name of options.retrainOnly ?? []) {
-    if (!pool.some((m) => m.name === name)) throw new MtpdError('ERR_MTPD_ARGUMENT', `--retrain-only: no demo model "${name}" (${pool.map((m) => m.name).join(', ')})`);
-  }
   for (const m of pool) {
     if (options.retrainOnly && !options.retrainOnly.includes(m.name)) continue;
     const dst = join(dir, `${m.name}.safetensors`);
@@ -122,24 +121,29 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
   const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const threads = options.threads ?? 0;
   const t0 = Date.now();
-  let weightsDir = shippedWeightsDir();
+  const poolNames = [DEMO_POOL.student.name, ...DEMO_POOL.teachers.map((m) => m.name)] as string[];
+  for (const name of options.retrainOnly ?? []) {
+    if (!poolNames.includes(name)) throw new MtpdError('ERR_MTPD_ARGUMENT', `--retrain-only: no demo model "${name}" (the pool: ${poolNames.join(', ')})`);
+  }
+  if (options.retrainOnly && !options.retrain) throw new MtpdError('ERR_MTPD_ARGUMENT', '--retrain-only needs --retrain');
+  const weightsDir = options.retrain ? join(out, 'weights') : resolve(options.weightsDir ?? shippedWeightsDir());
+  if (!options.retrain) {
+    const missing = poolNames.map((n) => join(weightsDir, `${n}.safetensors`)).filter((f) => !existsSync(f));
+    if (missing.length) {
+      throw new MtpdError('ERR_MTPD_CONFIG', `demo: the pool's weights are missing: ${missing.join(', ')}; make them with mtpd demo --retrain`);
+    }
+  }
   const base = demoConfig(out, null, threads);
   if (!existsSync(join(base.data.root, base.data.train.annotations))) {
     log(`making the demo dataset in ${base.data.root}`);
     const synth = base.data.synth as NonNullable<Config['data']['synth']>;
-    await writeSynthDataset({ out: base.data.root, images: synth.images, size: synth.size, seed: synth.seed });
+    await writeSynthDataset({ out: base.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed });
   }
   if (options.retrain) {
-    weightsDir = join(out, 'weights');
     await retrainPool(out, weightsDir, options, log);
     if (options.retrainOnly) return { output: join(out, 'run'), order: [], results: [], aborted: false, summary: `trained ${options.retrainOnly.join(', ')} into ${weightsDir}` };
   }
   const config = demoConfig(out, weightsDir, threads);
-  for (const m of [config.student, ...config.teachers]) {
-    if (!existsSync(m.weights as string)) {
-      throw new MtpdError('ERR_MTPD_CONFIG', `demo: ${m.name}'s weights ${m.weights} are missing (a package without demo/weights?); make them with mtpd demo --retrain`);
-    }
-  }
   const report = await train(config, { ...options, log });
   const summary = formatSummary(report);
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);

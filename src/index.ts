@@ -1,7 +1,7 @@
 /** mtpd: Multi-Teacher Progressive Distillation for lightweight object detectors. */
 export { MtpdError, type ErrorCode } from './errors.js';
 export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
-export { checkDevice, formatSystemInfo, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export { blasWarning, checkDevice, formatSystemInfo, rngState, setRngState, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
 export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
 export * from './tensor.js';
 export {
@@ -75,4 +75,5 @@ export {
   type LossContext,
   type TeacherSpec,
 } from './distill/index.js';
-export { train, formatResults, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { train, formatResults, formatSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';

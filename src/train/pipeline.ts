@@ -182,7 +182,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   if (config.data.synth && !existsSync(join(config.data.root, config.data.train.annotations))) {
     run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
     run.log(`making the demo dataset in ${config.data.root}`);
-    await writeSynthDataset({ out: config.data.root, images: config.data.synth.images, size: config.data.synth.size, seed: config.data.synth.seed });
+    await writeSynthDataset({ out: config.data.root, images: config.data.synth.images, valImages: config.data.synth.valImages, size: config.data.synth.size, seed: config.data.synth.seed });
   }
   const splits = await openSplits(config);
   await checkPairs(config, splits.numClasses);
