@@ -19,7 +19,7 @@ import { MtpdError } from './errors.js';
 import { packageRoot } from './native.js';
 import { setThreads } from './runtime.js';
 import { buildModel, openSplits } from './train/models.js';
-import { formatSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
+import { formatRunSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
 import { saveSafetensors } from './weights/index.js';
 import { float32ToFloat16Bits, type Tensor } from './tensor.js';
 import { writeSynthDataset } from './data/synth.js';
@@ -145,7 +145,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
   }
   const config = demoConfig(out, weightsDir, threads);
   const report = await train(config, { ...options, log });
-  const summary = formatSummary(report);
+  const summary = formatRunSummary(report);
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   return { ...report, summary };
 }

@@ -75,5 +75,5 @@ export {
   type LossContext,
   type TeacherSpec,
 } from './distill/index.js';
-export { train, formatResults, formatSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';

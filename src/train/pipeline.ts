@@ -66,7 +66,7 @@ export function formatResults(results: ModelResult[]): string {
  * last stage of each method (the baselines and progressive distillation in the teacher order),
  * with the AP gain over the off-the-shelf student.
  */
-export function formatSummary(report: TrainReport): string {
+export function formatRunSummary(report: TrainReport): string {
   const rows: { label: string; stats: number[] }[] = [];
   const lastOf = (prefix: string) => {
     const rs = report.results.filter((r) => new RegExp(`^${prefix}\\d+(-|$)`).test(r.name));
