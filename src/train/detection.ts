@@ -100,6 +100,9 @@ export interface LoaderStageSpec {
 export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
   const total = totalIterations(o.schedule, o.splits.train.length, o.config.data.batchSize);
   const startIter = o.resumeState?.iter ?? 0;
+  // Steps of this stage logged past the point it continues from (a killed or stopped run) are
+  // dropped, so metrics.jsonl has each step once.
+  o.metrics?.retain((r) => r.stage !== o.stage || typeof r.iter !== 'number' || r.iter <= startIter);
   if (o.resumeState && o.resume) {
     // Optimizer state (momentum, moments) and the default generators (stochastic depth,
     // dropout) come back too, so a resumed run takes the same steps as an uninterrupted one.

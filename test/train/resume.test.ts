@@ -143,4 +143,7 @@ t.test('kill -9 in the middle of training loses at most one interval; --resume e
   t.equal(code, 0, `resume finished: ${err2.slice(-500)}`);
   const b = parseConfig(raw(dirB));
   sameWeights(t, await weightsOf(b), want, 'kill -9 + resume');
+  const steps = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { stage?: string; iter?: number }).filter((r) => typeof r.iter === 'number').map((r) => `${r.stage}@${r.iter}`);
+  t.equal(new Set(steps).size, steps.length, 'metrics.jsonl has every step once (steps past the checkpoint were dropped on resume)');
+  t.ok(steps.includes('mtpd1-swin@12'), 'and every step of the resumed stage');
 });
