@@ -75,10 +75,12 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     data: { root: join(out, 'data'), minSize: 192, maxSize: 224, batchSize: 4, workers: 0, synth: { images: 400, valImages: 200, size: 192, seed: 0 } },
     student: model(DEMO_POOL.student),
     teachers: DEMO_POOL.teachers.map(model),
-    // Each distillation stage (and each baseline stage) is a short full schedule; the student
-    // is carried over from stage to stage.
-    schedule: { iterations: 150, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
-    distill: { loss: 'mse', weight: 1 },
+    // Each distillation stage (and each baseline stage) is a short full schedule with its LR
+    // restarting; the student is carried over from stage to stage. PKD (MSE of standardized
+    // maps) since the teachers' FPN magnitudes differ by 10x (plain MSE at weight 1 swamped the
+    // detection loss 300:1 and cost the student 0.9 AP).
+    schedule: { iterations: 200, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
+    distill: { loss: 'pkd', weight: 6 },
     order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },
     checkpoint: { every: 100, keep: 2 },
     evaluation: { batchSize: 8 },
