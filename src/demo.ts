@@ -79,7 +79,7 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     // restarting; the student is carried over from stage to stage. PKD (MSE of standardized
     // maps) since the teachers' FPN magnitudes differ by 10x (plain MSE at weight 1 swamped the
     // detection loss 300:1 and cost the student 0.9 AP).
-    schedule: { iterations: 200, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
+    schedule: { iterations: 150, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
     distill: { loss: 'pkd', weight: 6 },
     order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },
     checkpoint: { every: 100, keep: 2 },

@@ -91,8 +91,8 @@ export function formatRunSummary(report: TrainReport): string {
   const pct = (v: number) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
   const head = `${'model'.padEnd(w)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
   const lines = rows.map((r) => {
-    const d = 100 * ((r.stats[0] as number) - base);
-    const gain = r.label.startsWith('teacher') || r.stats === ots?.stats ? '' : `${d >= 0 ? '+' : ''}${d.toFixed(1)}`;
+    const d = Math.round(1000 * ((r.stats[0] as number) - base)) / 10;
+    const gain = r.label.startsWith('teacher') || r.stats === ots?.stats ? '' : `${d > 0 ? '+' : ''}${d.toFixed(1)}`;
     return `${r.label.padEnd(w)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
   });
   return [head, '-'.repeat(head.length), ...lines].join('\n');
