@@ -70,7 +70,7 @@ export function costHeatmapSpec(models: string[], costs: Record<string, Record<s
 }
 
 /** Line chart of one or more series over steps (loss curves, AP per stage). */
-export function lineSpec(points: { x: number; y: number; series: string }[], opts: { title: string; x: string; y: string; logY?: boolean }): VegaLiteSpec {
+export function lineSpec(points: { x: number; y: number; series: string }[], opts: { title: string; x: string; y: string; logY?: boolean; integerX?: boolean }): VegaLiteSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title,
@@ -79,7 +79,7 @@ export function lineSpec(points: { x: number; y: number; series: string }[], opt
     data: { values: points },
     mark: { type: 'line', point: points.length < 60 },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: opts.x },
+      x: { field: 'x', type: 'quantitative', title: opts.x, ...(opts.integerX ? { axis: { tickMinStep: 1, format: 'd' } } : {}) },
       y: { field: 'y', type: 'quantitative', title: opts.y, scale: opts.logY ? { type: 'log' } : { zero: false } },
       color: { field: 'series', type: 'nominal', title: null },
     },

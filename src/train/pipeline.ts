@@ -337,5 +337,5 @@ async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void>
   const ots = ap.find((p) => p.series === 'off-the-shelf');
   const series = [...new Set(ap.filter((p) => p.series !== 'off-the-shelf').map((p) => p.series))];
   const pts = [...ap.filter((p) => p.series !== 'off-the-shelf'), ...(ots ? series.map((s) => ({ ...ots, series: s })) : [])];
-  if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP after each stage', x: 'stage', y: 'AP' }));
+  if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP after each stage', x: 'stage', y: 'AP', integerX: true }));
 }
