@@ -19,10 +19,9 @@ import { MtpdError } from './errors.js';
 import { packageRoot } from './native.js';
 import { setThreads } from './runtime.js';
 import { buildModel, openSplits } from './train/models.js';
-import { formatRunSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
+import { ensureDataset, formatRunSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
 import { saveSafetensors } from './weights/index.js';
 import { float32ToFloat16Bits, type Tensor } from './tensor.js';
-import { writeSynthDataset } from './data/synth.js';
 
 /** Detector options every demo model shares: anchors for objects of 6..170 px, GroupNorm heads. */
 const DEMO_DETECTOR = { anchor_sizes: [16, 32, 64, 128, 256], head_norm: 'gn' };
@@ -135,12 +134,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
       throw new MtpdError('ERR_MTPD_CONFIG', `demo: the pool's weights are missing: ${missing.join(', ')}; make them with mtpd demo --retrain`);
     }
   }
-  const base = demoConfig(out, null, threads);
-  if (!existsSync(join(base.data.root, base.data.train.annotations))) {
-    log(`making the demo dataset in ${base.data.root}`);
-    const synth = base.data.synth as NonNullable<Config['data']['synth']>;
-    await writeSynthDataset({ out: base.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed });
-  }
+  // --retrain trains before the pipeline (which would make the dataset itself) runs.
+  await ensureDataset(demoConfig(out, null, threads), { log, event: (e) => options.onEvent?.(e) });
   if (options.retrain) {
     await retrainPool(out, weightsDir, options, log);
     if (options.retrainOnly) return { output: join(out, 'run'), order: [], results: [], aborted: false, summary: `trained ${options.retrainOnly.join(', ')} into ${weightsDir}` };

@@ -168,6 +168,15 @@ export class Run {
   }
 }
 
+/** Makes the demo dataset in data.root when the config asks for it (data.synth) and it is missing. */
+export async function ensureDataset(config: Config, run: Pick<Run, 'event' | 'log'>): Promise<void> {
+  const synth = config.data.synth;
+  if (!synth || existsSync(join(config.data.root, config.data.train.annotations))) return;
+  run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
+  run.log(`making the demo dataset in ${config.data.root}`);
+  await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed });
+}
+
 /** Runs the pipeline up to the teacher order; distillation stages plug in through `distill`. */
 export async function prepareRun(config: Config, options: TrainOptions = {}) {
   setThreads(config.threads);
@@ -179,11 +188,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   const run = new Run(config, options);
   const slow = blasWarning();
   if (slow) run.log(`warning: ${slow}`);
-  if (config.data.synth && !existsSync(join(config.data.root, config.data.train.annotations))) {
-    run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
-    run.log(`making the demo dataset in ${config.data.root}`);
-    await writeSynthDataset({ out: config.data.root, images: config.data.synth.images, valImages: config.data.synth.valImages, size: config.data.synth.size, seed: config.data.synth.seed });
-  }
+  await ensureDataset(config, run);
   const splits = await openSplits(config);
   await checkPairs(config, splits.numClasses);
 
