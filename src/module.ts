@@ -7,6 +7,7 @@ import { MtpdError, withCallSite } from './errors.js';
 import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from './native.js';
 import type { Tensor } from './tensor.js';
 import { readWeights, type ReadWeightsOptions, saveSafetensors, type StateDict } from './weights/index.js';
+import { stateDictFromNative } from './weights/safetensors.js';
 
 export interface LoadReport extends RawLoadReport {}
 
@@ -71,10 +72,7 @@ export class Module {
 
   /** Parameters and buffers under PyTorch's dotted names, copied to the CPU. */
   async stateDict(): Promise<StateDict> {
-    const { names, tensors } = await this.enqueue(() => this.handle.stateDict());
-    const out: StateDict = new Map();
-    names.forEach((n, i) => out.set(n, tensors[i] as Tensor));
-    return out;
+    return stateDictFromNative(await this.enqueue(() => this.handle.stateDict()));
   }
 
   /**

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { MtpdError } from './errors.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
-import type { StateDict } from './weights/safetensors.js';
+import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export const ParamGroupSchema = z.strictObject({
   name: z.string().describe('group name in logs'),
@@ -98,8 +98,7 @@ export class Optimizer {
    * `<parameter>.exp_avg`, `<parameter>.exp_avg_sq`, `<parameter>.step`, `amp.scale`, `steps`.
    */
   async stateDict(): Promise<StateDict> {
-    const { names, tensors } = await this.queue(() => this.handle.stateDict());
-    return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+    return stateDictFromNative(await this.queue(() => this.handle.stateDict()));
   }
 
   /** Restores a stateDict() of the same kind of optimizer over the same parameters (errors name the key). */

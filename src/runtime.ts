@@ -2,8 +2,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { loadAddon, loadedBlas, loadedLibtorchPath, native, packageRoot } from './native.js';
-import type { Tensor } from './tensor.js';
-import type { StateDict } from './weights/safetensors.js';
+import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export interface SystemInfo {
   mtpd: string;
@@ -44,8 +43,7 @@ export function setSeed(seed: number): void {
  * in training (stochastic depth, dropout) continue the same sequence after a resume.
  */
 export function rngState(): StateDict {
-  const { names, tensors } = native().rngState();
-  return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+  return stateDictFromNative(native().rngState());
 }
 
 /** Restores rngState(); any subset of generators (errors name the generator). */

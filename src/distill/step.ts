@@ -4,7 +4,7 @@
  * Teachers are frozen when the step is built and put in eval mode on every step; each runs at
  * its own input resolution (its own minSize/maxSize), the adapters resize the student's maps.
  */
-import type { StateDict } from '../weights/safetensors.js';
+import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import type { Detector, Target } from '../detector.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
@@ -149,8 +149,7 @@ export class DistillSession {
 
   /** The state of the step's optimizer (see Optimizer.stateDict), for checkpoints. */
   async optimizerState(): Promise<StateDict> {
-    const { names, tensors } = await this.enqueue(() => this.handle.optimizerState());
-    return new Map(names.map((n, i) => [n, tensors[i] as Tensor]));
+    return stateDictFromNative(await this.enqueue(() => this.handle.optimizerState()));
   }
 
   /** Restores optimizerState() (a session over the same student and distillers). */

@@ -9,8 +9,7 @@ import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import { DistillSession } from '../distill/step.js';
 import { MtpdError } from '../errors.js';
-import type { Tensor } from '../tensor.js';
-import type { StateDict } from '../weights/safetensors.js';
+import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
 
@@ -79,8 +78,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
     weights: async () => {
       const weights: Record<string, StateDict> = { model: await student.stateDict() };
       for (const [i, d] of distillers.entries()) {
-        const sd = await d.stateDict();
-        weights[`distiller${i}`] = new Map(sd.names.map((n, j) => [n, sd.tensors[j] as Tensor]));
+        weights[`distiller${i}`] = stateDictFromNative(await d.stateDict());
       }
       return weights;
     },

@@ -11,6 +11,11 @@ import { writeFileAtomic } from './atomic.js';
 
 export type StateDict = Map<string, Tensor>;
 
+/** A state dict from the addon's {names, tensors} pair (parallel arrays, in the module's order). */
+export function stateDictFromNative(sd: { names: string[]; tensors: Tensor[] }): StateDict {
+  return new Map(sd.names.map((n, i) => [n, sd.tensors[i] as Tensor]));
+}
+
 const TO_ST: Record<DType, string> = {
   float32: 'F32',
   float64: 'F64',
