@@ -36,8 +36,8 @@ export const SYNTH_CATEGORIES = ['circle', 'triangle', 'square', 'diamond', 'hex
 
 /**
  * How hard the scenes are. 'hard' (the default) is the design above. 'clear' keeps the classes,
- * look-alikes, textures and COCO size ranges but with fewer tiny objects, little clutter and
- * occlusion, no crowd regions and no camouflage: a detector trained from scratch on a CPU reaches
+ * look-alikes and COCO size ranges but with fewer tiny objects, calm backgrounds, little clutter
+ * and occlusion, no crowd regions and no camouflage: a detector trained from scratch on a CPU reaches
  * a usable AP on it, and small objects still need resolution (the demo's low-resolution student).
  */
 export type SynthDifficulty = 'hard' | 'clear';
@@ -58,13 +58,20 @@ interface Profile {
   /** Share of an object's pixels that must stay visible; share inside the image. */
   visible: number;
   inside: number;
-  /** Pixel noise sigma range. */
+  /** Pixel noise sigma range; background contrast range. */
   noise: [number, number];
+  contrast: [number, number];
+  /**
+   * Colour carries the coarse class: each group of look-alike shapes shares a hue band (round:
+   * circle, hexagon, ring; boxy: square, diamond; spiky: star, cross; triangle), backgrounds and
+   * distractors are greyish. The shape inside a group still needs resolution to tell apart.
+   */
+  hueGroups: boolean;
 }
 
 const PROFILES: Record<SynthDifficulty, Profile> = {
-  hard: { small: 0.4, minSqrtArea: 6, minObjects: 2, extraObjects: 10, minDistractors: 1, extraDistractors: 5, strokes: 6, crowd: 0.2, camouflage: 0.15, visible: 0.4, inside: 0.6, noise: [2, 9] },
-  clear: { small: 0.3, minSqrtArea: 12, minObjects: 2, extraObjects: 5, minDistractors: 0, extraDistractors: 2, strokes: 2, crowd: 0, camouflage: 0, visible: 0.75, inside: 0.85, noise: [1, 4] },
+  hard: { small: 0.4, minSqrtArea: 6, minObjects: 2, extraObjects: 10, minDistractors: 1, extraDistractors: 5, strokes: 6, crowd: 0.2, camouflage: 0.15, visible: 0.4, inside: 0.6, noise: [2, 9], contrast: [1, 2.5], hueGroups: false },
+  clear: { small: 0.25, minSqrtArea: 14, minObjects: 2, extraObjects: 5, minDistractors: 0, extraDistractors: 2, strokes: 1, crowd: 0, camouflage: 0, visible: 0.75, inside: 0.85, noise: [1, 4], contrast: [0.2, 0.6], hueGroups: true },
 };
 
 export interface SynthOptions {
@@ -141,6 +148,17 @@ function hsv(h: number, s: number, v: number): [number, number, number] {
     [v, p, q],
   ][((i % 6) + 6) % 6]!;
   return [m[0]! * 255, m[1]! * 255, m[2]! * 255];
+}
+
+/** Hue band of each category when colour carries the coarse class (Profile.hueGroups). */
+const GROUP_HUE = [0.0, 0.75, 0.33, 0.33, 0.0, 0.55, 0.0, 0.55];
+
+function groupColor(rng: Rng, category: number): [number, number, number] {
+  return hsv((GROUP_HUE[category]! + rng.uniform(-0.04, 0.04) + 1) % 1, rng.uniform(0.6, 1), rng.uniform(0.55, 1));
+}
+
+function greyish(rng: Rng): [number, number, number] {
+  return hsv(rng.next(), rng.uniform(0, 0.2), rng.uniform(0.25, 0.85));
 }
 
 function randomColor(rng: Rng): [number, number, number] {
@@ -356,10 +374,10 @@ export function synthImage(rng: Rng, size: number, difficulty: SynthDifficulty =
   const octaves = [Math.max(4, size / 4), Math.max(3, size / 10), Math.max(2, size / 28)];
   const weights = [0.55, 0.3, 0.15];
   octaves.forEach((cell, i) => valueNoise(rng, W, H, cell, t, weights[i]!));
-  const c1 = randomColor(rng);
-  const c2: [number, number, number] = rng.bool(0.3) ? [c1[0] * rng.uniform(0.6, 1.2), c1[1] * rng.uniform(0.6, 1.2), c1[2] * rng.uniform(0.6, 1.2)] : randomColor(rng);
+  const c1 = P.hueGroups ? greyish(rng) : randomColor(rng);
+  const c2: [number, number, number] = rng.bool(0.3) ? [c1[0] * rng.uniform(0.6, 1.2), c1[1] * rng.uniform(0.6, 1.2), c1[2] * rng.uniform(0.6, 1.2)] : P.hueGroups ? greyish(rng) : randomColor(rng);
   const img = new Float32Array(W * H * 3);
-  const contrast = rng.uniform(1, 2.5);
+  const contrast = rng.uniform(P.contrast[0], P.contrast[1]);
   for (let p = 0; p < W * H; p++) {
     const m = Math.min(1, Math.max(0, 0.5 + (t[p]! - 0.5) * contrast));
     img[3 * p] = c1[0] * (1 - m) + c2[0]! * m;
@@ -369,7 +387,9 @@ export function synthImage(rng: Rng, size: number, difficulty: SynthDifficulty =
   const strokes = rng.int(P.strokes);
   for (let s = 0; s < strokes; s++) {
     const rings = strokeRings(rng, rng.uniform(0, W), rng.uniform(0, H), rng.uniform(0.2, 0.8) * size);
-    paintLayer(img, W, { rings, cov: rasterize(rings, W, H), kind: 'distractor', category: -1, group: -1, paint: plainPaint(rng, rings), full: 0 });
+    const paint = plainPaint(rng, rings);
+    if (P.hueGroups) paint.rgb = greyish(rng);
+    paintLayer(img, W, { rings, cov: rasterize(rings, W, H), kind: 'distractor', category: -1, group: -1, paint, full: 0 });
   }
 
   // Layers: objects, distractor blobs, crowd clusters, in random z-order.
@@ -440,6 +460,7 @@ export function synthImage(rng: Rng, size: number, difficulty: SynthDifficulty =
         for (let x = cov.x0; x < cov.x1; x++) if (cov.data[(y - cov.y0) * w + (x - cov.x0)]! >= 0.5) label[y * W + x] = idx;
       }
       const paint = plainPaint(rng, rings);
+      if (P.hueGroups) paint.rgb = kind === 'distractor' ? greyish(rng) : groupColor(rng, category);
       // camouflage: some shapes take a colour close to the background's
       if (kind !== 'distractor' && rng.bool(P.camouflage)) paint.rgb = (rng.bool() ? c1 : c2).map((v) => Math.min(255, Math.max(0, v + rng.uniform(-45, 45)))) as [number, number, number];
       layers.push({ rings, cov, kind, category, group, paint, full });
@@ -599,7 +620,7 @@ export async function writeSynthDataset(opts: SynthOptions): Promise<SynthSummar
       // Stream the JSON out in file order (annotation ids follow image order).
       const fh = await open(annotationFile, 'w');
       try {
-        const info = { description: 'mtpd synthetic shapes', version: '1', year: 2026, contributor: 'mtpd data synth', seed, size, difficulty, split: name };
+        const info = { description: 'mtpd synthetic shapes', version: '1', year: 2026, contributor: 'mtpd data synth', seed, size, ...(difficulty === 'hard' ? {} : { difficulty }), split: name };
         const categories = SYNTH_CATEGORIES.map((c, i) => ({ id: i + 1, name: c, supercategory: 'shape' }));
         let buf = `{"info": ${JSON.stringify(info)},\n"licenses": [],\n"categories": ${JSON.stringify(categories)},\n"images": [\n`;
         const put = async (text: string) => {
