@@ -103,6 +103,27 @@ t.test('alignMap: each image resampled at its own content scale onto its valid c
   await t.rejects(alignMap(x, [[32, 32], [32, 32]], 0, [8, 8], [[64, 64], [64, 64]], 8), /sourceStride must be a positive integer/);
 });
 
+t.test('alignMap nearest: the source cell whose centre is nearest each target cell centre', async (t) => {
+  const x = noise([2, 2, ...S_P3.hw], 11);
+  const r = await alignMap(x, S_P3.sizes, S_P3.stride, T_P3.hw, T_P3.sizes, T_P3.stride, 'nearest');
+  const [Ht, Wt] = T_P3.hw;
+  const [, , Hs, Ws] = x.shape as number[] as [number, number, number, number];
+  let worst = 0;
+  for (let b = 0; b < 2; b++) {
+    const [hs, ws] = cells(S_P3.sizes[b] as Size, 8);
+    const [ht, wt] = cells(T_P3.sizes[b] as Size, 8);
+    const ky = T_P3.sizes[b]![0] / S_P3.sizes[b]![0], kx = T_P3.sizes[b]![1] / S_P3.sizes[b]![1];
+    for (let c = 0; c < 2; c++)
+      for (let i = 0; i < Ht; i++)
+        for (let j = 0; j < Wt; j++) {
+          const si = Math.min(Math.floor((i + 0.5) / ky), hs - 1), sj = Math.min(Math.floor((j + 0.5) / kx), ws - 1);
+          const want = i < ht && j < wt ? (x.data[((b * 2 + c) * Hs + si) * Ws + sj] as number) : 0;
+          worst = Math.max(worst, Math.abs((r.aligned.data[((b * 2 + c) * Ht + i) * Wt + j] as number) - want));
+        }
+  }
+  t.equal(worst, 0, 'exact copies of the nearest source cells, zero on padding');
+});
+
 t.test('field maps: a map of the same images on another grid is reproduced exactly, borders included', async (t) => {
   const coef = coefs(1);
   for (const [name, src, dst] of [
