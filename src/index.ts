@@ -47,6 +47,7 @@ export {
   type Detection,
   type DetectorConfig,
   type DetectorInfo,
+  type FeatureBatch,
   type RunResult,
   type RunWhat,
   type Target,
@@ -57,6 +58,8 @@ export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } fr
 export * as data from './data/index.js';
 export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
 export {
+  alignMap,
+  validCells,
   Distiller,
   DistillSession,
   distillStep,
@@ -72,7 +75,9 @@ export {
   type DistillStepResult,
   type FeatureKey,
   type FeatureMaps,
+  type AlignedMap,
   type LossContext,
+  type MapLayout,
   type TeacherSpec,
 } from './distill/index.js';
 export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
