@@ -17,6 +17,9 @@
  *    -1 stays where a category has no non-ignored gt in an area range.
  *  - summarize(): the 12 stats as means over entries > -1, with numpy's pairwise summation.
  *
+ * evaluateImages() is the first step and accumulate() the other two, so that accumulate can run
+ * again with per-image weights (a bootstrap over images) without matching anything again.
+ *
  * Difference: no detections at all evaluates to 0 wherever gt exists (pycocotools' loadRes crashes).
  */
 import { rleInterUnionAt } from '../coco/mask.js';
@@ -121,13 +124,48 @@ function grow<T extends Int32Array | Float64Array | Uint8Array>(a: T, need: numb
   return b;
 }
 
-/** Runs evaluate + accumulate + summarize. `imgIds` restricts the images (params.imgIds). */
-export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?: readonly number[]): EvalResult {
+/**
+ * evaluateImg's result for every (category, image), which is all accumulate needs: per category
+ * the kept detections of every image in accumulate's order (score descending, ties by image
+ * then by rank in the image, as numpy's stable mergesort on the concatenation), each with one
+ * TP / FP / IGNORED code per (area range, IoU threshold), and the non-ignored gt count of every
+ * (category, image, area range). None of it depends on which images an accumulate counts, or
+ * how many times: a bootstrap computes it once and re-accumulates with image weights.
+ */
+export interface ImageEvaluation {
+  params: EvalParams;
+  /** params.maxDets, ascending. */
+  maxDets: number[];
+  /** Evaluated image ids and category ids, ascending (weights follow imgIds). */
+  imgIds: number[];
+  catIds: number[];
+  catNames: string[];
+  /** [T, R, K, A, M] */
+  counts: [number, number, number, number, number];
+  /** Category k's kept detections are rows catStart[k] .. catStart[k + 1] - 1 of the arrays below. */
+  catStart: Int32Array;
+  /** Per kept detection: its image (index into imgIds), its rank in the image by score, its score. */
+  img: Int32Array;
+  rank: Int32Array;
+  score: Float64Array;
+  /**
+   * codes[catStart[k] * A * T + (a * T + t) * nk + j]: TP / FP / IGNORED of category k's j-th
+   * detection at area range a and IoU threshold t (nk = category k's detection count).
+   */
+  codes: Uint8Array;
+  /** npig[(k * I + i) * A + a]: non-ignored gts of category k in image i for area range a. */
+  npig: Int32Array;
+}
+
+/**
+ * evaluate(): matches every (category, image) once. `imgIds` restricts the images
+ * (params.imgIds); detections of other images are left out.
+ */
+export function evaluateImages(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?: readonly number[]): ImageEvaluation {
   const iouThrs = p.iouThrs;
-  const recThrs = p.recThrs;
   const maxDets = [...p.maxDets].sort((a, b) => a - b);
   const T = iouThrs.length;
-  const R = recThrs.length;
+  const R = p.recThrs.length;
   const A = p.areaRng.length;
   const M = maxDets.length;
   const K = gt.catIds.length;
@@ -170,14 +208,19 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
   const G0 = group(gt.cat, gt.img, gt.n);
   const D0 = group(dt.cat, dt.img, dt.n);
 
-  const precision = new Float64Array(T * R * K * A * M).fill(-1);
-  const recall = new Float64Array(T * K * A * M).fill(-1);
-  const scores = new Float64Array(T * R * K * A * M).fill(-1);
-
   const segm = p.iouType === 'segm';
   const gm = gt.masks;
   const dm = dt.masks;
   if (segm && (!gm || !dm)) evalError('segm evaluation needs ground truth and detections loaded with iouType "segm"');
+
+  // every kept detection of all categories, in accumulate's order per category
+  const catStart = new Int32Array(K + 1);
+  let outImg = new Int32Array(1024);
+  let outRank = new Int32Array(1024);
+  let outScore = new Float64Array(1024);
+  let outCodes = new Uint8Array(1024 * AT);
+  let nOut = 0;
+  const npig = new Int32Array(K * I * A);
 
   // scratch, grown on demand
   let dIdx = new Int32Array(256);
@@ -189,21 +232,15 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
   // per-category kept detections
   let kScore = new Float64Array(4096);
   let kRank = new Int32Array(4096);
+  let kImg = new Int32Array(4096);
   let kCodes = new Uint8Array(4096 * AT);
   let order = new Int32Array(4096);
   let tmp = new Int32Array(4096);
-  let srank = new Int32Array(4096);
-  let sscore = new Float64Array(4096);
-  let tpPos = new Int32Array(4096);
-  let tpPr = new Float64Array(4096);
-  let tcodes = new Uint8Array(4096 * AT);
-  const npig = new Float64Array(A);
   const thrs = Float64Array.from(iouThrs, (t) => Math.min(t, 1 - 1e-10));
   const ui = new Float64Array(2);
 
   for (let k = 0; k < K; k++) {
     let nk = 0;
-    npig.fill(0);
     for (let i = 0; i < I; i++) {
       const key = k * I + i;
       const gs = G0.start[key]!;
@@ -266,6 +303,7 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
       // kept detections of this image join the category's list
       kScore = grow(kScore, nk + Dk);
       kRank = grow(kRank, nk + Dk);
+      kImg = grow(kImg, nk + Dk);
       kCodes = grow(kCodes, (nk + Dk) * AT);
       dOut = grow(dOut, Dk);
       gOrder = grow(gOrder, G);
@@ -274,6 +312,7 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
       for (let d = 0; d < Dk; d++) {
         kScore[nk + d] = dt.score[dIdx[d]!]!;
         kRank[nk + d] = d;
+        kImg[nk + d] = i;
       }
 
       for (let a = 0; a < A; a++) {
@@ -288,7 +327,7 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
           gIg[g] = ig;
           if (!ig) nNon++;
         }
-        npig[a]! += nNon;
+        npig[key * A + a] = nNon;
         let f0 = 0;
         let f1 = nNon;
         for (let g = 0; g < G; g++) {
@@ -336,56 +375,208 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
       nk += Dk;
     }
 
-    // accumulate this category: order all kept detections by score (stable), gather their
-    // codes once, transposed to tcodes[(a*T + t) * nk + j] for sequential scans
+    // order the category's kept detections by score (stable) and store their codes transposed,
+    // codes[(a*T + t) * nk + j] within the category, for sequential scans
     order = grow(order, nk);
     tmp = grow(tmp, nk);
-    srank = grow(srank, nk);
-    sscore = grow(sscore, nk);
-    tpPos = grow(tpPos, nk);
-    tpPr = grow(tpPr, nk);
-    tcodes = grow(tcodes, nk * AT);
     for (let j = 0; j < nk; j++) order[j] = j;
     mergeSortDesc(order, nk, kScore, tmp);
+    catStart[k] = nOut;
+    outImg = grow(outImg, nOut + nk);
+    outRank = grow(outRank, nOut + nk);
+    outScore = grow(outScore, nOut + nk);
+    outCodes = grow(outCodes, (nOut + nk) * AT);
+    const cbase = nOut * AT;
     for (let j = 0; j < nk; j++) {
       const o = order[j]!;
-      srank[j] = kRank[o]!;
-      sscore[j] = kScore[o]!;
+      outImg[nOut + j] = kImg[o]!;
+      outRank[nOut + j] = kRank[o]!;
+      outScore[nOut + j] = kScore[o]!;
       const src = o * AT;
-      for (let q = 0; q < AT; q++) tcodes[q * nk + j] = kCodes[src + q]!;
+      for (let q = 0; q < AT; q++) outCodes[cbase + q * nk + j] = kCodes[src + q]!;
     }
+    nOut += nk;
+  }
+  catStart[K] = nOut;
+
+  return {
+    params: p,
+    maxDets,
+    imgIds: imgList.map((pos) => gt.imgIds[pos]!),
+    catIds: gt.catIds.slice(),
+    catNames: gt.catNames.slice(),
+    counts: [T, R, K, A, M],
+    catStart,
+    img: outImg.slice(0, nOut),
+    rank: outRank.slice(0, nOut),
+    score: outScore.slice(0, nOut),
+    codes: outCodes.slice(0, nOut * AT),
+    npig,
+  };
+}
+
+export interface AccumulateOptions {
+  /**
+   * How many times each evaluated image counts (ev.imgIds order; non-negative integers; default
+   * all 1). An image counted twice counts as two images with its gts and detections: the result
+   * equals COCOeval on a dataset holding a copy of it under a new id that sorts right after it.
+   */
+  weights?: ArrayLike<number>;
+  /**
+   * Only what the 12 summary stats read: the other (area range, maxDets) slices of precision,
+   * recall and scores stay -1, and perCategory is left empty.
+   */
+  statsOnly?: boolean;
+}
+
+/**
+ * accumulate() + summarize(): precision / recall / scores at every (IoU threshold, recall
+ * threshold, category, area range, maxDets) and the 12 stats, optionally with image weights.
+ *
+ * With weights, a detection of an image counted w times stands for w consecutive detections:
+ * each of its w true positives has precision (tp0 + c) / (fp + tp0 + c), rising with c, so the
+ * right-to-left envelope is the same at all w and only the last needs keeping. Detections of one
+ * image with equal scores (a tie block) repeat as a block, in the order the copies would sort.
+ */
+export function accumulate(ev: ImageEvaluation, options: AccumulateOptions = {}): EvalResult {
+  const p = ev.params;
+  const recThrs = p.recThrs;
+  const maxDets = ev.maxDets;
+  const [T, R, K, A, M] = ev.counts;
+  const AT = A * T;
+  const I = ev.imgIds.length;
+  const statsOnly = options.statsOnly ?? false;
+  const W = options.weights ?? null;
+  if (W) {
+    if (W.length !== I) evalError(`weights: expected one per evaluated image (${I}), got ${W.length}`);
+    for (let i = 0; i < I; i++) {
+      const w = W[i]!;
+      if (!(Number.isInteger(w) && w >= 0)) evalError(`weights[${i}] must be a non-negative integer, got ${w}`);
+    }
+  }
+
+  // which (area range, maxDets) slices to fill
+  const needP = new Uint8Array(A * M);
+  const needR = new Uint8Array(A * M);
+  if (statsOnly) {
+    for (const s of statSlices(p)) {
+      const ai = p.areaRngLbl.indexOf(s.area);
+      const mi = s.maxDet === undefined ? -1 : maxDets.indexOf(s.maxDet);
+      if (ai >= 0 && mi >= 0) (s.ap ? needP : needR)[ai * M + mi] = 1;
+    }
+  } else {
+    needP.fill(1);
+    needR.fill(1);
+  }
+
+  const precision = new Float64Array(T * R * K * A * M).fill(-1);
+  const recall = new Float64Array(T * K * A * M).fill(-1);
+  const scores = new Float64Array(T * R * K * A * M).fill(-1);
+
+  // weighted gt counts per (category, area range)
+  const npig = new Float64Array(K * A);
+  for (let k = 0; k < K; k++) {
+    for (let i = 0; i < I; i++) {
+      const w = W ? W[i]! : 1;
+      if (w === 0) continue;
+      const at = (k * I + i) * A;
+      for (let a = 0; a < A; a++) npig[k * A + a]! += w * ev.npig[at + a]!;
+    }
+  }
+
+  let runPr = new Float64Array(1024);
+  let runEnd = new Float64Array(1024);
+  let runPos = new Int32Array(1024);
+
+  for (let k = 0; k < K; k++) {
+    const off = ev.catStart[k]!;
+    const nk = ev.catStart[k + 1]! - off;
+    const img = ev.img.subarray(off, off + nk);
+    const srank = ev.rank.subarray(off, off + nk);
+    const sscore = ev.score.subarray(off, off + nk);
+    const codes = ev.codes.subarray(off * AT, (off + nk) * AT);
+    runPr = grow(runPr, nk);
+    runEnd = grow(runEnd, nk);
+    runPos = grow(runPos, nk);
     for (let mi = 0; mi < M; mi++) {
+      let wanted = false;
+      for (let a = 0; a < A; a++) if ((needP[a * M + mi] || needR[a * M + mi]) && npig[k * A + a]! > 0) wanted = true;
+      if (!wanted) continue;
       const maxDet = maxDets[mi]!;
+      // detections taking part (weighted), and the first of them
       let nd = 0;
       let first = -1;
       for (let j = 0; j < nk; j++) {
         if (srank[j]! < maxDet) {
+          const w = W ? W[img[j]!]! : 1;
+          if (w === 0) continue;
           if (first < 0) first = j;
-          nd++;
+          nd += w;
         }
       }
       for (let a = 0; a < A; a++) {
-        const np_ = npig[a]!;
+        const np_ = npig[k * A + a]!;
         if (np_ === 0) continue;
+        const wantP = needP[a * M + mi] === 1;
+        if (!wantP && !needR[a * M + mi]) continue;
         for (let t = 0; t < T; t++) {
           // precision only rises at true positives, and recall only changes there: keep
-          // tp / (fp + tp + eps) at each TP; the envelope and searchsorted need nothing else
+          // tp / (fp + tp + eps) at the last of each run of equal true positives; the envelope
+          // and searchsorted need nothing else
           const base = (a * T + t) * nk;
           let tp = 0;
           let fp = 0;
-          let nTp = 0;
-          for (let j = 0; j < nk; j++) {
-            if (srank[j]! >= maxDet) continue;
-            const c = tcodes[base + j]!;
-            if (c === TP) {
-              tp++;
-              tpPr[nTp] = tp / (fp + tp + SPACING_1);
-              tpPos[nTp++] = j;
-            } else if (c === FP) fp++;
+          let nRun = 0;
+          for (let j = 0; j < nk; ) {
+            if (srank[j]! >= maxDet) {
+              j++;
+              continue;
+            }
+            const w = W ? W[img[j]!]! : 1;
+            if (w === 0) {
+              j++;
+              continue;
+            }
+            let e = j + 1;
+            if (w > 1) {
+              // a tie block: same image, same score (ranks rise inside it, so maxDet cuts its tail)
+              const ij = img[j]!;
+              const sj = sscore[j]!;
+              while (e < nk && img[e] === ij && sscore[e] === sj && srank[e]! < maxDet) e++;
+            }
+            if (e - j === 1) {
+              const c = codes[base + j]!;
+              if (c === TP) {
+                tp += w;
+                runPr[nRun] = tp / (fp + tp + SPACING_1);
+                runEnd[nRun] = tp;
+                runPos[nRun++] = j;
+              } else if (c === FP) fp += w;
+            } else {
+              if (nRun + (e - j) * w > runPr.length) {
+                runPr = grow(runPr, nRun + (e - j) * w);
+                runEnd = grow(runEnd, nRun + (e - j) * w);
+                runPos = grow(runPos, nRun + (e - j) * w);
+              }
+              for (let copy = 0; copy < w; copy++) {
+                for (let v = j; v < e; v++) {
+                  const c = codes[base + v]!;
+                  if (c === TP) {
+                    tp++;
+                    runPr[nRun] = tp / (fp + tp + SPACING_1);
+                    runEnd[nRun] = tp;
+                    runPos[nRun++] = v;
+                  } else if (c === FP) fp++;
+                }
+              }
+            }
+            j = e;
           }
-          recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
-          for (let q = nTp - 2; q >= 0; q--) if (tpPr[q + 1]! > tpPr[q]!) tpPr[q] = tpPr[q + 1]!;
+          if (needR[a * M + mi]) recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
+          if (!wantP) continue;
+          for (let q = nRun - 2; q >= 0; q--) if (runPr[q + 1]! > runPr[q]!) runPr[q] = runPr[q + 1]!;
           let q = 0;
+          let u = 0;
           for (let r = 0; r < R; r++) {
             const thr = recThrs[r]!;
             const at = (((t * R + r) * K + k) * A + a) * M + mi;
@@ -394,13 +585,14 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
               scores[at] = 0;
             } else if (thr <= 0) {
               // searchsorted -> 0: the first kept detection; envelope = best precision anywhere
-              precision[at] = nTp ? tpPr[0]! : 0;
+              precision[at] = nRun ? runPr[0]! : 0;
               scores[at] = sscore[first]!;
             } else {
-              while (q < nTp && (q + 1) / np_ < thr) q++; // recall at the q-th TP is (q+1)/npig
-              if (q < nTp) {
-                precision[at] = tpPr[q]!;
-                scores[at] = sscore[tpPos[q]!]!;
+              while (q < tp && (q + 1) / np_ < thr) q++; // recall at the q-th TP is (q+1)/npig
+              if (q < tp) {
+                while (runEnd[u]! <= q) u++;
+                precision[at] = runPr[u]!;
+                scores[at] = sscore[runPos[u]!]!;
               } else {
                 precision[at] = 0;
                 scores[at] = 0;
@@ -414,8 +606,8 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
 
   const res: EvalResult = {
     params: p,
-    imgIds: imgList.map((pos) => gt.imgIds[pos]!),
-    catIds: gt.catIds.slice(),
+    imgIds: ev.imgIds.slice(),
+    catIds: ev.catIds.slice(),
     counts: [T, R, K, A, M],
     precision,
     recall,
@@ -424,13 +616,53 @@ export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?:
     perCategory: {},
   };
   res.stats = summarizeStats(res);
-  for (let k = 0; k < K; k++) {
-    const s = summarizeStats(res, k);
-    const stats = {} as Record<StatName, number>;
-    STAT_NAMES.forEach((n, j) => (stats[n] = s[j]!));
-    res.perCategory[String(gt.catIds[k])] = { name: gt.catNames[k]!, stats };
+  if (!statsOnly) {
+    for (let k = 0; k < K; k++) {
+      const s = summarizeStats(res, k);
+      const stats = {} as Record<StatName, number>;
+      STAT_NAMES.forEach((n, j) => (stats[n] = s[j]!));
+      res.perCategory[String(ev.catIds[k])] = { name: ev.catNames[k]!, stats };
+    }
   }
   return res;
+}
+
+/** Runs evaluate + accumulate + summarize. `imgIds` restricts the images (params.imgIds). */
+export function runEval(gt: GroundTruth, dt: Detections, p: EvalParams, imgIds?: readonly number[]): EvalResult {
+  return accumulate(evaluateImages(gt, dt, p, imgIds));
+}
+
+/** One of the 12 summary stats, as pycocotools' _summarizeDets selects it. */
+export interface StatSlice {
+  /** Precision (AP) or recall (AR). */
+  ap: boolean;
+  /** One IoU threshold, or null for all of them. */
+  iouThr: number | null;
+  /** Area range label. */
+  area: string;
+  /** maxDets value (undefined when params have fewer than three). */
+  maxDet: number | undefined;
+}
+
+/** The slices behind AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl. */
+export function statSlices(p: EvalParams): StatSlice[] {
+  const maxDets = [...p.maxDets].sort((a, b) => a - b);
+  const m2 = maxDets[2];
+  const s = (ap: boolean, iouThr: number | null, area: string, maxDet: number | undefined): StatSlice => ({ ap, iouThr, area, maxDet });
+  return [
+    s(true, null, 'all', 100),
+    s(true, 0.5, 'all', m2),
+    s(true, 0.75, 'all', m2),
+    s(true, null, 'small', m2),
+    s(true, null, 'medium', m2),
+    s(true, null, 'large', m2),
+    s(false, null, 'all', maxDets[0]),
+    s(false, null, 'all', maxDets[1]),
+    s(false, null, 'all', m2),
+    s(false, null, 'small', m2),
+    s(false, null, 'medium', m2),
+    s(false, null, 'large', m2),
+  ];
 }
 
 /**
@@ -442,8 +674,8 @@ export function summarizeStats(e: EvalResult, k?: number): number[] {
   const [T, R, K, A, M] = e.counts;
   const maxDets = [...p.maxDets].sort((a, b) => a - b);
   const buf: number[] = [];
-  const one = (ap: boolean, iouThr: number | null, areaLbl: string, maxDet: number | undefined): number => {
-    const ai = p.areaRngLbl.indexOf(areaLbl);
+  const one = ({ ap, iouThr, area, maxDet }: StatSlice): number => {
+    const ai = p.areaRngLbl.indexOf(area);
     const mi = maxDet === undefined ? -1 : maxDets.indexOf(maxDet);
     if (ai < 0 || mi < 0) return -1;
     const ts: number[] = [];
@@ -468,21 +700,7 @@ export function summarizeStats(e: EvalResult, k?: number): number[] {
     }
     return buf.length === 0 ? -1 : pairwiseSum(buf, 0, buf.length) / buf.length;
   };
-  const m2 = maxDets[2];
-  return [
-    one(true, null, 'all', 100),
-    one(true, 0.5, 'all', m2),
-    one(true, 0.75, 'all', m2),
-    one(true, null, 'small', m2),
-    one(true, null, 'medium', m2),
-    one(true, null, 'large', m2),
-    one(false, null, 'all', maxDets[0]),
-    one(false, null, 'all', maxDets[1]),
-    one(false, null, 'all', m2),
-    one(false, null, 'small', m2),
-    one(false, null, 'medium', m2),
-    one(false, null, 'large', m2),
-  ];
+  return statSlices(p).map(one);
 }
 
 /**
