@@ -153,8 +153,77 @@ export interface ImageEvaluation {
    * detection at area range a and IoU threshold t (nk = category k's detection count).
    */
   codes: Uint8Array;
+  /** tieNext[r] = 1 when row r + 1 is a detection of the same category and image with the same score. */
+  tieNext: Uint8Array;
   /** npig[(k * I + i) * A + a]: non-ignored gts of category k in image i for area range a. */
   npig: Int32Array;
+  /** Per category, its MatchLists once indexMatches() has made them (else made per accumulate). */
+  lists?: MatchLists[];
+}
+
+/**
+ * One category's TP and FP detections per (maxDets, area range, IoU threshold) slice, in
+ * accumulate's order: those of rank < maxDets[mi] in their image, without IGNORED ones (they
+ * count for nothing) and without the FPs after the last TP (precision is read at TPs only).
+ * Slice (mi, a, t) is rows start[(mi * A + a) * T + t] .. start[(mi * A + a) * T + t + 1] - 1.
+ */
+export interface MatchLists {
+  start: Int32Array;
+  /** image * 4 + tieNext * 2 + (TP ? 1 : 0) */
+  code: Int32Array;
+  /** the detection's index in the category */
+  det: Int32Array;
+}
+
+function matchLists(ev: ImageEvaluation, k: number): MatchLists {
+  const [T, , , A, M] = ev.counts;
+  const AT = A * T;
+  const off = ev.catStart[k]!;
+  const nk = ev.catStart[k + 1]! - off;
+  const codes = ev.codes.subarray(off * AT, (off + nk) * AT);
+  const rank = ev.rank.subarray(off, off + nk);
+  const start = new Int32Array(M * AT + 1);
+  // slice lengths: up to the last TP that takes part
+  for (let mi = 0; mi < M; mi++) {
+    const maxDet = ev.maxDets[mi]!;
+    for (let q = 0; q < AT; q++) {
+      const base = q * nk;
+      let n = 0;
+      let upToTp = 0;
+      for (let j = 0; j < nk; j++) {
+        if (rank[j]! >= maxDet) continue;
+        const c = codes[base + j]!;
+        if (c === IGN) continue;
+        n++;
+        if (c === TP) upToTp = n;
+      }
+      start[mi * AT + q + 1] = start[mi * AT + q]! + upToTp;
+    }
+  }
+  const code = new Int32Array(start[M * AT]!);
+  const det = new Int32Array(start[M * AT]!);
+  for (let mi = 0; mi < M; mi++) {
+    const maxDet = ev.maxDets[mi]!;
+    for (let q = 0; q < AT; q++) {
+      const base = q * nk;
+      const end = start[mi * AT + q + 1]!;
+      let u = start[mi * AT + q]!;
+      for (let j = 0; j < nk && u < end; j++) {
+        if (rank[j]! >= maxDet) continue;
+        const c = codes[base + j]!;
+        if (c === IGN) continue;
+        code[u] = ev.img[off + j]! * 4 + ev.tieNext[off + j]! * 2 + (c === TP ? 1 : 0);
+        det[u++] = j;
+      }
+    }
+  }
+  return { start, code, det };
+}
+
+/** Keeps every category's MatchLists on `ev`, for many accumulates (a bootstrap); returns ev. */
+export function indexMatches(ev: ImageEvaluation): ImageEvaluation {
+  ev.lists ??= Array.from({ length: ev.catIds.length }, (_, k) => matchLists(ev, k));
+  return ev;
 }
 
 /**
@@ -398,6 +467,12 @@ export function evaluateImages(gt: GroundTruth, dt: Detections, p: EvalParams, i
     nOut += nk;
   }
   catStart[K] = nOut;
+  const tieNext = new Uint8Array(nOut);
+  for (let k = 0; k < K; k++) {
+    for (let r = catStart[k]!; r + 1 < catStart[k + 1]!; r++) {
+      if (outImg[r] === outImg[r + 1] && outScore[r] === outScore[r + 1]) tieNext[r] = 1;
+    }
+  }
 
   return {
     params: p,
@@ -411,82 +486,67 @@ export function evaluateImages(gt: GroundTruth, dt: Detections, p: EvalParams, i
     rank: outRank.slice(0, nOut),
     score: outScore.slice(0, nOut),
     codes: outCodes.slice(0, nOut * AT),
+    tieNext,
     npig,
   };
 }
 
-export interface AccumulateOptions {
-  /**
-   * How many times each evaluated image counts (ev.imgIds order; non-negative integers; default
-   * all 1). An image counted twice counts as two images with its gts and detections: the result
-   * equals COCOeval on a dataset holding a copy of it under a new id that sorts right after it.
-   */
-  weights?: ArrayLike<number>;
-  /**
-   * Only what the 12 summary stats read: the other (area range, maxDets) slices of precision,
-   * recall and scores stay -1, and perCategory is left empty.
-   */
-  statsOnly?: boolean;
+/** Image multiplicities as an Int32Array (all 1 when absent); errors name the bad entry. */
+function imageWeights(ev: ImageEvaluation, weights: ArrayLike<number> | undefined): Int32Array {
+  const I = ev.imgIds.length;
+  const W = new Int32Array(I).fill(1);
+  if (weights) {
+    if (weights.length !== I) evalError(`weights: expected one per evaluated image (${I}), got ${weights.length}`);
+    for (let i = 0; i < I; i++) {
+      const w = weights[i]!;
+      if (!(Number.isInteger(w) && w >= 0 && w < 2 ** 31)) evalError(`weights[${i}] must be a non-negative integer, got ${w}`);
+      W[i] = w;
+    }
+  }
+  return W;
+}
+
+/** Where accumulateInto writes: the EvalResult layouts; scores may be left out. */
+interface Accumulation {
+  precision: Float64Array;
+  recall: Float64Array;
+  scores: Float64Array | null;
 }
 
 /**
- * accumulate() + summarize(): precision / recall / scores at every (IoU threshold, recall
- * threshold, category, area range, maxDets) and the 12 stats, optionally with image weights.
+ * accumulate() with image weights W, writing every entry of the (area range a, maxDets mi)
+ * slices with needP[a * M + mi] (precision, scores) or needR[a * M + mi] (recall) set.
  *
- * With weights, a detection of an image counted w times stands for w consecutive detections:
- * each of its w true positives has precision (tp0 + c) / (fp + tp0 + c), rising with c, so the
- * right-to-left envelope is the same at all w and only the last needs keeping. Detections of one
- * image with equal scores (a tie block) repeat as a block, in the order the copies would sort.
+ * A detection of an image counted w times stands for w consecutive detections: each of its w
+ * true positives has precision (tp0 + c) / (fp + tp0 + c + eps), non-decreasing in c, so the
+ * right-to-left envelope is the same at all w of them and only the last needs keeping.
+ * Detections of one image with equal scores (a tie block) repeat as a block, in the order the
+ * copies would sort.
  */
-export function accumulate(ev: ImageEvaluation, options: AccumulateOptions = {}): EvalResult {
-  const p = ev.params;
-  const recThrs = p.recThrs;
+function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, needR: Uint8Array, out: Accumulation): void {
+  const recThrs = ev.params.recThrs;
   const maxDets = ev.maxDets;
   const [T, R, K, A, M] = ev.counts;
   const AT = A * T;
   const I = ev.imgIds.length;
-  const statsOnly = options.statsOnly ?? false;
-  const W = options.weights ?? null;
-  if (W) {
-    if (W.length !== I) evalError(`weights: expected one per evaluated image (${I}), got ${W.length}`);
-    for (let i = 0; i < I; i++) {
-      const w = W[i]!;
-      if (!(Number.isInteger(w) && w >= 0)) evalError(`weights[${i}] must be a non-negative integer, got ${w}`);
-    }
-  }
-
-  // which (area range, maxDets) slices to fill
-  const needP = new Uint8Array(A * M);
-  const needR = new Uint8Array(A * M);
-  if (statsOnly) {
-    for (const s of statSlices(p)) {
-      const ai = p.areaRngLbl.indexOf(s.area);
-      const mi = s.maxDet === undefined ? -1 : maxDets.indexOf(s.maxDet);
-      if (ai >= 0 && mi >= 0) (s.ap ? needP : needR)[ai * M + mi] = 1;
-    }
-  } else {
-    needP.fill(1);
-    needR.fill(1);
-  }
-
-  const precision = new Float64Array(T * R * K * A * M).fill(-1);
-  const recall = new Float64Array(T * K * A * M).fill(-1);
-  const scores = new Float64Array(T * R * K * A * M).fill(-1);
+  const { precision, recall, scores } = out;
 
   // weighted gt counts per (category, area range)
   const npig = new Float64Array(K * A);
   for (let k = 0; k < K; k++) {
     for (let i = 0; i < I; i++) {
-      const w = W ? W[i]! : 1;
+      const w = W[i]!;
       if (w === 0) continue;
       const at = (k * I + i) * A;
       for (let a = 0; a < A; a++) npig[k * A + a]! += w * ev.npig[at + a]!;
     }
   }
 
-  let runPr = new Float64Array(1024);
-  let runEnd = new Float64Array(1024);
-  let runPos = new Int32Array(1024);
+  let nkMax = 0;
+  for (let k = 0; k < K; k++) nkMax = Math.max(nkMax, ev.catStart[k + 1]! - ev.catStart[k]!);
+  let runPr = new Float64Array(nkMax + 1);
+  let runEnd = new Float64Array(nkMax + 1);
+  let runPos = new Int32Array(nkMax + 1);
 
   for (let k = 0; k < K; k++) {
     const off = ev.catStart[k]!;
@@ -494,65 +554,64 @@ export function accumulate(ev: ImageEvaluation, options: AccumulateOptions = {})
     const img = ev.img.subarray(off, off + nk);
     const srank = ev.rank.subarray(off, off + nk);
     const sscore = ev.score.subarray(off, off + nk);
+    const tie = ev.tieNext.subarray(off, off + nk);
     const codes = ev.codes.subarray(off * AT, (off + nk) * AT);
-    runPr = grow(runPr, nk);
-    runEnd = grow(runEnd, nk);
-    runPos = grow(runPos, nk);
+    let lists: MatchLists | null = null;
     for (let mi = 0; mi < M; mi++) {
-      let wanted = false;
-      for (let a = 0; a < A; a++) if ((needP[a * M + mi] || needR[a * M + mi]) && npig[k * A + a]! > 0) wanted = true;
-      if (!wanted) continue;
       const maxDet = maxDets[mi]!;
-      // detections taking part (weighted), and the first of them
-      let nd = 0;
+      // does any counted image have a detection taking part, and which is the first
       let first = -1;
       for (let j = 0; j < nk; j++) {
-        if (srank[j]! < maxDet) {
-          const w = W ? W[img[j]!]! : 1;
-          if (w === 0) continue;
-          if (first < 0) first = j;
-          nd += w;
+        if (srank[j]! < maxDet && W[img[j]!]! > 0) {
+          first = j;
+          break;
         }
       }
+      const nd = first >= 0;
       for (let a = 0; a < A; a++) {
-        const np_ = npig[k * A + a]!;
-        if (np_ === 0) continue;
         const wantP = needP[a * M + mi] === 1;
-        if (!wantP && !needR[a * M + mi]) continue;
+        const wantR = needR[a * M + mi] === 1;
+        if (!wantP && !wantR) continue;
+        const np_ = npig[k * A + a]!;
+        if (np_ === 0) {
+          // no gt of this kind: -1, as pycocotools leaves it
+          for (let t = 0; t < T; t++) {
+            if (wantR) recall[((t * K + k) * A + a) * M + mi] = -1;
+            if (!wantP) continue;
+            for (let r = 0; r < R; r++) {
+              const at = (((t * R + r) * K + k) * A + a) * M + mi;
+              precision[at] = -1;
+              if (scores) scores[at] = -1;
+            }
+          }
+          continue;
+        }
+        lists ??= ev.lists?.[k] ?? matchLists(ev, k);
+        const code = lists.code;
+        const det = lists.det;
         for (let t = 0; t < T; t++) {
           // precision only rises at true positives, and recall only changes there: keep
           // tp / (fp + tp + eps) at the last of each run of equal true positives; the envelope
           // and searchsorted need nothing else
           const base = (a * T + t) * nk;
+          const slice = (mi * A + a) * T + t;
+          const u1 = lists.start[slice + 1]!;
           let tp = 0;
           let fp = 0;
           let nRun = 0;
-          for (let j = 0; j < nk; ) {
-            if (srank[j]! >= maxDet) {
-              j++;
-              continue;
-            }
-            const w = W ? W[img[j]!]! : 1;
+          for (let u = lists.start[slice]!; u < u1; ) {
+            const x = code[u]!;
+            const w = W[x >> 2]!;
             if (w === 0) {
-              j++;
+              u++;
               continue;
             }
-            let e = j + 1;
-            if (w > 1) {
-              // a tie block: same image, same score (ranks rise inside it, so maxDet cuts its tail)
-              const ij = img[j]!;
-              const sj = sscore[j]!;
-              while (e < nk && img[e] === ij && sscore[e] === sj && srank[e]! < maxDet) e++;
-            }
-            if (e - j === 1) {
-              const c = codes[base + j]!;
-              if (c === TP) {
-                tp += w;
-                runPr[nRun] = tp / (fp + tp + SPACING_1);
-                runEnd[nRun] = tp;
-                runPos[nRun++] = j;
-              } else if (c === FP) fp += w;
-            } else {
+            if (w > 1 && (x & 2) !== 0) {
+              // a tie block (same image, same score; ranks rise inside it, so maxDet cuts its
+              // tail): its copies follow one another, each in the block's order
+              const j = det[u]!;
+              let e = j + 1;
+              while (e < nk && tie[e - 1] === 1 && srank[e]! < maxDet) e++;
               if (nRun + (e - j) * w > runPr.length) {
                 runPr = grow(runPr, nRun + (e - j) * w);
                 runEnd = grow(runEnd, nRun + (e - j) * w);
@@ -569,10 +628,18 @@ export function accumulate(ev: ImageEvaluation, options: AccumulateOptions = {})
                   } else if (c === FP) fp++;
                 }
               }
+              while (u < u1 && det[u]! < e) u++;
+              continue;
             }
-            j = e;
+            if (x & 1) {
+              tp += w;
+              runPr[nRun] = tp / (fp + tp + SPACING_1);
+              runEnd[nRun] = tp;
+              runPos[nRun++] = det[u]!;
+            } else fp += w;
+            u++;
           }
-          if (needR[a * M + mi]) recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
+          if (wantR) recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
           if (!wantP) continue;
           for (let q = nRun - 2; q >= 0; q--) if (runPr[q + 1]! > runPr[q]!) runPr[q] = runPr[q + 1]!;
           let q = 0;
@@ -580,51 +647,88 @@ export function accumulate(ev: ImageEvaluation, options: AccumulateOptions = {})
           for (let r = 0; r < R; r++) {
             const thr = recThrs[r]!;
             const at = (((t * R + r) * K + k) * A + a) * M + mi;
-            if (nd === 0) {
-              precision[at] = 0;
-              scores[at] = 0;
+            let pr = 0;
+            let sc = 0;
+            if (!nd) {
+              // nothing detected: 0
             } else if (thr <= 0) {
               // searchsorted -> 0: the first kept detection; envelope = best precision anywhere
-              precision[at] = nRun ? runPr[0]! : 0;
-              scores[at] = sscore[first]!;
+              pr = nRun ? runPr[0]! : 0;
+              sc = sscore[first]!;
             } else {
               while (q < tp && (q + 1) / np_ < thr) q++; // recall at the q-th TP is (q+1)/npig
               if (q < tp) {
                 while (runEnd[u]! <= q) u++;
-                precision[at] = runPr[u]!;
-                scores[at] = sscore[runPos[u]!]!;
-              } else {
-                precision[at] = 0;
-                scores[at] = 0;
+                pr = runPr[u]!;
+                sc = sscore[runPos[u]!]!;
               }
             }
+            precision[at] = pr;
+            if (scores) scores[at] = sc;
           }
         }
       }
     }
   }
+}
 
+/**
+ * accumulate() + summarize(): precision / recall / scores at every (IoU threshold, recall
+ * threshold, category, area range, maxDets) and the 12 stats with per-category stats.
+ *
+ * `weights` says how many times each evaluated image counts (ev.imgIds order; non-negative
+ * integers; default all 1). An image counted twice counts as two images, its gts and its
+ * detections: the result equals COCOeval on a dataset holding a copy of it under a new id
+ * that sorts right after it (and a gt with id 0 keeps pycocotools' "id 0 is unmatched" quirk in
+ * every copy).
+ */
+export function accumulate(ev: ImageEvaluation, weights?: ArrayLike<number>): EvalResult {
+  const [T, R, K, A, M] = ev.counts;
+  const all = new Uint8Array(A * M).fill(1);
   const res: EvalResult = {
-    params: p,
+    params: ev.params,
     imgIds: ev.imgIds.slice(),
     catIds: ev.catIds.slice(),
     counts: [T, R, K, A, M],
-    precision,
-    recall,
-    scores,
+    precision: new Float64Array(T * R * K * A * M),
+    recall: new Float64Array(T * K * A * M),
+    scores: new Float64Array(T * R * K * A * M),
     stats: [],
     perCategory: {},
   };
+  accumulateInto(ev, imageWeights(ev, weights), all, all, res);
   res.stats = summarizeStats(res);
-  if (!statsOnly) {
-    for (let k = 0; k < K; k++) {
-      const s = summarizeStats(res, k);
-      const stats = {} as Record<StatName, number>;
-      STAT_NAMES.forEach((n, j) => (stats[n] = s[j]!));
-      res.perCategory[String(ev.catIds[k])] = { name: ev.catNames[k]!, stats };
-    }
+  for (let k = 0; k < K; k++) {
+    const s = summarizeStats(res, k);
+    const stats = {} as Record<StatName, number>;
+    STAT_NAMES.forEach((n, j) => (stats[n] = s[j]!));
+    res.perCategory[String(ev.catIds[k])] = { name: ev.catNames[k]!, stats };
   }
   return res;
+}
+
+const statBuffers = new WeakMap<ImageEvaluation, { acc: Accumulation; needP: Uint8Array; needR: Uint8Array }>();
+
+/**
+ * The 12 summary stats of accumulate(ev, weights), computing only the slices they read (the
+ * bootstrap's inner step; its buffers are kept per ImageEvaluation and reused).
+ */
+export function accumulateStats(ev: ImageEvaluation, weights?: ArrayLike<number>): number[] {
+  const [T, R, K, A, M] = ev.counts;
+  let b = statBuffers.get(ev);
+  if (!b) {
+    const needP = new Uint8Array(A * M);
+    const needR = new Uint8Array(A * M);
+    for (const s of statSlices(ev.params)) {
+      const ai = ev.params.areaRngLbl.indexOf(s.area);
+      const mi = s.maxDet === undefined ? -1 : ev.maxDets.indexOf(s.maxDet);
+      if (ai >= 0 && mi >= 0) (s.ap ? needP : needR)[ai * M + mi] = 1;
+    }
+    b = { acc: { precision: new Float64Array(T * R * K * A * M), recall: new Float64Array(T * K * A * M), scores: null }, needP, needR };
+    statBuffers.set(ev, b);
+  }
+  accumulateInto(ev, imageWeights(ev, weights), b.needP, b.needR, b.acc);
+  return summarizeStats({ params: ev.params, counts: ev.counts, precision: b.acc.precision, recall: b.acc.recall });
 }
 
 /** Runs evaluate + accumulate + summarize. `imgIds` restricts the images (params.imgIds). */
@@ -669,11 +773,12 @@ export function statSlices(p: EvalParams): StatSlice[] {
  * pycocotools' summarize() (_summarizeDets) over all categories, or one category index k:
  * the mean of precision (or recall) entries > -1 in the selected slice, -1 when none.
  */
-export function summarizeStats(e: EvalResult, k?: number): number[] {
+export function summarizeStats(e: Pick<EvalResult, 'params' | 'counts' | 'precision' | 'recall'>, k?: number): number[] {
   const p = e.params;
   const [T, R, K, A, M] = e.counts;
   const maxDets = [...p.maxDets].sort((a, b) => a - b);
-  const buf: number[] = [];
+  const buf = new Float64Array(T * R * (k === undefined ? K : 1));
+  let n = 0;
   const one = ({ ap, iouThr, area, maxDet }: StatSlice): number => {
     const ai = p.areaRngLbl.indexOf(area);
     const mi = maxDet === undefined ? -1 : maxDets.indexOf(maxDet);
@@ -682,23 +787,23 @@ export function summarizeStats(e: EvalResult, k?: number): number[] {
     for (let t = 0; t < T; t++) if (iouThr === null || p.iouThrs[t] === iouThr) ts.push(t);
     const k0 = k ?? 0;
     const k1 = k === undefined ? K : k + 1;
-    buf.length = 0;
+    n = 0;
     for (const t of ts) {
       if (ap) {
         for (let r = 0; r < R; r++) {
           for (let kk = k0; kk < k1; kk++) {
             const v = e.precision[(((t * R + r) * K + kk) * A + ai) * M + mi]!;
-            if (v > -1) buf.push(v);
+            if (v > -1) buf[n++] = v;
           }
         }
       } else {
         for (let kk = k0; kk < k1; kk++) {
           const v = e.recall[((t * K + kk) * A + ai) * M + mi]!;
-          if (v > -1) buf.push(v);
+          if (v > -1) buf[n++] = v;
         }
       }
     }
-    return buf.length === 0 ? -1 : pairwiseSum(buf, 0, buf.length) / buf.length;
+    return n === 0 ? -1 : pairwiseSum(buf, 0, n) / n;
   };
   return statSlices(p).map(one);
 }
