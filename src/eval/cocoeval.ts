@@ -511,6 +511,10 @@ interface Accumulation {
   precision: Float64Array;
   recall: Float64Array;
   scores: Float64Array | null;
+  /** Scratch kept between calls: per run of TPs its envelope precision, cumulative TP count, detection. */
+  runPr?: Float64Array;
+  runEnd?: Float64Array;
+  runPos?: Int32Array;
 }
 
 /**
@@ -544,9 +548,9 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
 
   let nkMax = 0;
   for (let k = 0; k < K; k++) nkMax = Math.max(nkMax, ev.catStart[k + 1]! - ev.catStart[k]!);
-  let runPr = new Float64Array(nkMax + 1);
-  let runEnd = new Float64Array(nkMax + 1);
-  let runPos = new Int32Array(nkMax + 1);
+  let runPr = grow(out.runPr ?? new Float64Array(nkMax + 1), nkMax + 1);
+  let runEnd = grow(out.runEnd ?? new Float64Array(nkMax + 1), nkMax + 1);
+  let runPos = grow(out.runPos ?? new Int32Array(nkMax + 1), nkMax + 1);
 
   for (let k = 0; k < K; k++) {
     const off = ev.catStart[k]!;
@@ -594,6 +598,7 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
           // tp / (fp + tp + eps) at the last of each run of equal true positives; the envelope
           // and searchsorted need nothing else
           const base = (a * T + t) * nk;
+          // runPos: the run's last TP as its list position u, or -(j + 1) inside a repeated tie block
           const slice = (mi * A + a) * T + t;
           const u1 = lists.start[slice + 1]!;
           let tp = 0;
@@ -624,7 +629,7 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
                     tp++;
                     runPr[nRun] = tp / (fp + tp + SPACING_1);
                     runEnd[nRun] = tp;
-                    runPos[nRun++] = v;
+                    runPos[nRun++] = -(v + 1);
                   } else if (c === FP) fp++;
                 }
               }
@@ -635,7 +640,7 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
               tp += w;
               runPr[nRun] = tp / (fp + tp + SPACING_1);
               runEnd[nRun] = tp;
-              runPos[nRun++] = det[u]!;
+              runPos[nRun++] = u;
             } else fp += w;
             u++;
           }
@@ -660,7 +665,10 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
               if (q < tp) {
                 while (runEnd[u]! <= q) u++;
                 pr = runPr[u]!;
-                sc = sscore[runPos[u]!]!;
+                if (scores) {
+                  const pos = runPos[u]!;
+                  sc = sscore[pos >= 0 ? det[pos]! : -pos - 1]!;
+                }
               }
             }
             precision[at] = pr;
@@ -670,6 +678,9 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
       }
     }
   }
+  out.runPr = runPr;
+  out.runEnd = runEnd;
+  out.runPos = runPos;
 }
 
 /**
