@@ -9,6 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { bootstrap, type BootstrapOptions, type BootstrapResult } from '../eval/bootstrap.js';
 import { evalError } from '../eval/store.js';
 import { readJsonFile, type CocoDetection } from '../eval/index.js';
 import { writeFileAtomic } from '../weights/atomic.js';
@@ -46,4 +47,13 @@ export function readDetections(output: string, name: string): CocoDetection[] {
   const v = readJsonFile(path);
   if (!Array.isArray(v)) evalError(`${path}: expected a JSON array of detections`);
   return v as CocoDetection[];
+}
+
+/**
+ * The paired bootstrap of models `names` of run folder `output` from their saved detections,
+ * against the validation ground truth `valAnnotations` (the instances file they were scored on).
+ */
+export function bootstrapRun(output: string, valAnnotations: string, names: readonly string[], options: BootstrapOptions = {}): BootstrapResult {
+  const gt = readJsonFile(valAnnotations);
+  return bootstrap(gt, names.map((name) => ({ name, detections: readDetections(output, name) })), options);
 }
