@@ -85,4 +85,6 @@ export {
   type TeacherSpec,
 } from './distill/index.js';
 export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { bootstrapRun, evalPaths, readDetections } from './train/eval-cache.js';
+export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Comparison, type SummaryInput, type SummaryRow } from './report/summary.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';
