@@ -157,7 +157,7 @@ export interface ImageEvaluation {
   tieNext: Uint8Array;
   /** npig[(k * I + i) * A + a]: non-ignored gts of category k in image i for area range a. */
   npig: Int32Array;
-  /** Per category, its MatchLists once indexMatches() has made them (else made per accumulate). */
+  /** Per category, its MatchLists: made by indexMatches() or the first weighted accumulate, then kept. */
   lists?: MatchLists[];
 }
 
@@ -182,42 +182,34 @@ function matchLists(ev: ImageEvaluation, k: number): MatchLists {
   const nk = ev.catStart[k + 1]! - off;
   const codes = ev.codes.subarray(off * AT, (off + nk) * AT);
   const rank = ev.rank.subarray(off, off + nk);
+  // image * 4 + tieNext * 2 of each detection
+  const key = new Int32Array(nk);
+  for (let j = 0; j < nk; j++) key[j] = ev.img[off + j]! * 4 + ev.tieNext[off + j]! * 2;
   const start = new Int32Array(M * AT + 1);
-  // slice lengths: up to the last TP that takes part
+  let code = new Int32Array(Math.max(16, nk));
+  let det = new Int32Array(Math.max(16, nk));
+  let n = 0;
   for (let mi = 0; mi < M; mi++) {
     const maxDet = ev.maxDets[mi]!;
     for (let q = 0; q < AT; q++) {
       const base = q * nk;
-      let n = 0;
-      let upToTp = 0;
+      code = grow(code, n + nk);
+      det = grow(det, n + nk);
+      // up to the last TP that takes part
+      let u = n;
+      let end = n;
       for (let j = 0; j < nk; j++) {
-        if (rank[j]! >= maxDet) continue;
         const c = codes[base + j]!;
-        if (c === IGN) continue;
-        n++;
-        if (c === TP) upToTp = n;
-      }
-      start[mi * AT + q + 1] = start[mi * AT + q]! + upToTp;
-    }
-  }
-  const code = new Int32Array(start[M * AT]!);
-  const det = new Int32Array(start[M * AT]!);
-  for (let mi = 0; mi < M; mi++) {
-    const maxDet = ev.maxDets[mi]!;
-    for (let q = 0; q < AT; q++) {
-      const base = q * nk;
-      const end = start[mi * AT + q + 1]!;
-      let u = start[mi * AT + q]!;
-      for (let j = 0; j < nk && u < end; j++) {
-        if (rank[j]! >= maxDet) continue;
-        const c = codes[base + j]!;
-        if (c === IGN) continue;
-        code[u] = ev.img[off + j]! * 4 + ev.tieNext[off + j]! * 2 + (c === TP ? 1 : 0);
+        if (c === IGN || rank[j]! >= maxDet) continue;
+        code[u] = key[j]! + c; // TP = 1, FP = 0
         det[u++] = j;
+        if (c === TP) end = u;
       }
+      n = end;
+      start[mi * AT + q + 1] = n;
     }
   }
-  return { start, code, det };
+  return { start, code: code.subarray(0, n), det: det.subarray(0, n) };
 }
 
 /** Keeps every category's MatchLists on `ev`, for many accumulates (a bootstrap); returns ev. */
@@ -482,28 +474,30 @@ export function evaluateImages(gt: GroundTruth, dt: Detections, p: EvalParams, i
     catNames: gt.catNames.slice(),
     counts: [T, R, K, A, M],
     catStart,
-    img: outImg.slice(0, nOut),
-    rank: outRank.slice(0, nOut),
-    score: outScore.slice(0, nOut),
-    codes: outCodes.slice(0, nOut * AT),
+    img: outImg.subarray(0, nOut),
+    rank: outRank.subarray(0, nOut),
+    score: outScore.subarray(0, nOut),
+    codes: outCodes.subarray(0, nOut * AT),
     tieNext,
     npig,
   };
 }
 
 /** Image multiplicities as an Int32Array (all 1 when absent); errors name the bad entry. */
-function imageWeights(ev: ImageEvaluation, weights: ArrayLike<number> | undefined): Int32Array {
+function imageWeights(ev: ImageEvaluation, weights: ArrayLike<number> | undefined): { W: Int32Array; ones: boolean } {
   const I = ev.imgIds.length;
   const W = new Int32Array(I).fill(1);
+  let ones = true;
   if (weights) {
     if (weights.length !== I) evalError(`weights: expected one per evaluated image (${I}), got ${weights.length}`);
     for (let i = 0; i < I; i++) {
       const w = weights[i]!;
       if (!(Number.isInteger(w) && w >= 0 && w < 2 ** 31)) evalError(`weights[${i}] must be a non-negative integer, got ${w}`);
       W[i] = w;
+      if (w !== 1) ones = false;
     }
   }
-  return W;
+  return { W, ones };
 }
 
 /** Where accumulateInto writes: the EvalResult layouts; scores may be left out. */
@@ -527,7 +521,11 @@ interface Accumulation {
  * Detections of one image with equal scores (a tie block) repeat as a block, in the order the
  * copies would sort.
  */
-function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, needR: Uint8Array, out: Accumulation): void {
+function accumulateInto(ev: ImageEvaluation, weights: { W: Int32Array; ones: boolean }, needP: Uint8Array, needR: Uint8Array, out: Accumulation): void {
+  const W = weights.W;
+  // one plain pass over the codes (pycocotools' accumulate), or the weighted scan of MatchLists
+  const direct = weights.ones && !ev.lists;
+  if (!direct) indexMatches(ev);
   const recThrs = ev.params.recThrs;
   const maxDets = ev.maxDets;
   const [T, R, K, A, M] = ev.counts;
@@ -560,7 +558,7 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
     const sscore = ev.score.subarray(off, off + nk);
     const tie = ev.tieNext.subarray(off, off + nk);
     const codes = ev.codes.subarray(off * AT, (off + nk) * AT);
-    let lists: MatchLists | null = null;
+    const lists = direct ? null : ev.lists![k]!;
     for (let mi = 0; mi < M; mi++) {
       const maxDet = maxDets[mi]!;
       // does any counted image have a detection taking part, and which is the first
@@ -590,59 +588,70 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
           }
           continue;
         }
-        lists ??= ev.lists?.[k] ?? matchLists(ev, k);
-        const code = lists.code;
-        const det = lists.det;
         for (let t = 0; t < T; t++) {
           // precision only rises at true positives, and recall only changes there: keep
           // tp / (fp + tp + eps) at the last of each run of equal true positives; the envelope
-          // and searchsorted need nothing else
+          // and searchsorted need nothing else. runPos: the run's last TP as its list position
+          // u, or -(j + 1) for detection j.
           const base = (a * T + t) * nk;
-          // runPos: the run's last TP as its list position u, or -(j + 1) inside a repeated tie block
-          const slice = (mi * A + a) * T + t;
-          const u1 = lists.start[slice + 1]!;
           let tp = 0;
           let fp = 0;
           let nRun = 0;
-          for (let u = lists.start[slice]!; u < u1; ) {
-            const x = code[u]!;
-            const w = W[x >> 2]!;
-            if (w === 0) {
-              u++;
-              continue;
+          if (lists === null) {
+            for (let j = 0; j < nk; j++) {
+              if (srank[j]! >= maxDet) continue;
+              const c = codes[base + j]!;
+              if (c === TP) {
+                tp++;
+                runPr[nRun] = tp / (fp + tp + SPACING_1);
+                runEnd[nRun] = tp;
+                runPos[nRun++] = -(j + 1);
+              } else if (c === FP) fp++;
             }
-            if (w > 1 && (x & 2) !== 0) {
-              // a tie block (same image, same score; ranks rise inside it, so maxDet cuts its
-              // tail): its copies follow one another, each in the block's order
-              const j = det[u]!;
-              let e = j + 1;
-              while (e < nk && tie[e - 1] === 1 && srank[e]! < maxDet) e++;
-              if (nRun + (e - j) * w > runPr.length) {
-                runPr = grow(runPr, nRun + (e - j) * w);
-                runEnd = grow(runEnd, nRun + (e - j) * w);
-                runPos = grow(runPos, nRun + (e - j) * w);
+          } else {
+            const { code, det } = lists;
+            const slice = (mi * A + a) * T + t;
+            const u1 = lists.start[slice + 1]!;
+            for (let u = lists.start[slice]!; u < u1; ) {
+              const x = code[u]!;
+              const w = W[x >> 2]!;
+              if (w === 0) {
+                u++;
+                continue;
               }
-              for (let copy = 0; copy < w; copy++) {
-                for (let v = j; v < e; v++) {
-                  const c = codes[base + v]!;
-                  if (c === TP) {
-                    tp++;
-                    runPr[nRun] = tp / (fp + tp + SPACING_1);
-                    runEnd[nRun] = tp;
-                    runPos[nRun++] = -(v + 1);
-                  } else if (c === FP) fp++;
+              if (w > 1 && (x & 2) !== 0) {
+                // a tie block (same image, same score; ranks rise inside it, so maxDet cuts its
+                // tail): its copies follow one another, each in the block's order
+                const j = det[u]!;
+                let e = j + 1;
+                while (e < nk && tie[e - 1] === 1 && srank[e]! < maxDet) e++;
+                if (nRun + (e - j) * w > runPr.length) {
+                  runPr = grow(runPr, nRun + (e - j) * w);
+                  runEnd = grow(runEnd, nRun + (e - j) * w);
+                  runPos = grow(runPos, nRun + (e - j) * w);
                 }
+                for (let copy = 0; copy < w; copy++) {
+                  for (let v = j; v < e; v++) {
+                    const c = codes[base + v]!;
+                    if (c === TP) {
+                      tp++;
+                      runPr[nRun] = tp / (fp + tp + SPACING_1);
+                      runEnd[nRun] = tp;
+                      runPos[nRun++] = -(v + 1);
+                    } else if (c === FP) fp++;
+                  }
+                }
+                while (u < u1 && det[u]! < e) u++;
+                continue;
               }
-              while (u < u1 && det[u]! < e) u++;
-              continue;
+              if (x & 1) {
+                tp += w;
+                runPr[nRun] = tp / (fp + tp + SPACING_1);
+                runEnd[nRun] = tp;
+                runPos[nRun++] = u;
+              } else fp += w;
+              u++;
             }
-            if (x & 1) {
-              tp += w;
-              runPr[nRun] = tp / (fp + tp + SPACING_1);
-              runEnd[nRun] = tp;
-              runPos[nRun++] = u;
-            } else fp += w;
-            u++;
           }
           if (wantR) recall[((t * K + k) * A + a) * M + mi] = nd ? tp / np_ : 0;
           if (!wantP) continue;
@@ -667,7 +676,7 @@ function accumulateInto(ev: ImageEvaluation, W: Int32Array, needP: Uint8Array, n
                 pr = runPr[u]!;
                 if (scores) {
                   const pos = runPos[u]!;
-                  sc = sscore[pos >= 0 ? det[pos]! : -pos - 1]!;
+                  sc = sscore[pos >= 0 ? lists!.det[pos]! : -pos - 1]!;
                 }
               }
             }
