@@ -21,12 +21,21 @@ export {
   type WeightsFormat,
 } from './weights/index.js';
 export {
+  bootstrap,
   CocoEvaluator,
   evaluate,
   evaluateFiles,
   formatSummary,
+  modelOf,
+  pairOf,
+  predictionsToResults,
   STAT_NAMES,
+  type BootstrapModel,
+  type BootstrapOptions,
+  type BootstrapResult,
   type CategoryStats,
+  type ModelSpread,
+  type PairSpread,
   type EvalOptions,
   type EvalResult,
   type IouType,
@@ -81,4 +90,6 @@ export {
   type TeacherSpec,
 } from './distill/index.js';
 export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { bootstrapRun, evalPaths, readDetections } from './train/eval-cache.js';
+export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Comparison, type SummaryInput, type SummaryRow } from './report/summary.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';

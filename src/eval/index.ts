@@ -10,6 +10,9 @@
  *
  *   const r2 = evaluateFiles('instances_val.json', 'results.json', { iouType: 'segm' });
  *
+ *   const b = bootstrap(gtJson, [{ name: 'a', detections: resultsA }, { name: 'b', detections: resultsB }]);
+ *   pairOf(b, 'a', 'b');                                               // AP(a) - AP(b), 95% interval
+ *
  * JSON files are read with JSON.parse (up to V8's string limit, ~512 MiB; larger files get a
  * clear error).
  */
@@ -23,6 +26,8 @@ import { toCompressed } from '../coco/mask.js';
 
 export { runEval, formatSummary, summarizeStats, STAT_NAMES, defaultParams, linspace, GroundTruth, Detections };
 export type { EvalResult, CategoryStats, EvalParams, IouType, CocoDataset, CocoDetection };
+export { accumulate, accumulateStats, evaluateImages, indexMatches, type ImageEvaluation } from './cocoeval.js';
+export { bootstrap, modelOf, pairOf, type BootstrapModel, type BootstrapOptions, type BootstrapResult, type ModelSpread, type PairSpread } from './bootstrap.js';
 export type { CocoAnnotation, CocoCategory, CocoImage } from './store.js';
 
 export interface EvalOptions {
@@ -78,6 +83,44 @@ export interface Summary {
   result: EvalResult;
 }
 
+/**
+ * One image's predictions in the detector's columnar form as COCO results records (what a
+ * results file holds; xyxy boxes become [x, y, w, h]).
+ */
+export function predictionsToResults(imageId: number, pred: Predictions, options: PredictionOptions = {}): CocoDetection[] {
+  const n = pred.scores.length;
+  if (pred.boxes.length !== 4 * n) evalError(`addPredictions(${imageId}): boxes has ${pred.boxes.length} numbers, expected 4 * ${n}`);
+  if (pred.labels.length !== n) evalError(`addPredictions(${imageId}): labels has ${pred.labels.length} entries, expected ${n}`);
+  if (pred.masks && pred.masks.length !== n) evalError(`addPredictions(${imageId}): masks has ${pred.masks.length} entries, expected ${n}`);
+  const xyxy = (options.boxFormat ?? 'xyxy') === 'xyxy';
+  const map = options.categoryIds;
+  const batch: CocoDetection[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = pred.boxes[4 * i]!;
+    const y = pred.boxes[4 * i + 1]!;
+    const c = pred.boxes[4 * i + 2]!;
+    const d = pred.boxes[4 * i + 3]!;
+    const label = pred.labels[i]!;
+    let cat = label;
+    if (map) {
+      if (!(label >= 0 && label < map.length && Number.isInteger(label))) {
+        evalError(`addPredictions(${imageId}): labels[${i}] = ${label} is outside categoryIds (length ${map.length})`);
+      }
+      cat = map[label]!;
+    }
+    const det: CocoDetection = {
+      image_id: imageId,
+      category_id: cat,
+      score: pred.scores[i]!,
+      bbox: xyxy ? [x, y, c - x, d - y] : [x, y, c, d],
+    };
+    const m = pred.masks?.[i];
+    if (m) det.segmentation = 'size' in m ? m : toCompressed(m);
+    batch[i] = det;
+  }
+  return batch;
+}
+
 /** Incremental COCO evaluator: add detections batch by batch, then summarize (repeatable). */
 export class CocoEvaluator {
   readonly gt: GroundTruth;
@@ -107,37 +150,7 @@ export class CocoEvaluator {
 
   /** Adds one image's predictions in the detector's columnar form. */
   addPredictions(imageId: number, pred: Predictions, options: PredictionOptions = {}): void {
-    const n = pred.scores.length;
-    if (pred.boxes.length !== 4 * n) evalError(`addPredictions(${imageId}): boxes has ${pred.boxes.length} numbers, expected 4 * ${n}`);
-    if (pred.labels.length !== n) evalError(`addPredictions(${imageId}): labels has ${pred.labels.length} entries, expected ${n}`);
-    if (pred.masks && pred.masks.length !== n) evalError(`addPredictions(${imageId}): masks has ${pred.masks.length} entries, expected ${n}`);
-    const xyxy = (options.boxFormat ?? 'xyxy') === 'xyxy';
-    const map = options.categoryIds;
-    const batch: CocoDetection[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      const x = pred.boxes[4 * i]!;
-      const y = pred.boxes[4 * i + 1]!;
-      const c = pred.boxes[4 * i + 2]!;
-      const d = pred.boxes[4 * i + 3]!;
-      const label = pred.labels[i]!;
-      let cat = label;
-      if (map) {
-        if (!(label >= 0 && label < map.length && Number.isInteger(label))) {
-          evalError(`addPredictions(${imageId}): labels[${i}] = ${label} is outside categoryIds (length ${map.length})`);
-        }
-        cat = map[label]!;
-      }
-      const det: CocoDetection = {
-        image_id: imageId,
-        category_id: cat,
-        score: pred.scores[i]!,
-        bbox: xyxy ? [x, y, c - x, d - y] : [x, y, c, d],
-      };
-      const m = pred.masks?.[i];
-      if (m) det.segmentation = 'size' in m ? m : toCompressed(m);
-      batch[i] = det;
-    }
-    this.dets.add(batch, `predictions of image ${imageId}`);
+    this.dets.add(predictionsToResults(imageId, pred, options), `predictions of image ${imageId}`);
   }
 
   /** Drops all detections (e.g. before the next validation pass). */

@@ -8,7 +8,7 @@ import { CocoDataset } from '../data/coco.js';
 import { DataLoader } from '../data/loader.js';
 import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
-import { CocoEvaluator, readJsonFile, type Summary } from '../eval/index.js';
+import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
 import { setSeed } from '../runtime.js';
 import { detectorInputs } from './inputs.js';
 
@@ -73,25 +73,29 @@ export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
   return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
 }
 
-/** COCO bbox evaluation of a detector on the validation split. */
-export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary> {
+/** COCO bbox evaluation of a detector on the validation split, with its detections (COCO results records). */
+export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[] }> {
   const gt = readJsonFile(splits.val.annotationFile);
   const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
   const loader = evalLoader(splits.val, config.evaluation.batchSize);
   const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
   let done = 0;
+  const detections: CocoDetection[] = [];
   try {
     await det.eval();
     for await (const batch of loader.epoch()) {
       const { images } = detectorInputs(batch);
       const dets = await det.predict(images);
       dets.forEach((d, i) => {
-        evaluator.addPredictions(batch.imageIds[i] as number, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds: splits.categoryIds });
+        const imageId = batch.imageIds[i] as number;
+        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds: splits.categoryIds });
+        evaluator.addDetections(recs, `predictions of image ${imageId}`);
+        for (const r of recs) detections.push(r);
       });
       onBatch?.(++done, total);
     }
   } finally {
     await loader.close();
   }
-  return evaluator.summarize();
+  return { ...evaluator.summarize(), detections };
 }

@@ -21,6 +21,7 @@ import { blasWarning, checkDevice, setThreads } from '../runtime.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type StageState, trainDetectionStage } from './detection.js';
+import { evalPaths, writeDetections } from './eval-cache.js';
 import type { TrainEvent } from './loop.js';
 import { MetricsLog } from './metrics.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from './models.js';
@@ -152,16 +153,18 @@ export class Run {
     return out;
   }
 
+  /** Evaluates a model on val unless eval/<name>.json holds its stats for these weights; keeps its detections too (eval-cache.ts). */
   async evaluate(name: string, det: Detector, splits: Splits, role: ModelResult['role'], weights: string): Promise<ModelResult> {
-    const cache = this.path('eval', `${name}.json`);
-    if (existsSync(cache)) {
-      const r = JSON.parse(readFileSync(cache, 'utf8')) as ModelResult;
+    const cache = evalPaths(this.config.output, name);
+    if (existsSync(cache.stats) && existsSync(cache.detections)) {
+      const r = JSON.parse(readFileSync(cache.stats, 'utf8')) as ModelResult;
       if (r.weights === weights) return r;
     }
     const s = await evaluateModel(det, splits, this.config);
     const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights };
     await mkdir(this.path('eval'), { recursive: true });
-    await writeFileAtomic(cache, [Buffer.from(JSON.stringify(r))]);
+    await writeDetections(cache.detections, s.detections);
+    await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
     this.event({ type: 'evaluated', model: name, stats: s.stats });
     this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}`);
     return r;
