@@ -28,8 +28,13 @@ export interface TeacherSpec {
 }
 
 export interface DistillStepOptions {
-  /** Over teachers: "sum" (default) or "mean" of their losses. */
-  ensemble?: 'sum' | 'mean';
+  /**
+   * Several teachers: "sum" (default) or "mean" of their separate losses, or "maps": every
+   * teacher's maps aligned onto the first teacher's grid and averaged, and the student distils
+   * from that one mean map through the first teacher's distiller (the paper's ensemble
+   * baseline; the total distillation weight is one teacher's; loss names as for one teacher).
+   */
+  ensemble?: 'sum' | 'mean' | 'maps';
   /** Multiplies the student's detection losses (default 1). */
   detectionWeight?: number;
   optimizer?: OptimizerOptions;
