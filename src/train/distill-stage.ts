@@ -15,6 +15,7 @@ import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
 
 export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> {
@@ -27,6 +28,17 @@ export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> 
 /** Above this distillation/detection loss ratio a stage warns that distillation swamps detection. */
 export const RATIO_WARNING = 10;
 
+/** Steps at the start of a distillation stage over which its distillation/detection ratio is logged. */
+export const RATIO_WINDOW = 10;
+
+function ratioOf(distill: number, det: number): number {
+  return det > 0 ? distill / det : distill > 0 ? Infinity : 0;
+}
+
+function fmtRatio(r: number): string {
+  return Number.isFinite(r) ? r.toFixed(2) : 'inf';
+}
+
 /** Sum of the "distill." terms over the sum of the detection terms of one step's losses. */
 export function distillRatio(losses: Record<string, number>): number {
   let distill = 0;
@@ -35,7 +47,7 @@ export function distillRatio(losses: Record<string, number>): number {
     if (k.startsWith('distill.')) distill += v;
     else det += v;
   }
-  return det > 0 ? distill / det : distill > 0 ? Infinity : 0;
+  return ratioOf(distill, det);
 }
 
 function ratioWarning(stage: string, ratio: number, weight: number): string {
@@ -93,14 +105,23 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   );
-  // The distillation/detection ratio: logged at the stage's first step, smoothed in the
-  // progress lines, a warning (once per stage) when it passes RATIO_WARNING.
-  let first = true;
+  // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
+  // (over those steps, and at its first step, where a new adapter is still random), smoothed in
+  // every progress line, and a warning (once per stage) when distillation swamps detection.
+  const log = o.log ?? (() => undefined);
+  const total = totalIterations(schedule, o.splits.train.length, config.data.batchSize);
+  const left = total - (resuming && state ? state.iter : 0);
+  const window = { size: Math.max(1, Math.min(RATIO_WINDOW, left)), steps: 0, distill: 0, det: 0, first: NaN, done: false };
   let warned = false;
   let emaDistill: number | null = null;
   let emaDet: number | null = null;
-  const log = o.log ?? (() => undefined);
-  const progressNote = (losses: Record<string, number>): string => {
+  const warnIf = (ratio: number) => {
+    if (ratio > RATIO_WARNING && !warned) {
+      warned = true;
+      log(ratioWarning(o.stage, ratio, config.distill.weight));
+    }
+  };
+  const onLosses = (losses: Record<string, number>) => {
     let d = 0;
     let det = 0;
     for (const [k, v] of Object.entries(losses)) {
@@ -109,31 +130,32 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
     }
     emaDistill = emaDistill === null ? d : 0.9 * emaDistill + 0.1 * d;
     emaDet = emaDet === null ? det : 0.9 * emaDet + 0.1 * det;
-    const ratio = emaDet > 0 ? emaDistill / emaDet : Infinity;
-    if (ratio > RATIO_WARNING && !warned) {
-      warned = true;
-      log(ratioWarning(o.stage, ratio, config.distill.weight));
+    if (window.done) {
+      warnIf(ratioOf(emaDistill, emaDet));
+      return;
     }
-    return `distill/det ${Number.isFinite(ratio) ? ratio.toFixed(2) : 'inf'}`;
+    if (window.steps === 0) window.first = ratioOf(d, det);
+    window.steps++;
+    window.distill += d;
+    window.det += det;
+    if (window.steps >= window.size) {
+      window.done = true;
+      const ratio = ratioOf(window.distill, window.det);
+      const when = resuming && state ? `the ${window.steps} step${window.steps === 1 ? '' : 's'} after step ${state.iter}` : `the first ${window.steps} step${window.steps === 1 ? '' : 's'}`;
+      log(`${o.stage}: distillation/detection loss ratio ${fmtRatio(ratio)} over ${when} (${fmtRatio(window.first)} at the first; ${config.distill.loss}, weight ${config.distill.weight})`);
+      warnIf(ratio);
+    }
   };
   return runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
     optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
-    progressNote,
+    progressNote: () => `distill/det ${fmtRatio(ratioOf(emaDistill ?? 0, emaDet ?? 0))}`,
     step: async (images, targets, lr) => {
       session.setLr(lr);
       const losses = (await session.step({ images, targets })).losses;
-      if (first) {
-        first = false;
-        const ratio = distillRatio(losses);
-        log(`${o.stage}: distillation/detection loss ratio ${ratio.toFixed(2)} at the start (${config.distill.loss}, weight ${config.distill.weight})`);
-        if (ratio > RATIO_WARNING) {
-          warned = true;
-          log(ratioWarning(o.stage, ratio, config.distill.weight));
-        }
-      }
+      onLosses(losses);
       return losses;
     },
     weights: async () => {
