@@ -106,7 +106,7 @@ export function formatRunSummary(report: TrainReport): string {
   const methods: [Method, (r: ModelResult) => string][] = [
     ['longer', () => `student trained longer${budget}`],
     ['direct', (r) => `direct distillation from ${r.teachers?.[0] ?? report.order.at(-1) ?? '?'}${budget}`],
-    ['ensemble', (r) => `mean of the maps of ${(r.teachers ?? report.order).join(' + ')}${budget}`],
+    ['ensemble', (r) => `mean of the maps of ${report.order.filter((t) => !r.teachers || r.teachers.includes(t)).join(' + ')}${budget}`],
     ['mtpd', () => `progressive: ${report.order.join(' -> ')}`],
   ];
   for (const [method, what] of methods) {
