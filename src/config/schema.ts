@@ -122,7 +122,11 @@ export const configSchema = z.strictObject({
   data: dataSchema,
   student: studentSchema,
   teachers: z.array(modelSchema).min(1),
-  schedule: scheduleSchema.prefault({}).describe('default schedule of every training and distillation stage'),
+  schedule: scheduleSchema
+    .prefault({})
+    .describe(
+      "one stage's schedule: every progressive distillation stage (its LR restarting), every model trained here without its own train; each baseline (longer, direct, ensemble) runs k of them (k = the teachers in the order) as ONE continuous schedule",
+    ),
   distill: distillLossSchema.prefault({}),
   order: z
     .strictObject({
@@ -136,7 +140,12 @@ export const configSchema = z.strictObject({
   evaluation: z
     .strictObject({ scoreThresh: z.number().min(0).max(1).default(0.05), detectionsPerImage: positiveInt.default(100), batchSize: positiveInt.default(8) })
     .prefault({}),
-  baselines: z.array(z.enum(['longer', 'direct', 'ensemble'])).default(['longer', 'direct', 'ensemble']),
+  baselines: z
+    .array(z.enum(['longer', 'direct', 'ensemble']))
+    .default(['longer', 'direct', 'ensemble'])
+    .describe(
+      "the paper's baselines, each one schedule of the curriculum's whole budget from the off-the-shelf student: longer (detection alone), direct (distillation from the strongest teacher), ensemble (the mean of the order's teachers' aligned maps, one distiller)",
+    ),
 });
 
 export type Config = z.output<typeof configSchema>;
