@@ -1,8 +1,10 @@
+import { join } from 'node:path';
 import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
 import { buildModel } from '../../src/train/models.js';
 import { formatStudentSetup, resolveStudentSetup } from '../../src/train/student-setup.js';
-import { haveAddon } from '../helpers.js';
+import { loadSafetensors } from '../../src/weights/safetensors.js';
+import { haveAddon, tempDir } from '../helpers.js';
 
 const cfg = (student: Record<string, unknown>) =>
   parseConfig({ data: { root: 'x', minSize: 64, maxSize: 80 }, student: { name: 's', arch: 'retinanet_resnet18_fpn', widthMult: 0.125, ...student }, teachers: [{ name: 't', arch: 'retinanet_resnet18_fpn' }] });
@@ -49,4 +51,24 @@ t.test('the student is built with its setup: norm layer and trainable parameters
   const c = cfg({});
   const teacher = await buildModel(c.teachers[0] as never, c, 3, { loadWeights: false });
   t.match(JSON.parse(teacher.info().config), { norm_layer: 'bn', trainable_layers: 5 });
+});
+
+t.test('a pretrained (frozen-BatchNorm) checkpoint loads into a student with trainable BatchNorm, and back', async (t) => {
+  if (!haveAddon(t)) return;
+  const dir = tempDir(t);
+  const frozen = cfg({ norm: 'frozen_bn', trainableLayers: 3 });
+  const a = await buildModel(frozen.student, frozen, 3, { loadWeights: false, seed: 1 });
+  const file = join(dir, 'pretrained.safetensors');
+  await a.saveWeights(file);
+  const names = [...(await loadSafetensors(file)).tensors.keys()];
+  t.notOk(names.some((n) => n.endsWith('num_batches_tracked')), 'a FrozenBatchNorm checkpoint has no step counters');
+  const bn = cfg({ weights: file, norm: 'bn', trainableLayers: 5 });
+  const b = await buildModel(bn.student, bn, 3);
+  const sd = await b.stateDict();
+  t.equal(Number((sd.get('backbone.body.bn1.num_batches_tracked')?.data as BigInt64Array)[0]), 0, 'the counter starts at 0');
+  t.same(Array.from(sd.get('backbone.body.bn1.running_var')?.data as Float32Array), Array.from((await a.stateDict()).get('backbone.body.bn1.running_var')?.data as Float32Array), 'statistics loaded');
+  const back = join(dir, 'bn.safetensors');
+  await b.saveWeights(back);
+  const c = await buildModel({ ...frozen.student, weights: back }, frozen, 3);
+  t.ok(c, 'a BatchNorm checkpoint (with counters) loads into FrozenBatchNorm');
 });
