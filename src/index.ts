@@ -48,7 +48,7 @@ export { computeCostMatrix, type CostMatrix, type CostMatrixOptions, type Featur
 export { fitLinearMap, type LinearFitOptions, type LinearFitResult } from './order/linear-fit.js';
 export { readCostTable, parseCostTable } from './order/costs-file.js';
 export { loadConfig, parseConfig, applyOverrides } from './config/load.js';
-export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule } from './config/schema.js';
+export { configSchema, configJsonSchema, type Config, type ConfigInput, type ModelConfig, type Schedule, type StudentConfig } from './config/schema.js';
 export {
   createDetector,
   Detector,
@@ -92,4 +92,9 @@ export {
 export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
 export { bootstrapRun, evalPaths, readDetections } from './train/eval-cache.js';
 export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Comparison, type SummaryInput, type SummaryRow } from './report/summary.js';
+export { curriculumStages, runCurriculum, type Method, type StagePlan, type StageRunner } from './train/curriculum.js';
+export { baselineStage, budgetSchedule, runBaseline, BASELINES } from './train/baselines.js';
+export { formatOrders, orderStages, runOrders, type OrderRow, type OrdersOptions, type OrdersReport } from './train/orders.js';
+export { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './train/student-setup.js';
+export { stageSeed } from './train/stage-seed.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/errors.h"
 
@@ -69,8 +70,17 @@ LoadReport load_state_dict(torch::nn::Module& module, const NamedTensors& tensor
     }
     return false;
   };
+  // A BatchNorm's step counter may be absent, as PyTorch's BatchNorm accepts (it then counts
+  // from 0): checkpoints of FrozenBatchNorm2d models (torchvision's pretrained detectors) load
+  // into a model with trainable BatchNorm.
+  std::unordered_set<std::string> bn_counters;
+  for (const auto& item : module.named_modules("", /*include_self=*/true)) {
+    if (dynamic_cast<const torch::nn::BatchNorm2dImpl*>(item.value().get()) != nullptr) {
+      bn_counters.insert(item.key().empty() ? "num_batches_tracked" : item.key() + ".num_batches_tracked");
+    }
+  }
   auto ignorable = [&](const std::string& key) { return asks(key, &StateDictFilter::ignorable_key); };
-  auto optional = [&](const std::string& key) { return asks(key, &StateDictFilter::optional_key); };
+  auto optional = [&](const std::string& key) { return bn_counters.count(key) > 0 || asks(key, &StateDictFilter::optional_key); };
 
   std::unordered_map<std::string, const at::Tensor*> given;
   for (const auto& [k, v] : tensors) {

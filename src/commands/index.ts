@@ -9,9 +9,10 @@ import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
+import { ordersCommand } from './orders.js';
 import { planCommand } from './plan.js';
 import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand, ordersCommand];

@@ -20,7 +20,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option('quiet', { type: 'boolean', default: false, describe: 'no progress output' }),
   handler: async (argv) => {
     const { loadConfig } = await import('../config/load.js');
-    const { train, formatResults } = await import('../train/pipeline.js');
+    const { train, formatResults, formatRunSummary } = await import('../train/pipeline.js');
     const { config } = await loadConfig(argv.config, argv.set);
     const ac = new AbortController();
     const stop = () => {
@@ -30,7 +30,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     };
     process.once('SIGINT', stop);
     const report = await train(config, { signal: ac.signal, resume: argv.resume, quiet: argv.quiet, ...(argv.baseline ? { only: argv.baseline } : {}) });
-    process.stdout.write(`\nteacher order: ${report.order.join(' -> ')}\n${formatResults(report.results)}\n\nrun folder: ${report.output}\n`);
+    process.stdout.write(`\nteacher order: ${report.order.join(' -> ')}\n\n${formatRunSummary(report)}\n\nevery model:\n${formatResults(report.results)}\n\nrun folder: ${report.output}\n`);
     if (report.aborted) {
       process.stderr.write('mtpd: stopped before the end; continue with --resume\n');
       process.exitCode = 130;

@@ -27,7 +27,7 @@ export function templateConfig(): ConfigInput {
       { name: 'swin_t', arch: 'retinanet_swin_t_fpn', weights: 'weights/retinanet_swin_t_fpn_3x.safetensors' },
     ],
     schedule: { epochs: 12, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4, warmupIterations: 500, policy: 'step', milestones: [8 / 12, 11 / 12] },
-    distill: { loss: 'mse', weight: 1 },
+    distill: { loss: 'pkd', weight: 1 },
     order: { method: 'bgs', k: 2 },
   };
 }

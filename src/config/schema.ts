@@ -31,12 +31,36 @@ export const modelSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names use letters, digits, _ . -').describe('unique name of this model in the run'),
   arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn'),
   widthMult: z.number().positive().max(4).default(1).describe('channel multiplier (same parameter names, narrower tensors)'),
-  weights: z.string().nullable().default(null).describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch, with trainable BatchNorm)'),
+  weights: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch; a teacher with trainable BatchNorm and every stage trainable, the student as student.norm / student.trainableLayers say)'),
   weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
   minSize: positiveInt.optional().describe("this model's input resolution (shorter side); default: data.minSize"),
   maxSize: positiveInt.optional(),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('extra detector options (torchvision keyword names)'),
   train: scheduleSchema.optional().describe('schedule used when the model is trained here (default: the top-level schedule)'),
+});
+
+/**
+ * The student: a model plus its training setup (norm layer, trainable backbone stages), one
+ * choice used in every stage it goes through (off-the-shelf training, every progressive stage,
+ * every baseline, every order of `mtpd orders`).
+ */
+export const studentSchema = modelSchema.extend({
+  norm: z
+    .enum(['auto', 'bn', 'frozen_bn'])
+    .default('auto')
+    .describe(
+      "the student's backbone norm layer in every stage it trains in (torchvision's norm_layer): bn = BatchNorm2d whose statistics and affine parameters train, frozen_bn = FrozenBatchNorm2d (fixed statistics and affine, as torchvision with pretrained backbones); auto = bn when the student is trained from scratch here (weights null), frozen_bn when it starts from given weights",
+    ),
+  trainableLayers: z
+    .union([z.literal('auto'), z.number().int().min(0).max(5)])
+    .default('auto')
+    .describe(
+      "backbone stages of the student that train, counted from the top (torchvision's trainable_backbone_layers: 5 = all, ResNet conv1+layer1..4; 3 = layer2..4; 0 = none, only FPN and head train), in every stage it trains in; auto = 5 when the student is trained from scratch here (weights null), 3 when it starts from given weights",
+    ),
 });
 
 export const splitSchema = z.strictObject({
@@ -62,8 +86,19 @@ export const dataSchema = z.strictObject({
 });
 
 export const distillLossSchema = z.strictObject({
-  loss: z.enum(['mse', 'cwd', 'fgd', 'mgd', 'pkd']).default('mse'),
-  weight: z.number().min(0).default(1).describe('lambda: weight of the distillation loss against the detection losses'),
+  loss: z
+    .enum(['mse', 'cwd', 'fgd', 'mgd', 'pkd'])
+    .default('pkd')
+    .describe(
+      'distillation loss on the FPN maps, one term per level: pkd (default) = MSE of per-channel standardized maps, i.e. 1 - Pearson correlation per level, scale-free whatever the two models\' feature magnitudes (mmrazor PKDLoss); mse = the paper\'s plain feature matching, whose size follows the teacher\'s feature scale (can be 100x the detection loss at weight 1); cwd, fgd, mgd as their papers',
+    ),
+  weight: z
+    .number()
+    .min(0)
+    .default(1)
+    .describe(
+      "lambda: weight of the distillation loss against the detection losses (pkd's default 1 is mmrazor's loss_weight; every distillation stage logs the distillation/detection loss ratio and warns above 10x)",
+    ),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('loss hyperparameters (method.md names: tau, temp, alpha, beta, ...)'),
   levels: z.array(z.string()).optional().describe('feature taps to distill (default: every level the student and teacher share)'),
 });
@@ -85,9 +120,13 @@ export const configSchema = z.strictObject({
   threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
   seed: z.number().int().min(0).default(0),
   data: dataSchema,
-  student: modelSchema,
+  student: studentSchema,
   teachers: z.array(modelSchema).min(1),
-  schedule: scheduleSchema.prefault({}).describe('default schedule of every training and distillation stage'),
+  schedule: scheduleSchema
+    .prefault({})
+    .describe(
+      "one stage's schedule: every progressive distillation stage (its LR restarting), every model trained here without its own train; each baseline (longer, direct, ensemble) runs k of them (k = the teachers in the order) as ONE continuous schedule",
+    ),
   distill: distillLossSchema.prefault({}),
   order: z
     .strictObject({
@@ -101,12 +140,18 @@ export const configSchema = z.strictObject({
   evaluation: z
     .strictObject({ scoreThresh: z.number().min(0).max(1).default(0.05), detectionsPerImage: positiveInt.default(100), batchSize: positiveInt.default(8) })
     .prefault({}),
-  baselines: z.array(z.enum(['longer', 'direct', 'ensemble'])).default(['longer', 'direct', 'ensemble']),
+  baselines: z
+    .array(z.enum(['longer', 'direct', 'ensemble']))
+    .default(['longer', 'direct', 'ensemble'])
+    .describe(
+      "the paper's baselines, each one schedule of the curriculum's whole budget from the off-the-shelf student: longer (detection alone), direct (distillation from the strongest teacher), ensemble (the mean of the order's teachers' aligned maps, one distiller)",
+    ),
 });
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type ModelConfig = z.output<typeof modelSchema>;
+export type StudentConfig = z.output<typeof studentSchema>;
 export type Schedule = z.output<typeof scheduleSchema>;
 
 /** JSON Schema of the config file, for editors. */

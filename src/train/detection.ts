@@ -15,7 +15,7 @@ import { runStage, type StageResult, type TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
 import type { Splits } from './models.js';
 import { lrAt, totalIterations } from './schedule.js';
-import { rngState, setRngState } from '../runtime.js';
+import { rngState, setRngState, setSeed } from '../runtime.js';
 
 export interface StageState {
   stage: string;
@@ -37,6 +37,10 @@ export interface DetectionStageOptions {
   /** A checkpoint of this stage to continue from. */
   resume?: LoadedCheckpoint | null;
   quiet?: boolean;
+  /** The stage's seed (see stage-seed.ts): its data order and its default-generator stream. */
+  seed: number;
+  /** Where the stage's notes go (the distillation/detection loss ratio, warnings). */
+  log?: ((line: string) => void) | undefined;
 }
 
 /** The optimizer a stage's schedule asks for. */
@@ -56,11 +60,12 @@ export function checkpointName(stage: string, iter: number): string {
   return `${stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`;
 }
 
-export function loaderFor(splits: Splits, config: Config, position?: LoaderPosition): DataLoader {
+/** The training loader of a stage: shuffled with the stage's own seed. */
+export function loaderFor(splits: Splits, config: Config, seed: number, position?: LoaderPosition): DataLoader {
   return new DataLoader(splits.train, {
     batchSize: config.data.batchSize,
     shuffle: true,
-    seed: config.seed,
+    seed,
     train: true,
     flipProb: config.data.flip,
     resize: 'none',
@@ -81,6 +86,10 @@ export interface LoaderStageSpec {
   onEvent?: ((e: TrainEvent) => void) | undefined;
   quiet?: boolean | undefined;
   tags?: Record<string, unknown>;
+  /** The stage's seed: the loader's data order. */
+  seed: number;
+  /** Extra text for the progress line after a step (e.g. the distillation/detection ratio). */
+  progressNote?: ((losses: Record<string, number>) => string | undefined) | undefined;
   /** The interrupted state of this stage, when resuming, and its checkpoint. */
   resumeState: StageState | null;
   resume?: LoadedCheckpoint | null | undefined;
@@ -109,7 +118,7 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
     if (o.resume.sets.includes('optimizer')) await o.optimizer.loadStateDict(await o.resume.weights('optimizer'));
     if (o.resume.sets.includes('rng')) setRngState(await o.resume.weights('rng'));
   }
-  const loader = loaderFor(o.splits, o.config, startIter > 0 ? o.resumeState?.loader : undefined);
+  const loader = loaderFor(o.splits, o.config, o.seed, startIter > 0 ? o.resumeState?.loader : undefined);
   let position: LoaderPosition = o.resumeState?.loader ?? loader.position();
   try {
     return await runStage({
@@ -134,6 +143,7 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       onEvent: o.onEvent,
       progress: { quiet: o.quiet ?? false },
       ...(o.tags ? { tags: o.tags } : {}),
+      ...(o.progressNote ? { progressNote: o.progressNote } : {}),
     });
   } finally {
     await loader.close();
@@ -142,6 +152,8 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
 
 export async function trainDetectionStage(o: DetectionStageOptions): Promise<StageResult> {
   const { det } = o;
+  // The stage's own generator stream (a resumed stage restores the saved one in runLoaderStage).
+  setSeed(o.seed);
   const state = (o.resume?.state ?? null) as StageState | null;
   const resumeState = o.resume && state?.stage === o.stage ? state : null;
   if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));

@@ -1,22 +1,58 @@
 /**
- * A distillation stage of the curriculum: the student learns from one teacher (MTPD) or several
- * at once (the ensemble baseline) for a full schedule, with its own adapters and loss-side
- * modules (new for every stage, dropped when the stage ends), one optimizer over the student and
- * the distillers, and checkpoints that carry both.
+ * A distillation stage: the student learns from one teacher (an MTPD stage, the direct
+ * baseline) or from the mean of several teachers' maps (the ensemble baseline) for a full
+ * schedule, with its own adapters and loss-side modules (new for every stage, dropped when the
+ * stage ends), one optimizer over the student and the distillers, and checkpoints that carry
+ * both. The ratio of the distillation to the detection loss is logged when the stage starts and
+ * shown in its progress lines, with a warning when distillation swamps detection (> 10x).
  */
 import type { Config } from '../config/schema.js';
 import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import { DistillSession } from '../distill/step.js';
 import { MtpdError } from '../errors.js';
+import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { totalIterations } from './schedule.js';
+import { stageSeed } from './stage-seed.js';
 
 export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> {
   student: Detector;
   teachers: { name: string; det: Detector }[];
-  ensemble?: 'sum' | 'mean';
+  /** Several teachers: 'maps' (the student matches the mean of the aligned teachers' maps, one distiller), 'sum' or 'mean' of per-teacher losses. */
+  ensemble?: 'sum' | 'mean' | 'maps';
+}
+
+/** Above this distillation/detection loss ratio a stage warns that distillation swamps detection. */
+export const RATIO_WARNING = 10;
+
+/** Steps at the start of a distillation stage over which its distillation/detection ratio is logged. */
+export const RATIO_WINDOW = 10;
+
+function ratioOf(distill: number, det: number): number {
+  return det > 0 ? distill / det : distill > 0 ? Infinity : 0;
+}
+
+function fmtRatio(r: number): string {
+  return Number.isFinite(r) ? r.toFixed(2) : 'inf';
+}
+
+/** Sum of the "distill." terms over the sum of the detection terms of one step's losses. */
+export function distillRatio(losses: Record<string, number>): number {
+  let distill = 0;
+  let det = 0;
+  for (const [k, v] of Object.entries(losses)) {
+    if (k.startsWith('distill.')) distill += v;
+    else det += v;
+  }
+  return ratioOf(distill, det);
+}
+
+function ratioWarning(stage: string, ratio: number, weight: number): string {
+  const suggest = Number.isFinite(ratio) && ratio > 0 ? ` (e.g. distill.weight ${(weight / ratio).toPrecision(2)} makes them equal)` : '';
+  return `warning: ${stage}: the distillation loss is ${ratio.toFixed(1)}x the detection loss; it will swamp the detection task. Lower distill.weight${suggest}, or use a scale-free loss (distill.loss pkd).`;
 }
 
 /** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
@@ -34,14 +70,17 @@ export function sharedLevels(student: Detector, teacher: Detector, config: Confi
 
 export async function trainDistillStage(o: DistillStageOptions): Promise<StageResult> {
   const { student, config, schedule } = o;
+  // The stage's own generator stream: adapter initialization and, through each distiller's own
+  // seed, MGD's masks (a resumed stage restores the saved generators and mask states).
+  setSeed(o.seed);
   const distillers: Distiller[] = [];
-  for (const t of o.teachers) {
+  for (const [i, t] of o.teachers.entries()) {
     distillers.push(
       await Distiller.create(
         {
           student_channels: student.featureChannels,
           teacher_channels: t.det.featureChannels,
-          seed: config.seed,
+          seed: stageSeed(o.seed, `distiller${i}`),
           taps: sharedLevels(student, t.det, config),
           losses: [{ type: config.distill.loss, weight: config.distill.weight, options: config.distill.options }],
         },
@@ -66,14 +105,58 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   );
+  // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
+  // (over those steps, and at its first step, where a new adapter is still random), smoothed in
+  // every progress line, and a warning (once per stage) when distillation swamps detection.
+  const log = o.log ?? (() => undefined);
+  const total = totalIterations(schedule, o.splits.train.length, config.data.batchSize);
+  const left = total - (resuming && state ? state.iter : 0);
+  const window = { size: Math.max(1, Math.min(RATIO_WINDOW, left)), steps: 0, distill: 0, det: 0, first: NaN, done: false };
+  let warned = false;
+  let emaDistill: number | null = null;
+  let emaDet: number | null = null;
+  const warnIf = (ratio: number) => {
+    if (ratio > RATIO_WARNING && !warned) {
+      warned = true;
+      log(ratioWarning(o.stage, ratio, config.distill.weight));
+    }
+  };
+  const onLosses = (losses: Record<string, number>) => {
+    let d = 0;
+    let det = 0;
+    for (const [k, v] of Object.entries(losses)) {
+      if (k.startsWith('distill.')) d += v;
+      else det += v;
+    }
+    emaDistill = emaDistill === null ? d : 0.9 * emaDistill + 0.1 * d;
+    emaDet = emaDet === null ? det : 0.9 * emaDet + 0.1 * det;
+    if (window.done) {
+      warnIf(ratioOf(emaDistill, emaDet));
+      return;
+    }
+    if (window.steps === 0) window.first = ratioOf(d, det);
+    window.steps++;
+    window.distill += d;
+    window.det += det;
+    if (window.steps >= window.size) {
+      window.done = true;
+      const ratio = ratioOf(window.distill, window.det);
+      const when = resuming && state ? `the ${window.steps} step${window.steps === 1 ? '' : 's'} after step ${state.iter}` : `the first ${window.steps} step${window.steps === 1 ? '' : 's'}`;
+      log(`${o.stage}: distillation/detection loss ratio ${fmtRatio(ratio)} over ${when} (${fmtRatio(window.first)} at the first; ${config.distill.loss}, weight ${config.distill.weight})`);
+      warnIf(ratio);
+    }
+  };
   return runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
     optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
+    progressNote: () => `distill/det ${fmtRatio(ratioOf(emaDistill ?? 0, emaDet ?? 0))}`,
     step: async (images, targets, lr) => {
       session.setLr(lr);
-      return (await session.step({ images, targets })).losses;
+      const losses = (await session.step({ images, targets })).losses;
+      onLosses(losses);
+      return losses;
     },
     weights: async () => {
       const weights: Record<string, StateDict> = { model: await student.stateDict() };

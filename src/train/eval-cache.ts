@@ -7,6 +7,7 @@
  * The detections let a report bootstrap any pair of models later without running them again.
  * Both files are written atomically, the detections first: the stats file marks both as done.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootstrap, type BootstrapOptions, type BootstrapResult } from '../eval/bootstrap.js';
@@ -19,9 +20,16 @@ export interface EvalPaths {
   detections: string;
 }
 
+/** A file name for a stage or model name: itself when it is safe, else a safe form plus a short hash (no two names share a file). */
+export function fileNameOf(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9_.+-]/g, '_');
+  return safe === name && !name.startsWith('.') ? name : `${safe.replace(/^\./, '_')}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
+}
+
 /** The cache files of model `name` in run folder `output`. */
 export function evalPaths(output: string, name: string): EvalPaths {
-  return { stats: join(output, 'eval', `${name}.json`), detections: join(output, 'eval', `${name}.detections.json`) };
+  const f = fileNameOf(name);
+  return { stats: join(output, 'eval', `${f}.json`), detections: join(output, 'eval', `${f}.detections.json`) };
 }
 
 /** Writes a COCO results array atomically, one detection per line. */

@@ -39,6 +39,8 @@ export interface StageSpec {
   progress?: { quiet?: boolean; stream?: NodeJS.WriteStream };
   /** Extra fields for every metrics record (e.g. {teacher: "x101"}). */
   tags?: Record<string, unknown>;
+  /** Extra text for the progress line, from the step's losses (e.g. "distill/det 1.2"). */
+  progressNote?: (losses: Losses) => string | undefined;
 }
 
 export interface StageResult {
@@ -101,7 +103,8 @@ export async function runStage(s: StageSpec): Promise<StageResult> {
       const itPerSec = (iter - start) / Math.max(secs, 1e-9);
       s.metrics?.write({ stage: s.stage, iter, lr, loss, ...losses, ...s.tags });
       s.onEvent?.({ type: 'step', stage: s.stage, iter, total: s.total, lr, losses, loss, itPerSec });
-      progress.update({ iter, total: s.total, loss: ema, lr, itPerSec });
+      const note = s.progressNote?.(losses);
+      progress.update({ iter, total: s.total, loss: ema, lr, itPerSec, ...(note ? { note } : {}) });
       await s.hooks?.afterStep?.(iter, losses);
       if (iter < s.total && iter % s.checkpointEvery === 0) {
         await s.checkpoint(iter, false);

@@ -3,7 +3,7 @@
  * their evaluation on the validation split.
  */
 import { join } from 'node:path';
-import type { Config, ModelConfig } from '../config/schema.js';
+import type { Config, ModelConfig, StudentConfig } from '../config/schema.js';
 import { CocoDataset } from '../data/coco.js';
 import { DataLoader } from '../data/loader.js';
 import { createDetector, type Detector } from '../detector.js';
@@ -11,6 +11,7 @@ import { MtpdError } from '../errors.js';
 import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
 import { setSeed } from '../runtime.js';
 import { detectorInputs } from './inputs.js';
+import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
 export interface Splits {
   train: CocoDataset;
@@ -43,10 +44,16 @@ export async function openSplits(config: Config): Promise<Splits> {
   return { train, val, numClasses: tIds.length, categoryIds: tIds };
 }
 
-/** Builds a model of the config; loads its weights when it names a file. */
-export async function buildModel(m: ModelConfig, config: Config, numClasses: number, options: { loadWeights?: boolean } = {}): Promise<Detector> {
-  // Initialization is reproducible: every model starts from the run's seed.
-  setSeed(config.seed);
+/**
+ * Builds a model of the config; loads its weights when it names a file. The student (a config
+ * with `norm` / `trainableLayers`) is built with its setup (see student-setup.ts); a teacher
+ * trained here from scratch (loadWeights false) gets trainable BatchNorm and every backbone
+ * stage trainable; a teacher with weights keeps torchvision's default (frozen BatchNorm; it
+ * only ever runs in eval mode). `seed` (default: the run's) seeds the initialization.
+ */
+export async function buildModel(m: ModelConfig | StudentConfig, config: Config, numClasses: number, options: { loadWeights?: boolean; seed?: number } = {}): Promise<Detector> {
+  setSeed(options.seed ?? config.seed);
+  const setup: StudentSetup | null = 'norm' in m ? resolveStudentSetup(m) : options.loadWeights === false ? { norm: 'bn', trainableLayers: 5 } : null;
   const det = await createDetector({
     arch: m.arch,
     numClasses,
@@ -56,10 +63,7 @@ export async function buildModel(m: ModelConfig, config: Config, numClasses: num
     scoreThresh: config.evaluation.scoreThresh,
     detectionsPerImg: config.evaluation.detectionsPerImage,
     device: config.device,
-    // A model trained here from scratch gets trainable BatchNorm and every backbone stage
-    // trainable (torchvision's frozen BN and frozen early stages assume pretrained weights).
-    // Its weights load afterwards into the default (frozen-BN) model: same names, same numerics in eval.
-    ...(options.loadWeights === false ? { normLayer: 'bn' as const, trainableLayers: 5 } : {}),
+    ...(setup ? { normLayer: setup.norm, trainableLayers: setup.trainableLayers } : {}),
     options: m.options,
   });
   if (m.weights && (options.loadWeights ?? true)) {

@@ -1,15 +1,18 @@
 /**
- * The progressive curriculum (MTPD): every step is skipped when its result already exists in the
- * run folder, so a rerun or `--resume` continues where the last run stopped.
+ * The pipeline of `mtpd train`: the Run (its folder, checkpoints, metrics, log), the
+ * step-skipping (every step is skipped when its result already exists in the run folder, so a
+ * rerun or `--resume` continues where the last run stopped) and the report.
  *
  *   train (or load) each teacher -> train (or load) the off-the-shelf student -> evaluate all on
- *   val -> adaptation-cost matrix -> teacher order (BGS) -> distill stage by stage (each a full
- *   schedule with its LR restarting, the student carried over) -> evaluate after every stage ->
- *   report.
+ *   val -> adaptation-cost matrix -> teacher order (BGS) -> the progressive curriculum
+ *   (curriculum.ts), evaluated after every stage -> the baselines (baselines.ts) -> report.
+ *
+ * The student's setup (norm layer, trainable stages; student-setup.ts) is resolved once, before
+ * anything trains, and used by every stage the student goes through.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import type { Config, ModelConfig } from '../config/schema.js';
 import { writeSynthDataset } from '../data/synth.js';
@@ -19,12 +22,21 @@ import { backwardGreedySelection, orderByAp } from '../order/bgs.js';
 import { runCosts } from '../order/run-costs.js';
 import { blasWarning, checkDevice, setThreads } from '../runtime.js';
 import { writeFileAtomic } from '../weights/atomic.js';
+import { type Baseline, runBaseline } from './baselines.js';
 import { CheckpointManager } from './checkpoint.js';
+import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
 import { type StageState, trainDetectionStage } from './detection.js';
-import { evalPaths, writeDetections } from './eval-cache.js';
+import { evalPaths, fileNameOf, writeDetections } from './eval-cache.js';
+
+export { fileNameOf };
 import type { TrainEvent } from './loop.js';
 import { MetricsLog } from './metrics.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from './models.js';
+import { totalIterations } from './schedule.js';
+import { stageSeed } from './stage-seed.js';
+import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
+
+export type { Baseline } from './baselines.js';
 
 export interface TrainOptions {
   signal?: AbortSignal;
@@ -39,10 +51,16 @@ export type PipelineEvent = TrainEvent | { type: 'phase'; phase: string; detail?
 
 export interface ModelResult {
   name: string;
-  role: 'teacher' | 'student' | 'stage' | 'baseline';
+  role: 'teacher' | 'student' | 'stage' | 'baseline' | 'order';
   ap: number;
   stats: number[];
   weights: string;
+  /** Stages and baselines: which method made this student. */
+  method?: Method;
+  /** Stages and baselines: teacher budgets (stage schedules) spent when it was made. */
+  step?: number;
+  /** Stages and baselines: the teachers it learned from (none for 'longer'). */
+  teachers?: string[];
 }
 
 export interface TrainReport {
@@ -50,6 +68,10 @@ export interface TrainReport {
   order: string[];
   results: ModelResult[];
   aborted: boolean;
+  /** The student's setup, used in every stage it went through. */
+  student?: { name: string } & StudentSetup;
+  /** k progressive stages of `stageIterations` steps; every baseline is one schedule of k x that. */
+  budget?: { stages: number; stageIterations: number };
 }
 
 export const STATS_HEAD = ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'];
@@ -62,41 +84,55 @@ export function formatResults(results: ModelResult[]): string {
   return [head, '-'.repeat(head.length), ...rows].join('\n');
 }
 
+/** The method of a result: its `method` field, else its name's prefix (reports of older runs). */
+function methodOf(r: ModelResult): Method | null {
+  if (r.method) return r.method;
+  const m = /^(mtpd|longer|direct|ensemble)(\d|-|$)/.exec(r.name);
+  return m ? (m[1] as Method) : null;
+}
+
 /**
- * The final table of a run: the teachers, the off-the-shelf student, then the student after the
- * last stage of each method (the baselines and progressive distillation in the teacher order),
- * with the AP gain over the off-the-shelf student.
+ * The final table of a run: the teachers, the off-the-shelf student, then the student after
+ * each baseline and after the last stage of progressive distillation, each row named by its
+ * run (longer-2x, direct-<teacher>, ensemble-<a>+<b>, mtpd<k>-<teacher>), with the AP gain over
+ * the off-the-shelf student.
  */
 export function formatRunSummary(report: TrainReport): string {
-  const rows: { label: string; stats: number[] }[] = [];
-  const lastOf = (prefix: string) => {
-    const rs = report.results.filter((r) => new RegExp(`^${prefix}\\d+(-|$)`).test(r.name));
-    return rs[rs.length - 1];
-  };
-  const strongest = report.order[report.order.length - 1] ?? '?';
-  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ label: `teacher ${r.name}`, stats: r.stats });
+  const rows: { name: string; what: string; stats: number[]; gain: boolean }[] = [];
+  const lastOf = (method: Method) => report.results.filter((r) => r.role !== 'teacher' && r.role !== 'student' && methodOf(r) === method).at(-1);
+  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ name: r.name, what: 'teacher', stats: r.stats, gain: false });
   const ots = report.results.find((x) => x.role === 'student');
-  if (ots) rows.push({ label: `student ${ots.name}, off-the-shelf`, stats: ots.stats });
-  const methods: [string, string][] = [
-    ['longer', 'student trained longer (same budget)'],
-    ['direct', `direct distillation from ${strongest}`],
-    ['ensemble', `ensemble of ${report.order.join(' + ')}`],
-    ['mtpd', `progressive: ${report.order.join(' -> ')}`],
+  if (ots) rows.push({ name: ots.name, what: 'student, off-the-shelf', stats: ots.stats, gain: false });
+  const k = report.budget?.stages ?? report.order.length;
+  const budget = k > 0 ? `, one ${k}x schedule` : '';
+  const methods: [Method, (r: ModelResult) => string][] = [
+    ['longer', () => `student trained longer${budget}`],
+    ['direct', (r) => `direct distillation from ${r.teachers?.[0] ?? report.order.at(-1) ?? '?'}${budget}`],
+    ['ensemble', (r) => `mean of the maps of ${report.order.filter((t) => !r.teachers || r.teachers.includes(t)).join(' + ')}${budget}`],
+    ['mtpd', () => `progressive: ${report.order.join(' -> ')}`],
   ];
-  for (const [prefix, label] of methods) {
-    const r = lastOf(prefix);
-    if (r) rows.push({ label, stats: r.stats });
+  for (const [method, what] of methods) {
+    const r = lastOf(method);
+    if (r) rows.push({ name: r.name, what: what(r), stats: r.stats, gain: true });
   }
   const base = ots?.stats[0] ?? NaN;
-  const w = Math.max(5, ...rows.map((r) => r.label.length));
+  const nw = Math.max(5, ...rows.map((r) => r.name.length));
+  const ww = Math.max(4, ...rows.map((r) => r.what.length));
   const pct = (v: number) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
-  const head = `${'model'.padEnd(w)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
+  const head = `${'model'.padEnd(nw)}  ${'what'.padEnd(ww)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
   const lines = rows.map((r) => {
     const d = Math.round(1000 * ((r.stats[0] as number) - base)) / 10;
-    const gain = r.label.startsWith('teacher') || r.stats === ots?.stats ? '' : `${d > 0 ? '+' : ''}${d.toFixed(1)}`;
-    return `${r.label.padEnd(w)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
+    const gain = r.gain ? `${d > 0 ? '+' : ''}${d.toFixed(1)}` : '';
+    return `${r.name.padEnd(nw)}  ${r.what.padEnd(ww)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
   });
   return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
+
+
+/** What a stage needs from the run beyond its plan: the data and the resolved config (trained weights, the student's setup). */
+export interface StageContext {
+  splits: Splits;
+  resolved: Config;
 }
 
 export class Run {
@@ -121,19 +157,28 @@ export class Run {
     this.options.onEvent?.(e);
   }
 
-  /** Trains a model of the config unless its weights exist; returns the weights path. */
+  /** The last complete checkpoint when it belongs to `stage` and the run resumes, else null. */
+  private async resumePoint(stage: string) {
+    const last = this.options.resume ? await this.checkpoints.loadLast() : null;
+    return last && (last.state as StageState | null)?.stage === stage ? last : null;
+  }
+
+  /**
+   * Trains a model of the config unless its weights exist; returns the weights path. The
+   * student (a config with its setup) trains with that setup; a teacher with trainable
+   * BatchNorm and every stage trainable.
+   */
   async ensureTrained(m: ModelConfig, splits: Splits): Promise<string> {
     if (m.weights) {
       if (!existsSync(m.weights)) throw new MtpdError('ERR_MTPD_CONFIG', `${m.name}: weights file ${m.weights} does not exist`);
       return m.weights;
     }
-    const out = this.path('models', `${m.name}.safetensors`);
+    const out = this.path('models', `${fileNameOf(m.name)}.safetensors`);
     if (existsSync(out)) return out;
     const stage = `train:${m.name}`;
     this.event({ type: 'phase', phase: stage });
-    const det = await buildModel(m, this.config, splits.numClasses, { loadWeights: false });
-    const last = this.options.resume ? await this.checkpoints.loadLast() : null;
-    const resume = last && (last.state as StageState | null)?.stage === stage ? last : null;
+    const seed = stageSeed(this.config.seed, stage);
+    const det = await buildModel(m, this.config, splits.numClasses, { loadWeights: false, seed });
     const r = await trainDetectionStage({
       stage,
       det,
@@ -144,8 +189,10 @@ export class Run {
       metrics: this.metrics,
       signal: this.options.signal,
       onEvent: (e) => this.event(e),
-      resume,
+      resume: await this.resumePoint(stage),
       quiet: this.options.quiet ?? false,
+      seed,
+      log: this.log,
     });
     if (!r.completed) throw new MtpdError('ERR_MTPD_ABORTED', `${stage}: stopped at step ${r.iter}; a checkpoint was saved (resume with --resume)`);
     await mkdir(this.path('models'), { recursive: true });
@@ -153,21 +200,76 @@ export class Run {
     return out;
   }
 
-  /** Evaluates a model on val unless eval/<name>.json holds its stats for these weights; keeps its detections too (eval-cache.ts). */
-  async evaluate(name: string, det: Detector, splits: Splits, role: ModelResult['role'], weights: string): Promise<ModelResult> {
+  /** The cached evaluation of `name` when it was made from these very weights (stats and detections, eval-cache.ts). */
+  cachedResult(name: string, weights: string): ModelResult | null {
     const cache = evalPaths(this.config.output, name);
-    if (existsSync(cache.stats) && existsSync(cache.detections)) {
-      const r = JSON.parse(readFileSync(cache.stats, 'utf8')) as ModelResult;
-      if (r.weights === weights) return r;
-    }
+    if (!existsSync(cache.stats) || !existsSync(cache.detections)) return null;
+    const r = JSON.parse(readFileSync(cache.stats, 'utf8')) as ModelResult;
+    return r.weights === weights ? r : null;
+  }
+
+  async evaluate(name: string, det: Detector, splits: Splits, role: ModelResult['role'], weights: string, extra: Pick<ModelResult, 'method' | 'step' | 'teachers'> = {}): Promise<ModelResult> {
+    const cached = this.cachedResult(name, weights);
+    if (cached) return { ...cached, role, ...extra };
+    const cache = evalPaths(this.config.output, name);
     const s = await evaluateModel(det, splits, this.config);
-    const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights };
+    const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights, ...extra };
     await mkdir(this.path('eval'), { recursive: true });
     await writeDetections(cache.detections, s.detections);
     await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
     this.event({ type: 'evaluated', model: name, stats: s.stats });
     this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}`);
     return r;
+  }
+
+  /**
+   * One stage of the student (a progressive stage, a baseline, a node of `mtpd orders`) from the
+   * weights `from`: skipped when its model exists (only evaluated, from the cache when it can),
+   * else trained (continuing its checkpoint with --resume), saved and evaluated. The student is
+   * built with the run's setup; the stage gets its own seed from its name. null: stopped.
+   */
+  async stage(plan: StagePlan, from: string, ctx: StageContext): Promise<ModelResult | null> {
+    const { splits, resolved } = ctx;
+    const out = this.path('models', `${fileNameOf(plan.name)}.safetensors`);
+    const extra = { method: plan.method, step: plan.step, teachers: plan.teachers };
+    if (existsSync(out)) {
+      const cached = this.cachedResult(plan.name, out);
+      if (cached) return { ...cached, role: plan.role, ...extra };
+      return this.evaluate(plan.name, await buildModel({ ...resolved.student, weights: out }, resolved, splits.numClasses), splits, plan.role, out, extra);
+    }
+    this.event({ type: 'phase', phase: plan.name });
+    const seed = stageSeed(resolved.seed, plan.name);
+    const student = await buildModel({ ...resolved.student, weights: from }, resolved, splits.numClasses, { seed });
+    const common = {
+      stage: plan.name,
+      splits,
+      config: resolved,
+      schedule: plan.schedule,
+      checkpoints: this.checkpoints,
+      metrics: this.metrics,
+      signal: this.options.signal,
+      onEvent: (e: TrainEvent) => this.event(e),
+      resume: await this.resumePoint(plan.name),
+      quiet: this.options.quiet ?? false,
+      seed,
+      log: this.log,
+    };
+    let r;
+    if (plan.kind === 'detect') r = await trainDetectionStage({ ...common, det: student });
+    else {
+      const { trainDistillStage } = await import('./distill-stage.js');
+      const teachers = [];
+      for (const t of plan.teachers) {
+        const tc = resolved.teachers.find((x) => x.name === t);
+        if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
+        teachers.push({ name: t, det: await buildModel(tc, resolved, splits.numClasses) });
+      }
+      r = await trainDistillStage({ ...common, student, teachers, ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
+    }
+    if (!r.completed) return null;
+    await mkdir(this.path('models'), { recursive: true });
+    await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
+    return this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }
 
@@ -180,23 +282,31 @@ export async function ensureDataset(config: Config, run: Pick<Run, 'event' | 'lo
   await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty });
 }
 
-/** Runs the pipeline up to the teacher order; distillation stages plug in through `distill`. */
+/**
+ * Runs the pipeline up to the teacher order: the student's setup resolved, teachers and the
+ * off-the-shelf student trained or loaded and evaluated, costs, order. What comes after (the
+ * curriculum, the baselines, the ordering study) runs stages through `run.stage`.
+ */
 export async function prepareRun(config: Config, options: TrainOptions = {}) {
   setThreads(config.threads);
   // What can be known before any training: the device exists, and every teacher's FPN can be
   // matched to the student's.
   checkDevice(config.device);
+  // The student's setup, once, before the off-the-shelf stage gives it weights.
+  const setup = resolveStudentSetup(config.student);
+  const resolved: Config = structuredClone(config);
+  Object.assign(resolved.student, setup);
   await mkdir(config.output, { recursive: true });
-  await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(config))]);
-  const run = new Run(config, options);
+  await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
+  const run = new Run(resolved, options);
   const slow = blasWarning();
   if (slow) run.log(`warning: ${slow}`);
+  run.log(`student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage${config.student.norm === 'auto' || config.student.trainableLayers === 'auto' ? ` (auto: ${config.student.weights === null ? 'trained from scratch here' : 'starts from given weights'})` : ''}`);
   await ensureDataset(config, run);
   const splits = await openSplits(config);
-  await checkPairs(config, splits.numClasses);
+  await checkPairs(resolved, splits.numClasses);
 
   // Teachers and the off-the-shelf student.
-  const resolved: Config = structuredClone(config);
   const all = [resolved.student, ...resolved.teachers];
   for (const m of all) m.weights = await run.ensureTrained(m, splits);
 
@@ -204,8 +314,9 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   run.event({ type: 'phase', phase: 'evaluate' });
   const results: ModelResult[] = [];
   for (const m of all) {
-    const det = await buildModel(m, resolved, splits.numClasses);
-    results.push(await run.evaluate(m.name, det, splits, m === resolved.student ? 'student' : 'teacher', m.weights as string));
+    const role = m === resolved.student ? 'student' : 'teacher';
+    const weights = m.weights as string;
+    results.push(run.cachedResult(m.name, weights) ?? (await run.evaluate(m.name, await buildModel(m, resolved, splits.numClasses), splits, role, weights)));
   }
 
   // Costs and order.
@@ -223,9 +334,11 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
     order = backwardGreedySelection(table, resolved.student.name, resolved.order.k).order;
   }
+  if (order.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', 'order: the teacher order is empty (order.given needs at least one teacher)');
   await writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]);
   run.log(`teacher order: ${order.join(' -> ')}`);
-  return { run, splits, resolved, results, order };
+  const stageIterations = totalIterations(resolved.schedule, splits.train.length, resolved.data.batchSize);
+  return { run, splits, resolved, results, order, setup, stageIterations };
 }
 
 /** Every teacher shares FPN levels (and config.distill.levels) with the student; errors name the teacher. */
@@ -242,91 +355,62 @@ async function checkPairs(config: Config, numClasses: number): Promise<void> {
   }
 }
 
-export type Baseline = 'longer' | 'direct' | 'ensemble';
-
 /**
  * The whole pipeline: the progressive curriculum in the chosen order, then the baselines of the
- * config (or only `only`), each for the same total budget (one schedule per stage, k stages).
+ * config (or only `only`), each one schedule of the curriculum's whole budget.
  */
 export async function train(config: Config, options: TrainOptions & { only?: Baseline } = {}): Promise<TrainReport> {
-  const { trainDistillStage } = await import('./distill-stage.js');
-  const { run, splits, resolved, results, order } = await prepareRun(config, options);
-  const studentCfg = resolved.student;
-  const ots = studentCfg.weights as string;
-  const stages = Math.max(1, order.length);
+  const { run, splits, resolved, results, order, setup, stageIterations } = await prepareRun(config, options);
+  const ots = resolved.student.weights as string;
   let aborted = false;
-
-  const stageRun = async (name: string, teachers: string[], from: string, kind: 'distill' | 'detect', role: ModelResult['role'], ensemble?: 'sum' | 'mean'): Promise<string | null> => {
-    const out = run.path('models', `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}.safetensors`);
-    if (existsSync(out)) return out;
-    run.event({ type: 'phase', phase: name });
-    const student = await buildModel({ ...studentCfg, weights: from }, resolved, splits.numClasses);
-    const last = options.resume ? await run.checkpoints.loadLast() : null;
-    const resume = last && (last.state as StageState | null)?.stage === name ? last : null;
-    const common = {
-      stage: name,
-      splits,
-      config: resolved,
-      schedule: resolved.schedule,
-      checkpoints: run.checkpoints,
-      metrics: run.metrics,
-      signal: options.signal,
-      onEvent: (e: TrainEvent) => run.event(e),
-      resume,
-      quiet: options.quiet ?? false,
-    };
-    let r;
-    if (kind === 'detect') r = await trainDetectionStage({ ...common, det: student });
-    else {
-      const tdets = [];
-      for (const t of teachers) {
-        const tc = resolved.teachers.find((x) => x.name === t);
-        if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `unknown teacher "${t}"`);
-        tdets.push({ name: t, det: await buildModel(tc, resolved, splits.numClasses) });
-      }
-      r = await trainDistillStage({ ...common, student, teachers: tdets, ...(ensemble ? { ensemble } : {}) });
-    }
-    if (!r.completed) {
+  const runStage: StageRunner = async (plan, from) => {
+    const r = await run.stage(plan, from, { splits, resolved });
+    if (!r) {
       aborted = true;
       return null;
     }
-    await mkdir(run.path('models'), { recursive: true });
-    await student.saveWeights(out, { 'mtpd.stage': name, 'mtpd.teachers': teachers.join('+') });
-    const res = await run.evaluate(name, student, splits, role, out);
-    results.push(res);
+    results.push(r);
     run.log(`\n${formatResults(results)}\n`);
-    return out;
+    return r;
   };
 
-  if (!options.only) {
-    // MTPD: one stage per teacher, in order, the student carried over.
-    let current = ots;
-    for (const [i, t] of order.entries()) {
-      const next = await stageRun(`mtpd${i + 1}-${t}`, [t], current, 'distill', 'stage');
-      if (!next) break;
-      current = next;
-    }
-  }
-  const baselines = options.only ? [options.only] : aborted ? [] : resolved.baselines;
-  const strongest = order[order.length - 1] as string;
+  if (!options.only) await runCurriculum(order, ots, resolved.schedule, runStage);
+  const baselines = options.only ? [options.only] : resolved.baselines;
   for (const b of baselines) {
     if (aborted) break;
-    let current = ots;
-    for (let i = 0; i < stages; i++) {
-      const name = `${b}${i + 1}`;
-      const next =
-        b === 'longer'
-          ? await stageRun(name, [], current, 'detect', 'baseline')
-          : b === 'direct'
-            ? await stageRun(name, [strongest], current, 'distill', 'baseline')
-            : await stageRun(name, order, current, 'distill', 'baseline', 'sum');
-      if (!next) break;
-      current = next;
-    }
+    const r = await runBaseline(b, order, ots, resolved.schedule, stageIterations, runStage);
+    if (r === 'skipped') run.log(`${b}: skipped (the order has one teacher: the ensemble would be direct distillation)`);
   }
-  const report: TrainReport = { output: resolved.output, order, results, aborted };
+  const report: TrainReport = {
+    output: resolved.output,
+    order,
+    results,
+    aborted,
+    student: { name: resolved.student.name, ...setup },
+    budget: { stages: order.length, stageIterations },
+  };
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
-  await writeFileAtomic(run.path('report.md'), [Buffer.from(`# mtpd report\n\nteacher order: ${order.join(' -> ')}\n\n\`\`\`\n${formatResults(results)}\n\`\`\`\n`)]);
+  const md = [
+    '# mtpd report',
+    '',
+    `teacher order: ${order.join(' -> ')}`,
+    '',
+    `student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage`,
+    '',
+    `budget: ${order.length} progressive stage${order.length === 1 ? '' : 's'} of ${stageIterations} steps; each baseline one schedule of ${order.length * stageIterations} steps`,
+    '',
+    '```',
+    formatRunSummary(report),
+    '```',
+    '',
+    'every model:',
+    '',
+    '```',
+    formatResults(results),
+    '```',
+    '',
+  ].join('\n');
+  await writeFileAtomic(run.path('report.md'), [Buffer.from(md)]);
   await writeReportPlots(run, results).catch((err: unknown) => run.log(`plots: ${(err as Error).message}`));
   return report;
 }
@@ -336,14 +420,12 @@ async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void>
   const recs = run.metrics.read().filter((r) => typeof r.iter === 'number' && typeof r.loss === 'number');
   const points = recs.map((r) => ({ x: r.iter as number, y: r.loss as number, series: String(r.stage) }));
   if (points.length) await writePlot(run.path('loss'), lineSpec(points, { title: 'Training loss per stage', x: 'step', y: 'loss', logY: true }));
-  const staged = results.filter((r) => r.role === 'stage' || r.role === 'baseline' || r.role === 'student');
-  const ap = staged.map((r) => {
-    const m = /^(.*?)(\d+)(-.*)?$/.exec(r.name);
-    const series = r.role === 'student' ? 'off-the-shelf' : m ? (m[1] as string) : r.name;
-    return { x: r.role === 'student' ? 0 : m ? Number(m[2]) : 0, y: 100 * r.ap, series };
-  });
-  const ots = ap.find((p) => p.series === 'off-the-shelf');
-  const series = [...new Set(ap.filter((p) => p.series !== 'off-the-shelf').map((p) => p.series))];
-  const pts = [...ap.filter((p) => p.series !== 'off-the-shelf'), ...(ots ? series.map((s) => ({ ...ots, series: s })) : [])];
-  if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP after each stage', x: 'stage', y: 'AP', integerX: true }));
+  // AP against the teacher budget spent: the curriculum stage by stage, each baseline at its
+  // whole budget, every series starting at the off-the-shelf student.
+  const ots = results.find((r) => r.role === 'student');
+  const staged = results.filter((r) => (r.role === 'stage' || r.role === 'baseline') && r.step !== undefined);
+  const series = (r: ModelResult) => (r.method === 'mtpd' ? 'progressive' : r.name);
+  const names = [...new Set(staged.map(series))];
+  const pts = [...staged.map((r) => ({ x: r.step as number, y: 100 * r.ap, series: series(r) })), ...(ots ? names.map((s) => ({ x: 0, y: 100 * ots.ap, series: s })) : [])];
+  if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP against the teacher budget', x: 'stage budgets', y: 'AP', integerX: true }));
 }

@@ -35,6 +35,9 @@ t.test('a minimal YAML config gets every default, with paths resolved against th
   t.equal(config.student.widthMult, 0.25);
   t.equal(config.teachers[0]?.widthMult, 1);
   t.same(config.baselines, ['longer', 'direct', 'ensemble']);
+  t.equal(config.student.norm, 'auto', "the student's setup is decided by whether it has weights");
+  t.equal(config.student.trainableLayers, 'auto');
+  t.same(config.distill, { loss: 'pkd', weight: 1, options: {} }, 'a scale-free default distillation loss');
 });
 
 t.test('an unknown or misspelled key is an error naming it with file:line', async (t) => {
@@ -109,6 +112,10 @@ t.test('mtpd init writes a commented config that loads back unchanged', async (t
   const text = annotatedConfigYaml();
   t.match(text, /# detector builder, e\.g\. retinanet_resnet50_fpn/);
   t.match(text, /# longest teacher sequence/);
+  t.match(text, /# the student's backbone norm layer in every stage it trains in .*auto = bn when the student is trained from scratch here/);
+  t.match(text, /# backbone stages of the student that train.*auto = 5 when the student is trained from scratch here \(weights null\), 3 when it starts from given weights/);
+  t.match(text, /# distillation loss on the FPN maps, one term per level: pkd \(default\)/);
+  t.match(text, /warns above 10x/);
   const f = join(dir, 'init.yaml');
   writeFileSync(f, text);
   const { config } = await loadConfig(f);
