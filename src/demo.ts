@@ -19,7 +19,7 @@ import { MtpdError } from './errors.js';
 import { packageRoot } from './native.js';
 import { setThreads } from './runtime.js';
 import { buildModel, openSplits } from './train/models.js';
-import { ensureDataset, formatRunSummary, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
+import { ensureDataset, formatRunSummaryWithSpreads, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
 import { saveSafetensors } from './weights/index.js';
 import { float32ToFloat16Bits, type Tensor } from './tensor.js';
 
@@ -76,6 +76,10 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     minSize: s.minSize,
     maxSize: s.maxSize,
     weights: weights(s),
+    // The shipped student was trained from scratch with trainable BatchNorm and every stage
+    // trainable; every later stage keeps that setup (not 'auto', which would freeze a given student).
+    norm: 'bn' as const,
+    trainableLayers: 5,
     options: { anchor_sizes: [...s.anchors], head_norm: 'gn' },
     train: { ...POOL_SCHEDULE, iterations: s.iterations },
   };
@@ -95,8 +99,8 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     teachers,
     // Each distillation stage (and each baseline stage) is a short full schedule with its LR
     // restarting; the student is carried over from stage to stage.
-    schedule: { iterations: 150, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
-    distill: { loss: 'pkd', weight: 6 },
+    schedule: { iterations: 150, optimizer: 'adamw', lr: 2e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
+    distill: { loss: 'pkd', weight: 1 },
     order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },
     checkpoint: { every: 100, keep: 2 },
     evaluation: { batchSize: 8 },
@@ -159,7 +163,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
   }
   const config = demoConfig(out, weightsDir, threads);
   const report = await train(config, { ...options, log });
-  const summary = formatRunSummary(report);
+  const summary = formatRunSummaryWithSpreads(report, join(config.data.root, config.data.val.annotations));
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   return { ...report, summary };
 }

@@ -26,7 +26,8 @@ import { type Baseline, runBaseline } from './baselines.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
 import { type StageState, trainDetectionStage } from './detection.js';
-import { evalPaths, fileNameOf, writeDetections } from './eval-cache.js';
+import { bootstrapRun, evalPaths, fileNameOf, writeDetections } from './eval-cache.js';
+import { formatSummaryMarkdown, formatSummaryTable } from '../report/summary.js';
 
 export { fileNameOf };
 import type { TrainEvent } from './loop.js';
@@ -91,18 +92,26 @@ function methodOf(r: ModelResult): Method | null {
   return m ? (m[1] as Method) : null;
 }
 
+/** A row of the final table: a model of the run, what it is, its stats, whether it shows a gain. */
+export interface RunSummaryRow {
+  name: string;
+  what: string;
+  method: Method | 'teacher' | 'student';
+  stats: number[];
+  gain: boolean;
+}
+
 /**
- * The final table of a run: the teachers, the off-the-shelf student, then the student after
- * each baseline and after the last stage of progressive distillation, each row named by its
- * run (longer-2x, direct-<teacher>, ensemble-<a>+<b>, mtpd<k>-<teacher>), with the AP gain over
- * the off-the-shelf student.
+ * The rows of the final table: the teachers, the off-the-shelf student, then the student after
+ * each baseline and after the last stage of progressive distillation, each named by its run
+ * (longer-2x, direct-<teacher>, ensemble-<a>+<b>, mtpd<k>-<teacher>).
  */
-export function formatRunSummary(report: TrainReport): string {
-  const rows: { name: string; what: string; stats: number[]; gain: boolean }[] = [];
+export function runSummaryRows(report: TrainReport): RunSummaryRow[] {
+  const rows: RunSummaryRow[] = [];
   const lastOf = (method: Method) => report.results.filter((r) => r.role !== 'teacher' && r.role !== 'student' && methodOf(r) === method).at(-1);
-  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ name: r.name, what: 'teacher', stats: r.stats, gain: false });
+  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ name: r.name, what: 'teacher', method: 'teacher', stats: r.stats, gain: false });
   const ots = report.results.find((x) => x.role === 'student');
-  if (ots) rows.push({ name: ots.name, what: 'student, off-the-shelf', stats: ots.stats, gain: false });
+  if (ots) rows.push({ name: ots.name, what: 'student, off-the-shelf', method: 'student', stats: ots.stats, gain: false });
   const k = report.budget?.stages ?? report.order.length;
   const budget = k > 0 ? `, one ${k}x schedule` : '';
   const methods: [Method, (r: ModelResult) => string][] = [
@@ -113,8 +122,15 @@ export function formatRunSummary(report: TrainReport): string {
   ];
   for (const [method, what] of methods) {
     const r = lastOf(method);
-    if (r) rows.push({ name: r.name, what: what(r), stats: r.stats, gain: true });
+    if (r) rows.push({ name: r.name, what: what(r), method, stats: r.stats, gain: true });
   }
+  return rows;
+}
+
+/** The final table of a run with the AP gain over the off-the-shelf student (no spreads). */
+export function formatRunSummary(report: TrainReport): string {
+  const rows = runSummaryRows(report);
+  const ots = rows.find((r) => r.method === 'student');
   const base = ots?.stats[0] ?? NaN;
   const nw = Math.max(5, ...rows.map((r) => r.name.length));
   const ww = Math.max(4, ...rows.map((r) => r.what.length));
@@ -126,6 +142,41 @@ export function formatRunSummary(report: TrainReport): string {
     return `${r.name.padEnd(nw)}  ${r.what.padEnd(ww)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
   });
   return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
+
+/**
+ * The final table with spreads: every student row with a 95% paired-bootstrap interval over the
+ * validation images (from the detections the run kept), the gain over the off-the-shelf student
+ * with its interval, and one plain line per comparison of the methods (progressive against each
+ * baseline, each baseline against training longer) saying whether the difference is real.
+ */
+export function formatRunSummaryWithSpreads(report: TrainReport, valAnnotations: string, options: { resamples?: number; markdown?: boolean } = {}): string {
+  const rows = runSummaryRows(report);
+  const students = rows.filter((r) => r.method !== 'teacher');
+  const bootstrap = bootstrapRun(report.output, valAnnotations, students.map((r) => r.name), { resamples: options.resamples ?? 1000 });
+  const by = (m: RunSummaryRow['method']) => rows.find((r) => r.method === m)?.name;
+  const label: Record<string, string> = { mtpd: 'progressive', direct: 'direct', ensemble: 'ensemble', longer: 'longer', student: 'off-the-shelf' };
+  const pairs: [Method | 'student', Method | 'student'][] = [
+    ['mtpd', 'direct'],
+    ['mtpd', 'ensemble'],
+    ['mtpd', 'longer'],
+    ['direct', 'ensemble'],
+    ['direct', 'longer'],
+    ['ensemble', 'longer'],
+    ['longer', 'student'],
+  ];
+  const comparisons = pairs.flatMap(([a, b]) => {
+    const na = by(a), nb = by(b);
+    return na && nb ? [{ a: na, b: nb, label: `${label[a]} vs ${label[b]}` }] : [];
+  });
+  const input = {
+    rows: rows.map((r) => ({ label: r.method === 'teacher' || r.method === 'student' ? `${r.what} ${r.name}` : `${r.what} (${r.name})`, model: r.name, stats: r.stats, gain: r.gain })),
+    bootstrap,
+    ...(by('student') ? { reference: by('student') as string } : {}),
+    gainHeader: 'vs OTS',
+    comparisons,
+  };
+  return options.markdown ? formatSummaryMarkdown(input) : formatSummaryTable(input);
 }
 
 
@@ -399,9 +450,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     '',
     `budget: ${order.length} progressive stage${order.length === 1 ? '' : 's'} of ${stageIterations} steps; each baseline one schedule of ${order.length * stageIterations} steps`,
     '',
-    '```',
-    formatRunSummary(report),
-    '```',
+    spreadsMarkdown(report, splits.val.annotationFile, run.log),
     '',
     'every model:',
     '',
@@ -413,6 +462,16 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   await writeFileAtomic(run.path('report.md'), [Buffer.from(md)]);
   await writeReportPlots(run, results).catch((err: unknown) => run.log(`plots: ${(err as Error).message}`));
   return report;
+}
+
+/** The summary with spreads for report.md; the plain table when the detections to bootstrap are missing. */
+function spreadsMarkdown(report: TrainReport, valAnnotations: string, log: (s: string) => void): string {
+  try {
+    return formatRunSummaryWithSpreads(report, valAnnotations, { markdown: true });
+  } catch (err) {
+    log(`report: no bootstrap intervals (${(err as Error).message})`);
+    return ['```', formatRunSummary(report), '```'].join('\n');
+  }
 }
 
 async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void> {
