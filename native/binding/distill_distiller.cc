@@ -199,6 +199,10 @@ Napi::Value AlignMap(const Napi::CallbackInfo& info) {
   to.stride = positive_int_from_js(arg(5), "targetStride");
   const std::string mode = optional_string_arg(info, 6, "mode", "bilinear");
   if (x.dim() != 4) throw Napi::RangeError::New(env, fmt("source must be (N, C, H, W), got ", x.dim(), " dimensions"));
+  if (static_cast<double>(x.size(0)) * static_cast<double>(x.size(1)) * static_cast<double>(to.height) *
+          static_cast<double>(to.width) >
+      1e9)
+    throw Napi::RangeError::New(env, "alignMap: N * C * Ht * Wt must be at most 1e9");
   from.height = x.size(2);
   from.width = x.size(3);
   struct Out {

@@ -3,8 +3,11 @@
  * transform): for the cost matrix and for repeated distillation runs. A teacher is run on one
  * image at a time for the cache, so an entry does not depend on the batch it was first seen in;
  * a batch is assembled by zero-padding each level to the largest map (bottom/right, as the
- * detector pads images). That equals running the batch exactly when its images share a size,
- * and approximates it at the padded borders otherwise.
+ * detector pads images). The padded cells are never distilled (the step aligns maps image by
+ * image and gets each image's size from the teacher's resize rule, Detector.evalImageSizes), so
+ * the batch equals running the teacher on it exactly when each image pads to the batch's size on
+ * its own, and approximates it near the padded borders otherwise (the convolutions there saw
+ * zeros instead of padding features).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
