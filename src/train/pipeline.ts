@@ -153,7 +153,7 @@ export class Run {
     return out;
   }
 
-  /** Evaluates a model on val unless eval/<name>.json holds its stats for these weights; keeps its detections too (eval-cache.ts). */
+  /** Evaluates a model on val unless eval/ holds its stats for these weights and its detections (eval-cache.ts); writes both. */
   async evaluate(name: string, det: Detector, splits: Splits, role: ModelResult['role'], weights: string): Promise<ModelResult> {
     const cache = evalPaths(this.config.output, name);
     if (existsSync(cache.stats) && existsSync(cache.detections)) {
