@@ -23,20 +23,28 @@ import { ensureDataset, formatRunSummary, Run, type TrainOptions, type TrainRepo
 import { saveSafetensors } from './weights/index.js';
 import { float32ToFloat16Bits, type Tensor } from './tensor.js';
 
-/** Detector options every demo model shares: anchors for objects of 6..170 px, GroupNorm heads. */
-const DEMO_DETECTOR = { anchor_sizes: [16, 32, 64, 128, 256], head_norm: 'gn' };
-
 /** How the pool is trained by --retrain (from scratch, trainable BatchNorm). */
 const POOL_SCHEDULE = { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupIterations: 100, policy: 'cosine', clipGradNorm: 10 } as const;
 
+/**
+ * The paper's heterogeneous-resolution setting (its Student IV, its largest gain), small: a narrow
+ * ResNet-18 student that sees the images at low resolution (short side 96 px), and a pool made of
+ * the same architecture seen at rising resolutions (128, 160, 192 px), as the paper's Student IV
+ * (Mask R-CNN R50 at 0.25x) is taught by its own architecture at 0.5x, 0.75x and 1x. The teacher is trained once,
+ * multi-scale over those resolutions, so each pool entry is the same weights at its own input size;
+ * the student's maps are aligned onto each teacher's grid by the adapters. GroupNorm heads; anchors
+ * sized for each model's view of the objects (7-130 px at 96, 12-250 px at 192).
+ */
 export const DEMO_POOL = {
-  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, iterations: 2500 },
-  teachers: [
-    { name: 'r18-w05', arch: 'retinanet_resnet18_fpn', widthMult: 0.5, iterations: 2500 },
-    { name: 'r34-w05', arch: 'retinanet_resnet34_fpn', widthMult: 0.5, iterations: 2500 },
-    { name: 'swin-t-w025', arch: 'retinanet_swin_t_fpn', widthMult: 0.25, iterations: 2500 },
-  ],
+  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 8000, anchors: [8, 16, 32, 64, 128] },
+  teachers: [{ name: 'r18-w025-hr', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSizes: [128, 160, 192], maxSize: 256, iterations: 6000, anchors: [16, 32, 64, 128, 256] }],
 } as const;
+
+/** The demo's validation images; its training images are DEMO_DATA.images. */
+export const DEMO_DATA = { images: 800, valImages: 200, size: 192, seed: 0, difficulty: 'clear' } as const;
+
+type PoolModel = (typeof DEMO_POOL.teachers)[number] | typeof DEMO_POOL.student;
+type ModelInput = ConfigInput['teachers'][number];
 
 export interface DemoOptions extends Pick<TrainOptions, 'signal' | 'onEvent' | 'quiet' | 'resume'> {
   /** Working folder: data/, run/, weights/ (default ./mtpd-demo). */
@@ -59,25 +67,34 @@ export function shippedWeightsDir(): string {
 
 /** The demo's run config; `weightsDir` null: every model is trained here (--retrain's first phase). */
 export function demoConfig(out: string, weightsDir: string | null, threads = 0): Config {
-  const model = (m: (typeof DEMO_POOL.teachers)[number] | typeof DEMO_POOL.student) => ({
-    name: m.name,
-    arch: m.arch,
-    widthMult: m.widthMult,
-    weights: weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null,
-    options: DEMO_DETECTOR,
-    train: { ...POOL_SCHEDULE, iterations: m.iterations },
-  });
+  const weights = (m: PoolModel) => (weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null);
+  const s = DEMO_POOL.student;
+  const student = {
+    name: s.name,
+    arch: s.arch,
+    widthMult: s.widthMult,
+    minSize: s.minSize,
+    maxSize: s.maxSize,
+    weights: weights(s),
+    options: { anchor_sizes: [...s.anchors], head_norm: 'gn' },
+    train: { ...POOL_SCHEDULE, iterations: s.iterations },
+  };
+  // With weights: one pool entry per (teacher, resolution). Without (--retrain): each teacher once,
+  // trained multi-scale (the detector picks one of its min sizes per batch, evaluates at the last).
+  const teachers = DEMO_POOL.teachers.flatMap((t): ModelInput[] =>
+    weightsDir
+      ? t.minSizes.map((r) => ({ name: `${t.name}-${r}`, arch: t.arch, widthMult: t.widthMult, minSize: r, maxSize: Math.round((r * 4) / 3), weights: weights(t), options: { anchor_sizes: [...t.anchors], head_norm: 'gn' } }))
+      : [{ name: t.name, arch: t.arch, widthMult: t.widthMult, maxSize: t.maxSize, weights: null, options: { anchor_sizes: [...t.anchors], head_norm: 'gn', min_size: [...t.minSizes] }, train: { ...POOL_SCHEDULE, iterations: t.iterations } }],
+  );
   const raw: ConfigInput = {
     output: join(out, 'run'),
     threads,
     seed: 0,
-    data: { root: join(out, 'data'), minSize: 192, maxSize: 224, batchSize: 4, workers: 0, synth: { images: 400, valImages: 200, size: 192, seed: 0 } },
-    student: model(DEMO_POOL.student),
-    teachers: DEMO_POOL.teachers.map(model),
+    data: { root: join(out, 'data'), minSize: 192, maxSize: 256, batchSize: 4, workers: 0, synth: { ...DEMO_DATA } },
+    student,
+    teachers,
     // Each distillation stage (and each baseline stage) is a short full schedule with its LR
-    // restarting; the student is carried over from stage to stage. PKD (MSE of standardized
-    // maps) since the teachers' FPN magnitudes differ by 10x (plain MSE at weight 1 swamped the
-    // detection loss 300:1 and cost the student 0.9 AP).
+    // restarting; the student is carried over from stage to stage.
     schedule: { iterations: 150, optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, warmupIterations: 20, policy: 'cosine', clipGradNorm: 10 },
     distill: { loss: 'pkd', weight: 6 },
     order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },

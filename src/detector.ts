@@ -94,6 +94,21 @@ export interface NativeDetectorHandle extends Omit<NativeModuleHandle, 'info' | 
   forward?: never;
   run(images: Tensor[], targets: NativeTarget[] | null, what: RunWhat, grad: boolean): Promise<RunResult>;
   trainStep(optimizer: unknown, images: Tensor[], targets: NativeTarget[]): Promise<TrainStepResult>;
+  evalImageSizes(sizes: [number, number][]): [number, number][];
+}
+
+/**
+ * Feature maps with where each image lies in them: image i, resized to imageSizes[i] = [h, w],
+ * occupies the top-left ceil(h/s) x ceil(w/s) cells of a tap of stride strides[tap] = s; the
+ * rest is padding (see src/distill/align.ts).
+ */
+export interface FeatureBatch {
+  /** Named FPN maps, (N, C, H, W) over the padded batch. */
+  maps: Record<string, Tensor<'float32'>>;
+  /** Per image [h, w] after this model's resize, before padding. */
+  imageSizes: [number, number][];
+  /** tap -> stride in input pixels (p3: 8 ... p7: 128). */
+  strides: Record<string, number>;
 }
 
 interface NativeTarget {
@@ -215,9 +230,32 @@ export class Detector extends Module {
     return (await this.run(images, null, { detections: true })).detections;
   }
 
-  /** Named FPN maps ("p3".."p7"), (N, C, H, W) over the padded batch, in the current mode, without grad. */
-  async features(images: Tensor[]): Promise<Record<string, Tensor<'float32'>>> {
-    return (await this.run(images, null, { features: true })).features;
+  /** Feature tap strides in input pixels, by tap name ({p3: 8, ..., p7: 128}). */
+  get featureStrides(): Record<string, number> {
+    const info = this.info();
+    return Object.fromEntries(info.featureNames.map((n, i) => [n, info.featureStrides[i] as number]));
+  }
+
+  /**
+   * Each image's [h, w] after this model's resize in eval mode, for images of these [h, w]
+   * (the sizes an eval-mode run reports, without running; what cached features were computed at).
+   */
+  evalImageSizes(sizes: [number, number][]): [number, number][] {
+    return this.detectorHandle.evalImageSizes(sizes);
+  }
+
+  /**
+   * Named FPN maps ("p3".."p7"), (N, C, H, W) over the padded batch, in the current mode, without
+   * grad. With `{layout: true}`, a FeatureBatch: the maps with each image's resized size and each
+   * tap's stride, which say where every image lies in the maps.
+   */
+  async features(images: Tensor[]): Promise<Record<string, Tensor<'float32'>>>;
+  async features(images: Tensor[], options: { layout: true }): Promise<FeatureBatch>;
+  async features(images: Tensor[], options?: { layout?: boolean }): Promise<Record<string, Tensor<'float32'>> | FeatureBatch>;
+  async features(images: Tensor[], options: { layout?: boolean } = {}): Promise<Record<string, Tensor<'float32'>> | FeatureBatch> {
+    const r = await this.run(images, null, { features: true });
+    if (!options.layout) return r.features;
+    return { maps: r.features, imageSizes: r.imageSizes, strides: this.featureStrides };
   }
 
   /** Named losses on `targets` in the current mode, without grad. */

@@ -56,6 +56,7 @@ export {
   type Detection,
   type DetectorConfig,
   type DetectorInfo,
+  type FeatureBatch,
   type RunResult,
   type RunWhat,
   type Target,
@@ -66,6 +67,8 @@ export { decodeImage, predictFiles, type CocoDetection, type PredictOptions } fr
 export * as data from './data/index.js';
 export { CocoDataset, DataLoader, writeSynthDataset, type LoaderBatch, type LoaderOptions, type LoaderPosition } from './data/index.js';
 export {
+  alignMap,
+  validCells,
   Distiller,
   DistillSession,
   distillStep,
@@ -81,7 +84,9 @@ export {
   type DistillStepResult,
   type FeatureKey,
   type FeatureMaps,
+  type AlignedMap,
   type LossContext,
+  type MapLayout,
   type TeacherSpec,
 } from './distill/index.js';
 export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';

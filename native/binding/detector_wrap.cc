@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "binding/convert.h"
+#include "binding/layout_js.h"
 #include "binding/exports.h"
 #include "binding/optimizer_wrap.h"
 #include "binding/worker.h"
@@ -237,6 +238,7 @@ Napi::Function DetectorWrap::Define(Napi::Env env) {
                          InstanceMethod<&DetectorWrap::To>("to"),
                          InstanceMethod<&DetectorWrap::Run>("run"),
                          InstanceMethod<&DetectorWrap::TrainStep>("trainStep"),
+                         InstanceMethod<&DetectorWrap::EvalImageSizes>("evalImageSizes"),
                      });
 }
 
@@ -475,6 +477,14 @@ Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
         return o;
       },
       done);
+}
+
+Napi::Value DetectorWrap::EvalImageSizes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto sizes = image_sizes_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "sizes");
+  // Arithmetic on the transform's options only: no tensor work, safe while a call runs.
+  const auto out = guarded(env, [&] { return detector_->eval_image_sizes(sizes); });
+  return image_sizes_to_js(env, out);
 }
 
 namespace {

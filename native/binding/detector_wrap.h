@@ -54,6 +54,8 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  // evalImageSizes([[h, w], ...]) -> [[h, w], ...]: the eval-mode resize rule alone (synchronous).
+  Napi::Value EvalImageSizes(const Napi::CallbackInfo& info);
 
   std::string name_;
   std::shared_ptr<Detector> detector_;

@@ -1,14 +1,17 @@
 // N-API glue for distillation: the registered losses, a distiller's losses on given feature
-// maps (with an in-C++ gradient check), and FGD's masks. The distiller itself is a registered
+// maps (with an in-C++ gradient check; aligned when the context gives both layouts), FGD's
+// masks, and the alignment of one map onto another grid (distill/align.h, for the cost fit). The distiller itself is a registered
 // module ("distill.Distiller"), so createModule / stateDict / loadStateDict / to work on it.
 #include <napi.h>
 #include <torch/torch.h>
 
 #include "binding/convert.h"
 #include "binding/exports.h"
+#include "binding/layout_js.h"
 #include "binding/module_wrap.h"
 #include "binding/worker.h"
 #include "core/errors.h"
+#include "distill/align.h"
 #include "distill/distiller.h"
 #include "distill/fgd.h"
 #include "distill/loss.h"
@@ -32,35 +35,31 @@ FeatureMap features_from_js(const Napi::Value& v, const std::string& what) {
   return out;
 }
 
-// {boxes?: Tensor[], imageSizes?: [h, w][]}
-LossContext context_from_js(const Napi::Value& v, const std::string& what) {
+// {boxes?: Tensor[], imageSizes?: [h, w][], studentLayout?, teacherLayout?} (layouts: {imageSizes, strides})
+struct ComputeContext {
   LossContext ctx;
-  if (v.IsUndefined() || v.IsNull()) return ctx;
+  bool aligned = false;
+  distill::MapLayout student, teacher;
+};
+
+ComputeContext context_from_js(const Napi::Value& v, const std::string& what) {
+  ComputeContext c;
+  if (v.IsUndefined() || v.IsNull()) return c;
   if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {boxes, imageSizes}"));
   Napi::Object o = v.As<Napi::Object>();
-  if (o.Has("boxes") && !o.Get("boxes").IsUndefined()) ctx.boxes = tensors_from_js(o.Get("boxes"), what + ".boxes");
-  if (o.Has("imageSizes") && !o.Get("imageSizes").IsUndefined()) {
-    Napi::Value s = o.Get("imageSizes");
-    if (!s.IsArray()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, ".imageSizes to be [h, w][]"));
-    Napi::Array a = s.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value e = a.Get(i);
-      const std::string ew = fmt(what, ".imageSizes[", i, "]");
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2)
-        throw Napi::TypeError::New(v.Env(), fmt("expected ", ew, " to be [h, w]"));
-      distill::ImageSize hw{};
-      for (uint32_t j = 0; j < 2; ++j) {
-        Napi::Value d = e.As<Napi::Array>().Get(j);
-        if (!d.IsNumber()) throw Napi::TypeError::New(v.Env(), fmt("expected ", ew, "[", j, "] to be a number"));
-        const double x = d.As<Napi::Number>().DoubleValue();
-        if (!(x > 0) || std::floor(x) != x)
-          throw Napi::RangeError::New(v.Env(), fmt(ew, "[", j, "] must be a positive integer, got ", x));
-        hw[j] = static_cast<int64_t>(x);
-      }
-      ctx.image_sizes.push_back(hw);
-    }
+  if (o.Has("boxes") && !o.Get("boxes").IsUndefined()) c.ctx.boxes = tensors_from_js(o.Get("boxes"), what + ".boxes");
+  if (o.Has("imageSizes") && !o.Get("imageSizes").IsUndefined())
+    c.ctx.image_sizes = image_sizes_from_js(o.Get("imageSizes"), what + ".imageSizes");
+  const bool hs = o.Has("studentLayout") && !o.Get("studentLayout").IsUndefined();
+  const bool ht = o.Has("teacherLayout") && !o.Get("teacherLayout").IsUndefined();
+  if (hs != ht)
+    throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to give both studentLayout and teacherLayout, or neither"));
+  if (hs) {
+    c.aligned = true;
+    c.student = layout_from_js(o.Get("studentLayout"), what + ".studentLayout");
+    c.teacher = layout_from_js(o.Get("teacherLayout"), what + ".teacherLayout");
   }
-  return ctx;
+  return c;
 }
 
 struct ComputeResult {
@@ -81,7 +80,7 @@ Napi::Value Compute(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, fmt("expected distiller to be a distill.Distiller, got ", wrap->registry_name()));
   FeatureMap student = features_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "student");
   FeatureMap teacher = features_from_js(info.Length() > 2 ? info[2] : env.Undefined(), "teacher");
-  LossContext ctx = context_from_js(info.Length() > 3 ? info[3] : env.Undefined(), "context");
+  ComputeContext cc = context_from_js(info.Length() > 3 ? info[3] : env.Undefined(), "context");
   bool grad = false;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Value g = info[4].As<Napi::Object>().Get("grad");
@@ -93,7 +92,8 @@ Napi::Value Compute(const Napi::CallbackInfo& info) {
   auto done = wrap->claim_for(env, "compute");
   return run_async<ComputeResult>(
       env,
-      [distiller, student, teacher, ctx, grad]() mutable {
+      [distiller, student, teacher, cc, grad]() mutable {
+        LossContext& ctx = cc.ctx;
         torch::AutoGradMode mode(grad);
         const auto params = distiller->parameters();
         const c10::Device dev = params.empty() ? c10::Device(c10::kCPU) : params[0].device();
@@ -101,7 +101,8 @@ Napi::Value Compute(const Napi::CallbackInfo& info) {
         // With grad on, teacher maps are made leaves that ask for gradients: any leak shows.
         for (auto& [k, v] : teacher) v = v.to(dev).set_requires_grad(grad && v.is_floating_point());
         for (auto& b : ctx.boxes) b = b.to(dev);
-        distill::DistillOutput out = distiller->forward(student, teacher, ctx);
+        distill::DistillOutput out = cc.aligned ? distiller->forward(student, teacher, ctx, "distill.", &cc.student, &cc.teacher)
+                                                : distiller->forward(student, teacher, ctx);
         ComputeResult r;
         for (const auto& [k, v] : out.terms) r.terms.emplace_back(k, v.item<double>());
         r.total = out.total.item<double>();
@@ -157,7 +158,7 @@ Napi::Value Losses(const Napi::CallbackInfo& info) {
 // fgdMasks(context, n, h, w) -> {fg, bg}
 Napi::Value FgdMasks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  LossContext ctx = context_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "context");
+  LossContext ctx = context_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "context").ctx;
   int64_t dims[3];
   const char* names[3] = {"n", "h", "w"};
   for (int i = 0; i < 3; ++i) {
@@ -180,11 +181,52 @@ Napi::Value FgdMasks(const Napi::CallbackInfo& info) {
       });
 }
 
+// alignMap(source (N, C, Hs, Ws), sourceSizes [h, w][], sourceStride, targetHW [Ht, Wt], targetSizes,
+// targetStride, mode?) -> {aligned (N, C, Ht, Wt), mask (N, 1, Ht, Wt), whole}: distill/align.h.
+Napi::Value AlignMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+  at::Tensor x = tensor_from_js(arg(0), "source");
+  distill::Grid from, to;
+  from.image_sizes = image_sizes_from_js(arg(1), "sourceSizes");
+  from.stride = positive_int_from_js(arg(2), "sourceStride");
+  Napi::Value hw = arg(3);
+  if (!hw.IsArray() || hw.As<Napi::Array>().Length() != 2)
+    throw Napi::TypeError::New(env, "expected targetHW to be [Ht, Wt]");
+  to.height = positive_int_from_js(hw.As<Napi::Array>().Get(0u), "targetHW[0]");
+  to.width = positive_int_from_js(hw.As<Napi::Array>().Get(1u), "targetHW[1]");
+  to.image_sizes = image_sizes_from_js(arg(4), "targetSizes");
+  to.stride = positive_int_from_js(arg(5), "targetStride");
+  const std::string mode = optional_string_arg(info, 6, "mode", "bilinear");
+  if (x.dim() != 4) throw Napi::RangeError::New(env, fmt("source must be (N, C, H, W), got ", x.dim(), " dimensions"));
+  from.height = x.size(2);
+  from.width = x.size(3);
+  struct Out {
+    at::Tensor map, mask;
+    bool whole;
+  };
+  return run_async<Out>(
+      env,
+      [x, from, to, mode] {
+        at::NoGradGuard no_grad;
+        distill::Aligned a = distill::align_map(x.to(at::kFloat), from, to, mode);
+        return Out{host(a.map), host(distill::valid_mask(to, at::TensorOptions().dtype(at::kFloat))), a.whole};
+      },
+      [](Napi::Env env, Out& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("aligned", tensor_to_js(env, r.map));
+        o.Set("mask", tensor_to_js(env, r.mask));
+        o.Set("whole", r.whole);
+        return o;
+      });
+}
+
 ExportRegistrar reg("distill", [](Napi::Env env, Napi::Object exports) {
   Napi::Object d = exports.Has("distill") ? exports.Get("distill").As<Napi::Object>() : Napi::Object::New(env);
   d.Set("losses", Napi::Function::New<Losses>(env, "losses"));
   d.Set("compute", Napi::Function::New<Compute>(env, "compute"));
   d.Set("fgdMasks", Napi::Function::New<FgdMasks>(env, "fgdMasks"));
+  d.Set("alignMap", Napi::Function::New<AlignMap>(env, "alignMap"));
   exports.Set("distill", d);
 });
 

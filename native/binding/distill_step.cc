@@ -1,12 +1,15 @@
 // N-API glue for the distillation step: distill.createStep(student, teachers, optionsJson)
 // returns a NativeDistillStep holding the student, the teachers, their distillers and ONE
 // optimizer over the student and the distillers. Each call claims every model it touches.
+// teachers[i]: {name, model | null, distiller | null (only after the first, under "maps"),
+// weight?, strides? ({tap: stride}, for a teacher without a model)}.
 #include <napi.h>
 #include <torch/torch.h>
 
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
 #include "binding/exports.h"
+#include "binding/layout_js.h"
 #include "binding/module_wrap.h"
 #include "binding/worker.h"
 #include "core/errors.h"
@@ -85,10 +88,17 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
         t.model = tw->detector();
         p.keep.push_back(m.As<Napi::Object>());
       }
-      ModuleWrap* dw = ModuleWrap::FromValue(o.Get("distiller"), w + ".distiller");
-      t.distiller = distill::as_distiller(dw->built());
-      if (!t.distiller) throw Napi::TypeError::New(env, fmt("expected ", w, ".distiller to be a distill.Distiller"));
-      p.keep.push_back(o.Get("distiller").As<Napi::Object>());
+      // Optional only for the teachers after the first under ensemble "maps" (the step checks).
+      ModuleWrap* dw = nullptr;
+      Napi::Value dv = o.Get("distiller");
+      if (!dv.IsNull() && !dv.IsUndefined()) {
+        dw = ModuleWrap::FromValue(dv, w + ".distiller");
+        t.distiller = distill::as_distiller(dw->built());
+        if (!t.distiller) throw Napi::TypeError::New(env, fmt("expected ", w, ".distiller to be a distill.Distiller"));
+        p.keep.push_back(dv.As<Napi::Object>());
+      }
+      Napi::Value sv = o.Get("strides");
+      if (!sv.IsNull() && !sv.IsUndefined()) t.strides = strides_from_js(sv, w + ".strides");
       Napi::Value wt = o.Get("weight");
       if (!wt.IsUndefined()) {
         if (!wt.IsNumber()) throw Napi::TypeError::New(env, fmt("expected ", w, ".weight to be a number"));
@@ -109,7 +119,8 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
       releases.push_back(p.student->claim(env, "createStep"));
       for (auto* t : p.teachers)
         if (t) releases.push_back(t->claim(env, "createStep"));
-      for (auto* d : p.distillers) releases.push_back(d->claim_for(env, "createStep"));
+      for (auto* d : p.distillers)
+        if (d) releases.push_back(d->claim_for(env, "createStep"));
       p.step = guarded(env, [&] {
         Json o;
         try {
@@ -136,7 +147,8 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
       rs.push_back(student_->claim(env, method));
       for (auto* t : teachers_)
         if (t) rs.push_back(t->claim(env, method));
-      for (auto* d : distillers_) rs.push_back(d->claim_for(env, method));
+      for (auto* d : distillers_)
+        if (d) rs.push_back(d->claim_for(env, method));
     } catch (...) {
       for (auto& r : rs) r();
       throw;
@@ -153,9 +165,11 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
     std::vector<Target> targets;
     bool has_cached = false;
     std::vector<distill::FeatureMap> cached;
+    bool has_sizes = false;
+    std::vector<std::vector<distill::ImageSize>> cached_sizes;
   };
 
-  // step(images, targets, teacherFeatures?: (features | null)[])
+  // step(images, targets, teacherFeatures?: (features | null)[], teacherImageSizes?: ([h, w][] | null)[])
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto req = std::make_shared<StepRequest>();
@@ -171,13 +185,25 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
                                                             : features_from_js(v, fmt("teacherFeatures[", i, "]")));
       }
     }
+    if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
+      if (!info[3].IsArray()) throw Napi::TypeError::New(env, "expected teacherImageSizes to be an array");
+      Napi::Array a = info[3].As<Napi::Array>();
+      req->has_sizes = true;
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value v = a.Get(i);
+        req->cached_sizes.push_back(v.IsNull() || v.IsUndefined()
+                                        ? std::vector<distill::ImageSize>{}
+                                        : image_sizes_from_js(v, fmt("teacherImageSizes[", i, "]")));
+      }
+    }
     auto done = claim_all(env, "step");
     auto step = step_;
     return run_async<distill::StepOutput>(
         env,
         [step, req] {
           for (auto& im : req->images) im = image_to_chw_float(im);
-          return step->step(req->images, req->targets, req->has_cached ? &req->cached : nullptr);
+          return step->step(req->images, req->targets, req->has_cached ? &req->cached : nullptr,
+                            req->has_sizes ? &req->cached_sizes : nullptr);
         },
         [step](Napi::Env env, distill::StepOutput& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);

@@ -1,4 +1,5 @@
-// order.fitLinearMap(trainX, trainY, valX, valY, options): the adaptation cost at one level.
+// order.fitLinearMap(trainX, trainY, valX, valY, options, masks?): the adaptation cost at one
+// level; masks {train: Tensor[], val: Tensor[]} of (N, 1, H, W) restrict it to valid positions.
 #include <cmath>
 
 #include "binding/convert.h"
@@ -59,8 +60,20 @@ Napi::Value FitLinearMap(const Napi::CallbackInfo& info) {
   auto vx = tensors_from_js(arg(2), "valX");
   auto vy = tensors_from_js(arg(3), "valY");
   LinearFitOptions o = parse_fit_options(arg(4));
+  bool masked = false;
+  std::vector<at::Tensor> tm, vm;
+  Napi::Value mv = arg(5);
+  if (!mv.IsUndefined() && !mv.IsNull()) {
+    if (!mv.IsObject()) throw Napi::TypeError::New(env, "expected masks to be {train, val}");
+    tm = tensors_from_js(mv.As<Napi::Object>().Get("train"), "masks.train");
+    vm = tensors_from_js(mv.As<Napi::Object>().Get("val"), "masks.val");
+    masked = true;
+  }
   return run_async<LinearFitResult>(
-      env, [tx, ty, vx, vy, o] { return fit_linear_map(tx, ty, vx, vy, o); },
+      env,
+      [tx, ty, vx, vy, o, masked, tm, vm] {
+        return masked ? fit_linear_map(tx, ty, vx, vy, o, &tm, &vm) : fit_linear_map(tx, ty, vx, vy, o);
+      },
       [](Napi::Env env, LinearFitResult& r) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
         out.Set("valMse", r.val_mse);

@@ -15,7 +15,10 @@ AdapterImpl::AdapterImpl(int64_t student_channels, int64_t teacher_channels, std
 }
 
 std::string AdapterImpl::kind(int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w) const {
-  const bool resize = in_h != out_h || in_w != out_w;
+  return kind(in_h != out_h || in_w != out_w);
+}
+
+std::string AdapterImpl::kind(bool resize) const {
   if (has_conv()) return resize ? "conv1x1+resize" : "conv1x1";
   return resize ? "resize" : "identity";
 }
@@ -29,6 +32,17 @@ at::Tensor AdapterImpl::forward(const at::Tensor& student, int64_t out_h, int64_
                    out_h, "x", out_w, " and resize is \"none\"");
   if (resize_ == "nearest") return at::upsample_nearest2d(x, {out_h, out_w});
   return at::upsample_bilinear2d(x, {out_h, out_w}, /*align_corners=*/false);  // (N, C_T, H, W)
+}
+
+Aligned AdapterImpl::forward(const at::Tensor& student, const Grid& from, const Grid& to) {
+  MTPD_CHECK_SHAPE(student.dim() == 4 && student.size(1) == cs_, "adapter: expected a student map (N, ", cs_,
+                   ", H, W), got ", student.sizes());
+  const at::Tensor x = has_conv() ? conv->forward(student) : student;  // (N, C_T, Hs, Ws)
+  Aligned a = align_map(x, from, to, resize_ == "nearest" ? "nearest" : "bilinear");  // (N, C_T, H_t, W_t)
+  MTPD_CHECK_SHAPE(resize_ != "none" || !a.resampled, "adapter: the student's map (", student.size(2), "x",
+                   student.size(3), ", stride ", from.stride, ") must be resampled onto the teacher's (", to.height,
+                   "x", to.width, ", stride ", to.stride, ") but resize is \"none\"");
+  return a;
 }
 
 }  // namespace mtpd::distill

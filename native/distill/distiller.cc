@@ -140,12 +140,31 @@ bool DistillerImpl::needs_boxes() const {
 }
 
 DistillOutput DistillerImpl::forward(const FeatureMap& student, const FeatureMap& teacher, const LossContext& ctx,
-                                     const std::string& prefix) {
+                                     const std::string& prefix, const MapLayout* student_layout,
+                                     const MapLayout* teacher_layout) {
   auto names = [](const FeatureMap& m) {
     std::string s;
     for (const auto& [k, v] : m) s += (s.empty() ? "" : ", ") + k;
     return s.empty() ? std::string("none") : s;
   };
+  MTPD_CHECK_ARG((student_layout == nullptr) == (teacher_layout == nullptr),
+                 "distiller: give both the student's and the teacher's layout, or neither");
+  const bool aligned = student_layout != nullptr;
+  // With layouts: the context every pair's losses see, boxes in the teacher's resized pixels.
+  LossContext tctx;
+  if (aligned) {
+    const auto& ss = student_layout->image_sizes;
+    const auto& ts = teacher_layout->image_sizes;
+    MTPD_CHECK_SHAPE(ss.size() == ts.size(), "distiller: the student's layout has ", ss.size(),
+                     " image sizes, the teacher's ", ts.size());
+    MTPD_CHECK_ARG(ctx.image_sizes.empty() || ctx.image_sizes == ss,
+                   "distiller: context.imageSizes must be the student's image sizes (its boxes' pixels) when layouts are "
+                   "given");
+    MTPD_CHECK_SHAPE(ctx.boxes.empty() || ctx.boxes.size() == ss.size(), "distiller: ", ctx.boxes.size(),
+                     " box sets for ", ss.size(), " images");
+    for (size_t i = 0; i < ctx.boxes.size(); ++i) tctx.boxes.push_back(align_boxes(ctx.boxes[i], ss[i], ts[i]));
+    tctx.image_sizes = ts;
+  }
   DistillOutput out;
   for (auto& pair : pairs_) {
     auto sit = student.find(pair.student);
@@ -164,11 +183,26 @@ DistillOutput DistillerImpl::forward(const FeatureMap& student, const FeatureMap
                      ", H, W), got ", t.sizes());
     MTPD_CHECK_SHAPE(s.size(0) == t.size(0), "distiller pair \"", pair.name, "\": student batch ", s.size(0),
                      " differs from teacher batch ", t.size(0));
-    out.adapters[pair.name] = pair.adapter->kind(s.size(2), s.size(3), t.size(2), t.size(3));
-    const at::Tensor adapted = pair.adapter->forward(s, t.size(2), t.size(3));  // (N, C_T, H_T, W_T)
+    at::Tensor adapted;  // (N, C_T, H_T, W_T)
+    const LossContext* lctx = &ctx;
+    LossContext pctx;
+    if (aligned) {
+      const std::string where = fmt("distiller pair \"", pair.name, "\"");
+      const Grid gs = student_layout->grid(pair.student, s, where + ", student");
+      const Grid gt = teacher_layout->grid(pair.teacher, t, where + ", teacher");
+      Aligned a = pair.adapter->forward(s, gs, gt);
+      adapted = a.map;
+      out.adapters[pair.name] = pair.adapter->kind(a.resampled);
+      pctx = tctx;
+      if (!a.whole) pctx.valid = a.cells;  // the batched path when every image fills its maps
+      lctx = &pctx;
+    } else {
+      out.adapters[pair.name] = pair.adapter->kind(s.size(2), s.size(3), t.size(2), t.size(3));
+      adapted = pair.adapter->forward(s, t.size(2), t.size(3));
+    }
     const at::Tensor tt = t.to(adapted.scalar_type());
     for (auto& e : pair.losses) {
-      for (auto& [term, v] : e.loss->forward(adapted, tt, ctx)) {
+      for (auto& [term, v] : e.loss->forward(adapted, tt, *lctx)) {
         // A loss named other than its type keeps its own name in the key.
         std::string key = term;
         if (e.name != e.loss->type()) key = e.name + term.substr(e.loss->type().size());

@@ -13,6 +13,15 @@
 //
 // forward() returns named terms "distill.<pair>.<term>" ("distill.p3.mse",
 // "distill.p3.fgd.fg", ...), each already weighted; their sum is the distillation loss.
+//
+// Alignment: given both models' layouts (each image's size after that model's resize, each
+// tap's stride), every pair maps the student's map onto the teacher's grid image by image
+// (the adapter's 1x1 conv, then distill/align.h: only each image's valid cells, at the per-image
+// content scale), the losses read only each image's valid cells on the teacher's grid, and FGD's
+// boxes (given in the student's resized pixels) are mapped into the teacher's resized pixels of
+// each image with the same mapping and measured against the teacher's image sizes. When every
+// image fills both maps exactly the batched code runs unchanged. Without layouts the whole
+// padded maps are matched as given (the original code; the golden tests).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -43,8 +52,12 @@ class DistillerImpl : public torch::nn::Module {
 
   // student: taps with autograd; teacher: taps (detached here). `prefix` goes before the pair
   // name ("distill." by default; the step uses "distill.<teacher>." for several teachers).
+  // student_layout / teacher_layout: both or neither (see the top of this file); with them,
+  // ctx.boxes are in the pixels of student_layout->image_sizes (ctx.image_sizes, when given, must
+  // be those sizes).
   DistillOutput forward(const FeatureMap& student, const FeatureMap& teacher, const LossContext& ctx,
-                        const std::string& prefix = "distill.");
+                        const std::string& prefix = "distill.", const MapLayout* student_layout = nullptr,
+                        const MapLayout* teacher_layout = nullptr);
 
   struct LossEntry {
     std::string name;

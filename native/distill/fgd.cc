@@ -12,6 +12,9 @@
 // Defaults are the FGD class defaults (temp 0.5, alpha 1e-3, beta 5e-4, gamma 1e-3, lambda 5e-6);
 // the RetinaNet configs use gamma 5e-4, the two-stage ones 5e-5/2.5e-5/5e-5/5e-7.
 // Submodule names follow fgd.py (conv_mask_s, channel_add_conv_s.0, ...).
+// With valid cells in the context, every term is computed image by image on the image's valid
+// crop (attention softmaxes, masks, GC context over its content only; boxes scaled by the crop's
+// size over the image size), still divided by N: padding is not distilled.
 #include "distill/fgd.h"
 
 #include <ATen/ATen.h>
@@ -21,6 +24,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <array>
 #include <cmath>
 
 #include "core/errors.h"
@@ -114,11 +118,10 @@ class FgdLossImpl : public LossImpl {
     return f + add->forward(context);
   }
 
-  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) override {
-    check_pair_shapes(s, t, "fgd");
+  // The four sums (fg, bg, at, gl) over the images of s, t (n, C, H, W), before the / N; every
+  // cell of these maps is content, ctx holds their boxes and image sizes.
+  std::array<at::Tensor, 4> sums(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) {
     const int64_t n = s.size(0), h = s.size(2), w = s.size(3);
-    MTPD_CHECK_SHAPE(s.size(1) == conv_mask_s_->options.in_channels(), "fgd: built for ",
-                     conv_mask_s_->options.in_channels(), " channels, got maps of ", s.sizes());
     const auto [s_att_t, c_att_t] = attention(t);
     const auto [s_att_s, c_att_s] = attention(s);
     auto [fg, bg] = fgd_masks(ctx, n, h, w, s.device());
@@ -127,14 +130,32 @@ class FgdLossImpl : public LossImpl {
     // Teacher attention weights both maps: (N, 1, H, W) * (N, C, 1, 1).
     const at::Tensor weight = s_att_t.sqrt().unsqueeze(1) * c_att_t.sqrt().unsqueeze(-1).unsqueeze(-1);
     const at::Tensor diff = (s - t) * weight;  // (N, C, H, W)
+    return {(diff * fg.sqrt()).pow(2).sum(), (diff * bg.sqrt()).pow(2).sum(),
+            (c_att_s - c_att_t).abs().sum() + (s_att_s - s_att_t).abs().sum(),
+            (global(s, conv_mask_s_, channel_add_conv_s_) - global(t, conv_mask_t_, channel_add_conv_t_)).pow(2).sum()};
+  }
+
+  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) override {
+    check_pair_shapes(s, t, "fgd");
+    check_valid(s, ctx, "fgd");
+    const int64_t n = s.size(0);
+    MTPD_CHECK_SHAPE(s.size(1) == conv_mask_s_->options.in_channels(), "fgd: built for ",
+                     conv_mask_s_->options.in_channels(), " channels, got maps of ", s.sizes());
+    std::array<at::Tensor, 4> total;
+    if (ctx.valid.empty()) {
+      total = sums(s, t, ctx);
+    } else {
+      // Image by image on its valid crop (attention, masks and GC context over its content only).
+      MTPD_CHECK_ARG(static_cast<int64_t>(ctx.boxes.size()) == n, "fgd: needs boxes for each of the ", n,
+                     " images, got ", ctx.boxes.size());
+      for (int64_t i = 0; i < n; ++i) {
+        auto one = sums(valid_crop(s, ctx, i), valid_crop(t, ctx, i), image_context(ctx, i));
+        for (size_t k = 0; k < 4; ++k) total[k] = total[k].defined() ? total[k] + one[k] : one[k];
+      }
+    }
     const double nd = static_cast<double>(n);
-    const at::Tensor fg_loss = (diff * fg.sqrt()).pow(2).sum() / nd;
-    const at::Tensor bg_loss = (diff * bg.sqrt()).pow(2).sum() / nd;
-    const at::Tensor at_loss = ((c_att_s - c_att_t).abs().sum() + (s_att_s - s_att_t).abs().sum()) / nd;
-    const at::Tensor gl_loss =
-        (global(s, conv_mask_s_, channel_add_conv_s_) - global(t, conv_mask_t_, channel_add_conv_t_)).pow(2).sum() / nd;
-    return {{"fgd.fg", fg_loss * alpha_}, {"fgd.bg", bg_loss * beta_}, {"fgd.at", at_loss * gamma_},
-            {"fgd.gl", gl_loss * lambda_}};
+    return {{"fgd.fg", total[0] / nd * alpha_}, {"fgd.bg", total[1] / nd * beta_}, {"fgd.at", total[2] / nd * gamma_},
+            {"fgd.gl", total[3] / nd * lambda_}};
   }
   std::string type() const override { return "fgd"; }
   bool needs_boxes() const override { return true; }

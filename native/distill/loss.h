@@ -2,8 +2,15 @@
 // name -> factory registry a config picks them from (mmrazor's registry of distill losses).
 //
 // A loss sees the student map AFTER the pair's adapter, so both maps have the same shape
-// (N, C, H, W); the teacher map is detached. It returns named terms whose sum is its
-// contribution (FGD returns four: fg, bg, at, gl); weights are already applied.
+// (N, C, H, W) on the teacher's grid; the teacher map is detached. It returns named terms whose
+// sum is its contribution (FGD returns four: fg, bg, at, gl); weights are already applied.
+//
+// Padding is never distilled: when LossContext::valid is given, image i's content is the
+// top-left valid[i] = (h_i, w_i) cells of its map and every loss reads only those cells
+// (mse and pkd over the valid positions of the whole batch, cwd, fgd and mgd image by image on
+// each image's valid crop, with the batch reductions of the original code). When it is empty,
+// every cell is content (each image fills its map exactly): the batched code of the original
+// authors, unchanged.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -29,8 +36,11 @@ struct LossContext {
   // Per image (K_i, 4) float boxes, xyxy in the pixels of image_sizes[i] (FGD).
   std::vector<at::Tensor> boxes;
   // Per image (H, W) of the region the boxes live in: the image after resize, before padding
-  // (mmdet's img_shape). FGD scales boxes by feature size / image size.
+  // (mmdet's img_shape). FGD scales boxes by feature size / image size, where the feature size
+  // is that of the image's valid cells (the whole map when `valid` is empty).
   std::vector<ImageSize> image_sizes;
+  // Per image (rows, cols) of valid cells at the top-left of its map; empty: every cell.
+  std::vector<ImageSize> valid;
 };
 
 class LossImpl : public torch::nn::Module {
@@ -64,8 +74,18 @@ struct LossRegistrar {
   }
 };
 
-// Shared checks: both maps 4-D, same shape, floating point. `what` names the loss.
+// Shared checks: both maps 4-D, same shape, floating point; ctx.valid (when given) one entry per
+// image, each non-empty and inside the map. `what` names the loss.
 void check_pair_shapes(const at::Tensor& s, const at::Tensor& t, const std::string& what);
+void check_valid(const at::Tensor& s, const LossContext& ctx, const std::string& what);
+
+// Image i's valid crop of x (N, C, H, W) -> (1, C, h_i, w_i) (the whole map when ctx.valid is empty).
+at::Tensor valid_crop(const at::Tensor& x, const LossContext& ctx, int64_t i);
+// Every valid position of the batch as a column: (N, C, H, W) -> (C, sum_i h_i w_i).
+at::Tensor valid_columns(const at::Tensor& x, const LossContext& ctx);
+// The context of image i's valid crop alone: its boxes and image size (what ctx has of them);
+// no `valid`, since every cell of the crop is content.
+LossContext image_context(const LossContext& ctx, int64_t i);
 
 }  // namespace mtpd::distill
 

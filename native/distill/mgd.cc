@@ -7,6 +7,8 @@
 // distiller's seed, or the "seed" option), so runs are reproducible on every device. The
 // generator's state is the buffer "generator_state" (so a checkpoint of the distiller resumes the
 // same sequence of masks); a checkpoint without it (e.g. from yzd-v/MGD) keeps the seeded state.
+// With valid cells in the context, each image is masked, generated and compared on its valid
+// crop alone (G's 3x3 convs zero-pad at the crop's edges, as at the map's), still divided by N.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/modules/activation.h>
@@ -51,11 +53,26 @@ class MgdLossImpl : public LossImpl, public StateDictFilter {
     return m.to(like.device(), like.scalar_type());
   }
 
-  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext&) override {
+  // sum((G(S * M) - T)^2) over the images of s, t (n, C, H, W), with a fresh mask.
+  at::Tensor sum(const at::Tensor& s, const at::Tensor& t) {
+    const at::Tensor masked = s * draw_mask(s);  // (N, C, H, W) * (N, 1, H, W)
+    return (generation_->forward(masked) - t).pow(2).sum();
+  }
+
+  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) override {
     check_pair_shapes(s, t, "mgd");
-    const at::Tensor masked = s * draw_mask(s);        // (N, C, H, W) * (N, 1, H, W)
-    const at::Tensor generated = generation_->forward(masked);
-    const at::Tensor loss = (generated - t).pow(2).sum() / static_cast<double>(s.size(0));
+    check_valid(s, ctx, "mgd");
+    at::Tensor total;
+    if (ctx.valid.empty()) {
+      total = sum(s, t);
+    } else {
+      // Image by image on its valid crop: one (1, 1, h_i, w_i) mask each, in image order.
+      for (int64_t i = 0; i < s.size(0); ++i) {
+        const at::Tensor one = sum(valid_crop(s, ctx, i), valid_crop(t, ctx, i));
+        total = total.defined() ? total + one : one;
+      }
+    }
+    const at::Tensor loss = total / static_cast<double>(s.size(0));
     return {{"mgd", loss * alpha_}};
   }
   std::string type() const override { return "mgd"; }

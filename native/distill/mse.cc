@@ -2,7 +2,9 @@
 //   L = lambda * || F^T - r(F^S) ||_2^2
 // per FPN level (the distiller sums levels). The paper does not state the reduction; the
 // default is the mean over N*C*H*W (method.md 1.2), "sum" and "batchmean" (sum / N) are
-// options. r (the adapter) is applied by the distiller before this loss.
+// options. r (the adapter) is applied by the distiller before this loss. With valid cells in
+// the context, the sum runs over the valid positions only and "mean" divides by their count
+// times C (padding is not distilled).
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
@@ -15,9 +17,11 @@ class MseLossImpl : public LossImpl {
  public:
   MseLossImpl(double loss_weight, std::string reduction) : loss_weight_(loss_weight), reduction_(std::move(reduction)) {}
 
-  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext&) override {
+  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) override {
     check_pair_shapes(s, t, "mse");
-    const at::Tensor sq = (s - t).pow(2);  // (N, C, H, W)
+    check_valid(s, ctx, "mse");
+    // (N, C, H, W), or (C, M) over the M valid positions of the batch.
+    const at::Tensor sq = ctx.valid.empty() ? (s - t).pow(2) : (valid_columns(s, ctx) - valid_columns(t, ctx)).pow(2);
     at::Tensor v;
     if (reduction_ == "mean") {
       v = sq.mean();

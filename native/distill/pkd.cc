@@ -2,6 +2,8 @@
 // over (N, H, W) to zero mean and unit (unbiased) std, then
 //   L = loss_weight * mean((norm(S) - norm(T))^2) / 2   ( = loss_weight * (1 - Pearson r) ).
 // The student is resized to the teacher by the pair's adapter (mmrazor's resize_stu=True).
+// With valid cells in the context, the statistics and the mean run over the valid positions of
+// the batch only (padding is not distilled).
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
@@ -14,20 +16,21 @@ class PkdLossImpl : public LossImpl {
  public:
   PkdLossImpl(double loss_weight, double eps) : loss_weight_(loss_weight), eps_(eps) {}
 
-  at::Tensor norm(const at::Tensor& f) const {
-    const int64_t c = f.size(1);
-    // (N, C, H, W) -> (C, N*H*W)
-    const at::Tensor x = f.permute({1, 0, 2, 3}).reshape({c, -1});
+  // x: (C, M), one column per position.
+  at::Tensor norm(const at::Tensor& x) const {
     const at::Tensor mean = x.mean(-1, true);
     const at::Tensor std = x.std(-1, /*unbiased=*/true, /*keepdim=*/true);
     return (x - mean) / (std + eps_);
   }
 
-  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext&) override {
+  LossTerms forward(const at::Tensor& s, const at::Tensor& t, const LossContext& ctx) override {
     check_pair_shapes(s, t, "pkd");
-    MTPD_CHECK_SHAPE(s.size(0) * s.size(2) * s.size(3) > 1, "pkd: needs more than one value per channel, got ",
-                     s.sizes());
-    return {{"pkd", (norm(s) - norm(t)).pow(2).mean() * (loss_weight_ / 2.0)}};
+    check_valid(s, ctx, "pkd");
+    // (N, C, H, W) -> (C, M): N*H*W positions, or the M valid ones.
+    const at::Tensor xs = valid_columns(s, ctx), xt = valid_columns(t, ctx);
+    MTPD_CHECK_SHAPE(xs.size(1) > 1, "pkd: needs more than one value per channel, got ", s.sizes(),
+                     ctx.valid.empty() ? "" : " with valid cells");
+    return {{"pkd", (norm(xs) - norm(xt)).pow(2).mean() * (loss_weight_ / 2.0)}};
   }
   std::string type() const override { return "pkd"; }
   Json config() const override { return {{"loss_weight", loss_weight_}, {"eps", eps_}}; }

@@ -12,6 +12,16 @@ c10::Device Detector::device() const {
   return c10::Device(c10::kCPU);
 }
 
+std::map<std::string, int64_t> Detector::feature_stride_map() const {
+  const auto names = feature_names();
+  const auto strides = feature_strides();
+  MTPD_CHECK_SHAPE(names.size() == strides.size(), arch(), ": ", names.size(), " feature taps but ", strides.size(),
+                   " strides");
+  std::map<std::string, int64_t> out;
+  for (size_t i = 0; i < names.size(); ++i) out[names[i]] = strides[i];
+  return out;
+}
+
 std::shared_ptr<Detector> as_detector(const BuiltModule& built) {
   return std::dynamic_pointer_cast<Detector>(built.module);
 }

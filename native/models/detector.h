@@ -9,7 +9,10 @@
 //    resized with the images.
 //  - Detections come back in the pixels of the images as given (boxes xyxy).
 //  - Features are named FPN taps ("p3".."p7" for RetinaNet, "p2".."p6" for two-stage models),
-//    each (N, C, Hl, Wl) over the padded batch. Whether they carry autograd history is decided
+//    each (N, C, Hl, Wl) over the padded batch. feature_strides() gives each tap's real stride
+//    (4..128 for p2..p7): image i, resized to image_sizes[i] = (h, w), occupies the top-left
+//    ceil(h / s) x ceil(w / s) cells of a tap of stride s (P6/P7 are ceil-sized, so the stride
+//    is not padded size / map size). eval_image_sizes() is the resize rule alone. Whether they carry autograd history is decided
 //    by the caller's grad mode: with grad enabled (training a student), they are part of the
 //    same graph as the losses, so one backward() covers detection and distillation losses.
 //  - Training/eval mode (torch::nn::Module::train()) decides BatchNorm / drop-path behaviour;
@@ -104,8 +107,15 @@ class Detector : public torch::nn::Module {
   virtual std::vector<std::string> feature_names() const = 0;
   // Channels of every feature tap (256 for torchvision FPNs; less with width_mult).
   virtual int64_t feature_channels() const = 0;
-  // Stride of each tap relative to the padded input (8, 16, 32, 64, 128 for RetinaNet).
+  // Stride of each tap relative to the padded input (8, 16, 32, 64, 128 for RetinaNet), in
+  // feature_names() order.
   virtual std::vector<int64_t> feature_strides() const = 0;
+  // tap -> stride, from the two above.
+  std::map<std::string, int64_t> feature_stride_map() const;
+  // Per image (H, W) after this model's resize in eval mode, for images of these (H, W): the
+  // image_sizes prepare() gives an eval-mode model, without resizing anything (what cached
+  // teacher features were computed at).
+  virtual std::vector<ImageSize> eval_image_sizes(const std::vector<ImageSize>& original_sizes) const = 0;
   virtual int64_t num_classes() const = 0;
   // Registry name and resolved options (every default filled in), for run directories.
   virtual std::string arch() const = 0;

@@ -168,6 +168,18 @@ std::vector<int64_t> RetinaNetImpl::feature_strides() const {
   return out;
 }
 
+std::vector<ImageSize> RetinaNetImpl::eval_image_sizes(const std::vector<ImageSize>& original_sizes) const {
+  std::vector<ImageSize> out;
+  out.reserve(original_sizes.size());
+  for (size_t i = 0; i < original_sizes.size(); ++i) {
+    const auto [h, w] = original_sizes[i];
+    MTPD_CHECK_SHAPE(h > 0 && w > 0, "retinanet: image ", i, " size must be positive, got (", h, ", ", w, ")");
+    // prepare() in eval mode: the last min_size (GeneralizedRCNNTransform).
+    out.push_back(transform_.resized_size(h, w, static_cast<double>(options_.transform.min_size.back())));
+  }
+  return out;
+}
+
 ImageBatch RetinaNetImpl::prepare(const std::vector<at::Tensor>& images, const std::vector<Target>* targets) {
   check_images_and_targets(images, targets, "retinanet");
   const c10::Device dev = device();

@@ -49,6 +49,7 @@ class RetinaNetImpl : public Detector {
   std::vector<std::string> feature_names() const override;
   int64_t feature_channels() const override { return backbone->out_channels(); }
   std::vector<int64_t> feature_strides() const override;
+  std::vector<ImageSize> eval_image_sizes(const std::vector<ImageSize>& original_sizes) const override;
   int64_t num_classes() const override { return options_.num_classes; }
   std::string arch() const override { return "retinanet"; }
   Json config() const override { return options_.to_json(); }

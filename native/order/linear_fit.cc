@@ -12,31 +12,32 @@ namespace mtpd {
 
 namespace {
 
-// A's map brought to B's size: bilinear upsampling (align_corners=false), the paper's adapter,
-// when A is smaller; adaptive average pooling when A is larger (a teacher run at a higher
-// resolution mapped onto a lower-resolution model).
+// A's map brought to B's whole map as the adapter does without layouts: bilinear resampling
+// (align_corners=false), in both directions.
 at::Tensor resize_to(const at::Tensor& x, int64_t H, int64_t W) {
   if (x.size(2) == H && x.size(3) == W) return x;
-  at::Tensor t = x.to(at::kFloat);
-  if (t.size(2) <= H && t.size(3) <= W) {
-    return torch::nn::functional::interpolate(t, torch::nn::functional::InterpolateFuncOptions()
-                                                     .size(std::vector<int64_t>{H, W})
-                                                     .mode(torch::kBilinear)
-                                                     .align_corners(false));
-  }
-  return torch::adaptive_avg_pool2d(t, {H, W});
+  return at::upsample_bilinear2d(x.to(at::kFloat), {H, W}, /*align_corners=*/false);
 }
 
-// (N, C, h, w) brought to (H, W); returns (N*H*W, C) rows.
-at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtype) {
+// (N, C, h, w) brought to (H, W); returns (N*H*W, C) rows, or only the rows where mask (N, 1, H, W)
+// is set when it is defined.
+at::Tensor pixels(const at::Tensor& x, int64_t H, int64_t W, at::ScalarType dtype, const at::Tensor& mask) {
   at::Tensor t = resize_to(x, H, W);
   // (N, C, H, W) -> (N, H, W, C) -> (N*H*W, C)
-  return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)}).to(dtype);
+  at::Tensor rows = t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)});
+  if (mask.defined()) rows = rows.index_select(0, (mask.reshape({-1}) > 0.5).nonzero().squeeze(1));
+  return rows.to(dtype);
+}
+
+at::Tensor mask_at(const std::vector<at::Tensor>* masks, size_t i) {
+  return masks ? (*masks)[i].to(at::kFloat) : at::Tensor();
 }
 
 void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, const char* split,
-                 int64_t& ca, int64_t& cb) {
+                 int64_t& ca, int64_t& cb, const std::vector<at::Tensor>* masks) {
   int64_t pixels = 0;
+  MTPD_CHECK_SHAPE(!masks || masks->size() == ys.size(), split, ": ", masks ? masks->size() : 0, " masks for ",
+                   ys.size(), " feature batches");
   MTPD_CHECK_SHAPE(xs.size() == ys.size(), split, ": ", xs.size(), " batches of A features but ", ys.size(),
                    " of B features");
   MTPD_CHECK_SHAPE(!xs.empty(), split, ": no feature batches");
@@ -51,11 +52,17 @@ void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor
     MTPD_CHECK_SHAPE(x.size(1) == ca && y.size(1) == cb, split, "[", i, "]: channel counts change between batches");
     MTPD_CHECK_SHAPE(ca > 0 && cb > 0, split, "[", i, "]: features need at least one channel, got ", x.sizes(), " and ",
                      y.sizes());
-    pixels += y.size(0) * y.size(2) * y.size(3);
-    MTPD_CHECK_SHAPE((x.size(2) <= y.size(2)) == (x.size(3) <= y.size(3)) || x.size(2) == y.size(2) ||
-                         x.size(3) == y.size(3),
-                     split, "[", i, "]: A's map ", x.sizes(), " is larger than B's ", y.sizes(),
-                     " in one dimension and smaller in the other");
+    if (masks) {
+      const at::Tensor& m = (*masks)[i];
+      MTPD_CHECK_SHAPE(m.dim() == 4 && m.size(0) == y.size(0) && m.size(1) == 1 && m.size(2) == y.size(2) &&
+                           m.size(3) == y.size(3),
+                       split, "[", i, "]: the mask must be (N, 1, H, W) of B's map ", y.sizes(), ", got ", m.sizes());
+      MTPD_CHECK_SHAPE(x.size(2) == y.size(2) && x.size(3) == y.size(3), split, "[", i, "]: with masks A's map ",
+                       x.sizes(), " must already be on B's grid ", y.sizes(), " (aligned)");
+      pixels += (m > 0.5).sum().item<int64_t>();
+    } else {
+      pixels += y.size(0) * y.size(2) * y.size(3);
+    }
   }
   // Without pixels every sum is empty and the cost would come out as 0: a perfect adapter.
   MTPD_CHECK_SHAPE(pixels > 0, split, ": the feature batches hold no pixels (0 images or empty maps)");
@@ -65,11 +72,13 @@ void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor
 
 LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std::vector<at::Tensor>& train_y,
                                const std::vector<at::Tensor>& val_x, const std::vector<at::Tensor>& val_y,
-                               const LinearFitOptions& o) {
+                               const LinearFitOptions& o, const std::vector<at::Tensor>* train_mask,
+                               const std::vector<at::Tensor>* val_mask) {
   torch::NoGradGuard outer_no_grad;
+  MTPD_CHECK_ARG((train_mask == nullptr) == (val_mask == nullptr), "give masks for both splits or neither");
   int64_t ca = -1, cb = -1;
-  check_pairs(train_x, train_y, "train", ca, cb);
-  check_pairs(val_x, val_y, "val", ca, cb);
+  check_pairs(train_x, train_y, "train", ca, cb, train_mask);
+  check_pairs(val_x, val_y, "val", ca, cb, val_mask);
   MTPD_CHECK_ARG(o.fitter == "closed-form" || o.fitter == "sgd", "fitter must be \"closed-form\" or \"sgd\", got \"",
                  o.fitter, "\"");
   const auto device = train_x[0].device();
@@ -93,8 +102,9 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     Moments fit = zero(), held = zero();
     const bool auto_ridge = o.ridge < 0 && train_x.size() >= 2;
     for (size_t i = 0; i < train_x.size(); ++i) {
-      at::Tensor X = pixels(train_x[i], train_y[i].size(2), train_y[i].size(3), at::kDouble);
-      at::Tensor Y = pixels(train_y[i], train_y[i].size(2), train_y[i].size(3), at::kDouble);
+      const at::Tensor valid = mask_at(train_mask, i);
+      at::Tensor X = pixels(train_x[i], train_y[i].size(2), train_y[i].size(3), at::kDouble, valid);
+      at::Tensor Y = pixels(train_y[i], train_y[i].size(2), train_y[i].size(3), at::kDouble, valid);
       // Every fourth batch is held out (the last one when there are fewer than four).
       const bool hold = auto_ridge && (train_x.size() >= 4 ? i % 4 == 3 : i + 1 == train_x.size());
       Moments& m = hold ? held : fit;
@@ -170,14 +180,24 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
       opt = std::make_unique<torch::optim::Adam>(conv->parameters(), torch::optim::AdamOptions(o.lr));
     else
       opt = std::make_unique<torch::optim::SGD>(conv->parameters(), torch::optim::SGDOptions(o.lr).momentum(o.momentum));
-    std::vector<at::Tensor> xs;
-    for (size_t i = 0; i < train_x.size(); ++i)
+    std::vector<at::Tensor> xs, ms;
+    for (size_t i = 0; i < train_x.size(); ++i) {
       xs.push_back(resize_to(train_x[i], train_y[i].size(2), train_y[i].size(3)).to(at::kFloat));
+      ms.push_back(mask_at(train_mask, i));
+    }
     torch::AutoGradMode grad(true);
     for (int64_t s = 0; s < o.steps; ++s) {
       const size_t b = static_cast<size_t>(s) % xs.size();
       opt->zero_grad();
-      at::Tensor loss = torch::mse_loss(conv->forward(xs[b]), train_y[b].to(at::kFloat));
+      const at::Tensor y = train_y[b].to(at::kFloat);
+      at::Tensor loss;
+      if (ms[b].defined()) {
+        // Mean over the valid positions' elements: (N, C_B, H, W) * (N, 1, H, W).
+        const at::Tensor count = (ms[b].sum() * static_cast<double>(cb)).clamp_min(1);
+        loss = ((conv->forward(xs[b]) - y).pow(2) * ms[b]).sum() / count;
+      } else {
+        loss = torch::mse_loss(conv->forward(xs[b]), y);
+      }
       loss.backward();
       opt->step();
     }
@@ -185,12 +205,14 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     bias = conv->bias.detach().to(at::kDouble);
   }
 
-  auto score = [&](const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, int64_t& count) {
+  auto score = [&](const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys,
+                   const std::vector<at::Tensor>* masks, int64_t& count) {
     double se = 0;
     count = 0;
     for (size_t i = 0; i < xs.size(); ++i) {
-      at::Tensor X = pixels(xs[i], ys[i].size(2), ys[i].size(3), at::kDouble);
-      at::Tensor Y = pixels(ys[i], ys[i].size(2), ys[i].size(3), at::kDouble);
+      const at::Tensor m = mask_at(masks, i);
+      at::Tensor X = pixels(xs[i], ys[i].size(2), ys[i].size(3), at::kDouble, m);
+      at::Tensor Y = pixels(ys[i], ys[i].size(2), ys[i].size(3), at::kDouble, m);
       at::Tensor pred = torch::addmm(bias.unsqueeze(0), X, weight.t());
       se += (pred - Y).pow(2).sum().item<double>();
       count += Y.numel();
@@ -198,8 +220,8 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     return count ? se / static_cast<double>(count) : 0.0;
   };
   int64_t train_elems = 0, val_elems = 0;
-  r.train_mse = score(train_x, train_y, train_elems);
-  r.val_mse = score(val_x, val_y, val_elems);
+  r.train_mse = score(train_x, train_y, train_mask, train_elems);
+  r.val_mse = score(val_x, val_y, val_mask, val_elems);
   if (o.fitter == "sgd") r.train_pixels = train_elems / std::max<int64_t>(cb, 1);
   r.val_pixels = val_elems / std::max<int64_t>(cb, 1);
   r.weight = weight.to(at::kFloat);

@@ -6,6 +6,7 @@ interface SynthArgs {
   'val-images'?: number;
   size: number;
   seed: number;
+  difficulty: 'hard' | 'clear';
   workers?: number;
   json: boolean;
 }
@@ -28,6 +29,7 @@ const synthCommand: CommandModule<object, SynthArgs> = {
       .option('val-images', { type: 'number', describe: 'validation images (default: images / 4)' })
       .option('size', { type: 'number', default: 224, describe: 'longest image side; sides are drawn from [0.75*size, size]' })
       .option('seed', { type: 'number', default: 0, describe: 'random seed; the output is a pure function of it' })
+      .option('difficulty', { choices: ['hard', 'clear'] as const, default: 'hard' as const, describe: "scene difficulty: 'hard' (clutter, occlusion, crowds, tiny objects) or 'clear' (the demo's)" })
       .option('workers', { type: 'number', describe: 'worker threads (default: cores, at most 4)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' }),
   handler: async (argv) => {
@@ -40,6 +42,7 @@ const synthCommand: CommandModule<object, SynthArgs> = {
       valImages: argv['val-images'],
       size: argv.size,
       seed: argv.seed,
+      difficulty: argv.difficulty,
       workers: argv.workers,
       onProgress: tty ? (done, total) => process.stderr.write(`\r${done}/${total} images${done === total ? '\n' : ''}`) : undefined,
     });

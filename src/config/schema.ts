@@ -56,7 +56,7 @@ export const dataSchema = z.strictObject({
   skipBadData: z.boolean().default(false).describe('skip (and count) broken images and annotations instead of stopping'),
   keepEmptyImages: z.boolean().default(false).describe('train on images without annotations'),
   synth: z
-    .strictObject({ images: positiveInt.default(400), valImages: positiveInt.optional().describe('validation images (default: images / 4)'), size: positiveInt.default(192), seed: z.number().int().min(0).default(0) })
+    .strictObject({ images: positiveInt.default(400), valImages: positiveInt.optional().describe('validation images (default: images / 4)'), size: positiveInt.default(192), seed: z.number().int().min(0).default(0), difficulty: z.enum(['hard', 'clear']).default('hard').describe("'hard': clutter, occlusion, crowds, tiny objects; 'clear': the demo's easier scenes") })
     .optional()
     .describe('make the built-in demo dataset in data.root when it is missing'),
 });

@@ -34,6 +34,46 @@ import { polygonsArea } from './synth_area.js';
 
 export const SYNTH_CATEGORIES = ['circle', 'triangle', 'square', 'diamond', 'hexagon', 'star', 'ring', 'cross'] as const;
 
+/**
+ * How hard the scenes are. 'hard' (the default) is the design above. 'clear' keeps the classes,
+ * look-alikes and COCO size ranges but with fewer tiny objects, calm backgrounds, little clutter
+ * and occlusion, no crowd regions and no camouflage: a detector trained from scratch on a CPU reaches
+ * a usable AP on it, and small objects still need resolution (the demo's low-resolution student).
+ */
+export type SynthDifficulty = 'hard' | 'clear';
+
+interface Profile {
+  /** Share of small objects, and the smallest sqrt(area) in pixels. */
+  small: number;
+  minSqrtArea: number;
+  /** Objects per image: minObjects + int(extraObjects). */
+  minObjects: number;
+  extraObjects: number;
+  /** Distractor blobs: minDistractors + int(extraDistractors); background strokes: int(strokes). */
+  minDistractors: number;
+  extraDistractors: number;
+  strokes: number;
+  crowd: number;
+  camouflage: number;
+  /** Share of an object's pixels that must stay visible; share inside the image. */
+  visible: number;
+  inside: number;
+  /** Pixel noise sigma range; background contrast range. */
+  noise: [number, number];
+  contrast: [number, number];
+  /**
+   * Colour carries the coarse class: each group of look-alike shapes shares a hue band (round:
+   * circle, hexagon, ring; boxy: square, diamond; spiky: star, cross; triangle), backgrounds and
+   * distractors are greyish. The shape inside a group still needs resolution to tell apart.
+   */
+  hueGroups: boolean;
+}
+
+const PROFILES: Record<SynthDifficulty, Profile> = {
+  hard: { small: 0.4, minSqrtArea: 6, minObjects: 2, extraObjects: 10, minDistractors: 1, extraDistractors: 5, strokes: 6, crowd: 0.2, camouflage: 0.15, visible: 0.4, inside: 0.6, noise: [2, 9], contrast: [1, 2.5], hueGroups: false },
+  clear: { small: 0.25, minSqrtArea: 14, minObjects: 2, extraObjects: 5, minDistractors: 0, extraDistractors: 2, strokes: 1, crowd: 0, camouflage: 0, visible: 0.75, inside: 0.85, noise: [1, 4], contrast: [0.2, 0.6], hueGroups: true },
+};
+
 export interface SynthOptions {
   /** Output folder (created). */
   out: string;
@@ -44,6 +84,8 @@ export interface SynthOptions {
   /** Longest image side in pixels (default 224); each side is drawn from [0.75 * size, size]. */
   size?: number;
   seed?: number;
+  /** Scene difficulty (default 'hard'). */
+  difficulty?: SynthDifficulty;
   /** Worker threads drawing images (default: cores, at most 4; 0 draws on the calling thread). */
   workers?: number;
   /** Called after each image. */
@@ -106,6 +148,17 @@ function hsv(h: number, s: number, v: number): [number, number, number] {
     [v, p, q],
   ][((i % 6) + 6) % 6]!;
   return [m[0]! * 255, m[1]! * 255, m[2]! * 255];
+}
+
+/** Hue band of each category when colour carries the coarse class (Profile.hueGroups). */
+const GROUP_HUE = [0.0, 0.75, 0.33, 0.33, 0.0, 0.55, 0.0, 0.55];
+
+function groupColor(rng: Rng, category: number): [number, number, number] {
+  return hsv((GROUP_HUE[category]! + rng.uniform(-0.04, 0.04) + 1) % 1, rng.uniform(0.6, 1), rng.uniform(0.55, 1));
+}
+
+function greyish(rng: Rng): [number, number, number] {
+  return hsv(rng.next(), rng.uniform(0, 0.2), rng.uniform(0.25, 0.85));
 }
 
 function randomColor(rng: Rng): [number, number, number] {
@@ -310,7 +363,8 @@ function boxesOverlap(a: Coverage, b: Coverage): boolean {
 }
 
 /** Draws one image. `rng` fully determines it. */
-export function synthImage(rng: Rng, size: number): SynthImage {
+export function synthImage(rng: Rng, size: number, difficulty: SynthDifficulty = 'hard'): SynthImage {
+  const P = PROFILES[difficulty];
   const W = Math.round(rng.uniform(0.75, 1) * size);
   const H = Math.round(rng.uniform(0.75, 1) * size);
   const minSide = Math.min(W, H);
@@ -320,20 +374,22 @@ export function synthImage(rng: Rng, size: number): SynthImage {
   const octaves = [Math.max(4, size / 4), Math.max(3, size / 10), Math.max(2, size / 28)];
   const weights = [0.55, 0.3, 0.15];
   octaves.forEach((cell, i) => valueNoise(rng, W, H, cell, t, weights[i]!));
-  const c1 = randomColor(rng);
-  const c2: [number, number, number] = rng.bool(0.3) ? [c1[0] * rng.uniform(0.6, 1.2), c1[1] * rng.uniform(0.6, 1.2), c1[2] * rng.uniform(0.6, 1.2)] : randomColor(rng);
+  const c1 = P.hueGroups ? greyish(rng) : randomColor(rng);
+  const c2: [number, number, number] = rng.bool(0.3) ? [c1[0] * rng.uniform(0.6, 1.2), c1[1] * rng.uniform(0.6, 1.2), c1[2] * rng.uniform(0.6, 1.2)] : P.hueGroups ? greyish(rng) : randomColor(rng);
   const img = new Float32Array(W * H * 3);
-  const contrast = rng.uniform(1, 2.5);
+  const contrast = rng.uniform(P.contrast[0], P.contrast[1]);
   for (let p = 0; p < W * H; p++) {
     const m = Math.min(1, Math.max(0, 0.5 + (t[p]! - 0.5) * contrast));
     img[3 * p] = c1[0] * (1 - m) + c2[0]! * m;
     img[3 * p + 1] = c1[1] * (1 - m) + c2[1]! * m;
     img[3 * p + 2] = c1[2] * (1 - m) + c2[2]! * m;
   }
-  const strokes = rng.int(6);
+  const strokes = rng.int(P.strokes);
   for (let s = 0; s < strokes; s++) {
     const rings = strokeRings(rng, rng.uniform(0, W), rng.uniform(0, H), rng.uniform(0.2, 0.8) * size);
-    paintLayer(img, W, { rings, cov: rasterize(rings, W, H), kind: 'distractor', category: -1, group: -1, paint: plainPaint(rng, rings), full: 0 });
+    const paint = plainPaint(rng, rings);
+    if (P.hueGroups) paint.rgb = greyish(rng);
+    paintLayer(img, W, { rings, cov: rasterize(rings, W, H), kind: 'distractor', category: -1, group: -1, paint, full: 0 });
   }
 
   // Layers: objects, distractor blobs, crowd clusters, in random z-order.
@@ -342,8 +398,8 @@ export function synthImage(rng: Rng, size: number): SynthImage {
   const maxSide = Math.min(170, 0.85 * minSide);
   const objectSqrtArea = (): number => {
     const u = rng.next();
-    if (u < 0.4 || maxSide <= 40) return Math.exp(rng.uniform(Math.log(6), Math.log(32)));
-    if (u < 0.7 || maxSide <= 110) return Math.exp(rng.uniform(Math.log(32), Math.log(Math.min(96, maxSide))));
+    if (u < P.small || maxSide <= 40) return Math.exp(rng.uniform(Math.log(P.minSqrtArea), Math.log(32)));
+    if (u < P.small + 0.3 || maxSide <= 110) return Math.exp(rng.uniform(Math.log(32), Math.log(Math.min(96, maxSide))));
     return rng.uniform(110, maxSide);
   };
   const extent = (sqrtArea: number, fill: number) => Math.min(1.1 * minSide, sqrtArea / Math.sqrt(fill));
@@ -353,15 +409,15 @@ export function synthImage(rng: Rng, size: number): SynthImage {
   type Kind = { kind: 'object'; cat: number } | { kind: 'distractor' } | { kind: 'crowd'; group: number };
   type Item = Kind & { L: number; z: number };
   const items: Item[] = [];
-  const nObj = 2 + rng.int(10);
-  const nDis = 1 + rng.int(5);
+  const nObj = P.minObjects + rng.int(P.extraObjects);
+  const nDis = P.minDistractors + rng.int(P.extraDistractors);
   const push = (it: Kind, L: number) => items.push({ ...it, L, z: L * rng.uniform(0.4, 1.6) });
   for (let i = 0; i < nObj; i++) {
     const cat = rng.int(SYNTH_CATEGORIES.length);
     push({ kind: 'object', cat }, extent(objectSqrtArea(), FILL[cat]!));
   }
   for (let i = 0; i < nDis; i++) push({ kind: 'distractor' }, extent(objectSqrtArea(), 0.75));
-  const nCrowd = rng.bool(0.2) ? 1 : 0;
+  const nCrowd = rng.bool(P.crowd) ? 1 : 0;
   for (let g = 0; g < nCrowd; g++) push({ kind: 'crowd', group: g }, rng.uniform(0.3, 0.6) * minSide);
   items.sort((a, b) => b.z - a.z);
 
@@ -389,12 +445,12 @@ export function synthImage(rng: Rng, size: number): SynthImage {
       if (kind === 'object') {
         // at least 60% of the shape inside the image
         const a = shoelace(rings[0]!) - (rings[1] ? shoelace(rings[1]) : 0);
-        if (full < 0.6 * a) continue;
+        if (full < P.inside * a) continue;
       }
       let ok = true;
       for (const [l, n] of take) {
         const other = layers[l]!;
-        if (other.kind === 'object' && visible[l]! - n < 0.4 * other.full) ok = false;
+        if (other.kind === 'object' && visible[l]! - n < P.visible * other.full) ok = false;
         if (other.kind === 'crowd' && other.group !== group && visible[l]! - n < 0.3 * other.full) ok = false;
       }
       if (!ok) continue;
@@ -404,8 +460,9 @@ export function synthImage(rng: Rng, size: number): SynthImage {
         for (let x = cov.x0; x < cov.x1; x++) if (cov.data[(y - cov.y0) * w + (x - cov.x0)]! >= 0.5) label[y * W + x] = idx;
       }
       const paint = plainPaint(rng, rings);
+      if (P.hueGroups) paint.rgb = kind === 'distractor' ? greyish(rng) : groupColor(rng, category);
       // camouflage: some shapes take a colour close to the background's
-      if (kind !== 'distractor' && rng.bool(0.15)) paint.rgb = (rng.bool() ? c1 : c2).map((v) => Math.min(255, Math.max(0, v + rng.uniform(-45, 45)))) as [number, number, number];
+      if (kind !== 'distractor' && rng.bool(P.camouflage)) paint.rgb = (rng.bool() ? c1 : c2).map((v) => Math.min(255, Math.max(0, v + rng.uniform(-45, 45)))) as [number, number, number];
       layers.push({ rings, cov, kind, category, group, paint, full });
       visible.push(full);
       return true;
@@ -447,7 +504,7 @@ export function synthImage(rng: Rng, size: number): SynthImage {
 
   // Pixel noise, then quantize.
   // Triangular noise from one xorshift32 draw per value (sum of two 16-bit uniforms).
-  const sigma = rng.uniform(2, 9);
+  const sigma = rng.uniform(P.noise[0], P.noise[1]);
   const amp = (sigma * 2.45) / 65536;
   let xs = rng.nextU32() | 1;
   const rgb = new Uint8Array(W * H * 3);
@@ -528,6 +585,8 @@ export async function writeSynthDataset(opts: SynthOptions): Promise<SynthSummar
   const nVal = opts.valImages ?? Math.max(1, Math.round(nTrain / 4));
   const size = opts.size ?? 224;
   const seed = opts.seed ?? 0;
+  const difficulty = opts.difficulty ?? 'hard';
+  if (!(difficulty in PROFILES)) throw new MtpdError('ERR_MTPD_ARGUMENT', `synth: difficulty must be one of ${Object.keys(PROFILES).join(', ')}, got ${String(difficulty)}`);
   const workers = opts.workers ?? Math.min(4, availableParallelism());
   for (const [k, v, lo] of [['images', nTrain, 1], ['valImages', nVal, 0], ['size', size, 32]] as const) {
     if (!Number.isInteger(v) || v < lo) throw new MtpdError('ERR_MTPD_ARGUMENT', `synth: ${k} must be an integer >= ${lo}, got ${v}`);
@@ -550,7 +609,7 @@ export async function writeSynthDataset(opts: SynthOptions): Promise<SynthSummar
       let next = 0;
       const lane = async () => {
         for (let i = next++; i < n; i = next++) {
-          const req: SynthFileRequest = { seed, split: splitIdx, index: i, size, imageDir };
+          const req: SynthFileRequest = { seed, split: splitIdx, index: i, size, difficulty, imageDir };
           results[i] = pool ? await pool.run(req) : await renderSynthFile(req);
           done++;
           opts.onProgress?.(done, total);
@@ -561,7 +620,7 @@ export async function writeSynthDataset(opts: SynthOptions): Promise<SynthSummar
       // Stream the JSON out in file order (annotation ids follow image order).
       const fh = await open(annotationFile, 'w');
       try {
-        const info = { description: 'mtpd synthetic shapes', version: '1', year: 2026, contributor: 'mtpd data synth', seed, size, split: name };
+        const info = { description: 'mtpd synthetic shapes', version: '1', year: 2026, contributor: 'mtpd data synth', seed, size, ...(difficulty === 'hard' ? {} : { difficulty }), split: name };
         const categories = SYNTH_CATEGORIES.map((c, i) => ({ id: i + 1, name: c, supercategory: 'shape' }));
         let buf = `{"info": ${JSON.stringify(info)},\n"licenses": [],\n"categories": ${JSON.stringify(categories)},\n"images": [\n`;
         const put = async (text: string) => {
@@ -602,6 +661,7 @@ export interface SynthFileRequest {
   split: number;
   index: number;
   size: number;
+  difficulty?: SynthDifficulty;
   imageDir: string;
 }
 
@@ -612,7 +672,7 @@ export interface SynthFileResult {
 
 /** Draws image `index` of `split` and writes its PNG (the unit of work of the worker threads). */
 export async function renderSynthFile(req: SynthFileRequest): Promise<SynthFileResult> {
-  const im = synthImage(deriveRng(req.seed, req.split, req.index), req.size);
+  const im = synthImage(deriveRng(req.seed, req.split, req.index), req.size, req.difficulty ?? 'hard');
   const id = req.index + 1;
   const fileName = `${String(id).padStart(12, '0')}.png`;
   await sharp(im.rgb, { raw: { width: im.width, height: im.height, channels: 3 } }).png({ compressionLevel: 3 }).toFile(path.join(req.imageDir, fileName));

@@ -7,10 +7,36 @@ import type { Tensor } from '../tensor.js';
 /** Named feature maps, `{p3: (N, C, H, W), ...}`. */
 export type FeatureMaps = Record<string, Tensor>;
 
-/** What FGD needs: per image boxes (K, 4) xyxy in the pixels of `imageSizes[i]` = [h, w]. */
+/**
+ * Where a batch's images lie in one model's maps: per image [h, w] after that model's resize
+ * (before padding), and each tap's stride in input pixels ({p3: 8, ..., p7: 128}).
+ */
+export interface MapLayout {
+  imageSizes: [number, number][];
+  strides: Record<string, number>;
+}
+
+/**
+ * What the losses need besides the maps. FGD: per image boxes (K, 4) xyxy in the pixels of
+ * `imageSizes[i]` = [h, w]. With both layouts, every pair aligns the student's maps onto the
+ * teacher's grid image by image and the losses skip padding (native/distill/align.h); the boxes
+ * are then in the student's resized pixels (imageSizes, if given, must be the student layout's).
+ */
 export interface LossContext {
   boxes?: Tensor[];
   imageSizes?: [number, number][];
+  studentLayout?: MapLayout;
+  teacherLayout?: MapLayout;
+}
+
+/** alignMap's result: the source's content on the target grid and the target's valid cells. */
+export interface AlignedMap {
+  /** (N, C, Ht, Wt), zero on padding. */
+  aligned: Tensor<'float32'>;
+  /** (N, 1, Ht, Wt): 1 on each image's valid cells. */
+  mask: Tensor<'float32'>;
+  /** Every image filled both maps exactly: the whole-map resize was the alignment. */
+  whole: boolean;
 }
 
 export interface RawComputeResult {
@@ -33,6 +59,7 @@ export interface NativeDistillStepHandle {
     images: Tensor[],
     targets: { boxes: Tensor; labels: Tensor }[],
     teacherFeatures: (FeatureMaps | null)[] | null,
+    teacherImageSizes: ([number, number][] | null)[] | null,
   ): Promise<import('./step.js').DistillStepResult>;
   teacherFeatures(teacher: number, images: Tensor[]): Promise<FeatureMaps>;
   info(): { options: string; lr: number; steps: number; parameters: string[] };
@@ -53,9 +80,18 @@ declare module '../native.js' {
         options: { grad?: boolean },
       ): Promise<RawComputeResult>;
       fgdMasks(context: LossContext, n: number, h: number, w: number): Promise<{ fg: Tensor; bg: Tensor }>;
+      alignMap(
+        source: Tensor,
+        sourceSizes: [number, number][],
+        sourceStride: number,
+        targetHW: [number, number],
+        targetSizes: [number, number][],
+        targetStride: number,
+        mode?: 'bilinear' | 'nearest',
+      ): Promise<AlignedMap>;
       createStep(
         student: unknown,
-        teachers: { name: string; model: unknown; distiller: unknown; weight?: number }[],
+        teachers: { name: string; model: unknown; distiller: unknown; weight?: number; strides?: Record<string, number> }[],
         optionsJson: string,
       ): NativeDistillStepHandle;
     };

@@ -2,7 +2,12 @@
  * The distillation step: student detection losses + weighted distillation losses of one or
  * several frozen teachers, one backward, one optimizer over the student and every distiller.
  * Teachers are frozen when the step is built and put in eval mode on every step; each runs at
- * its own input resolution (its own minSize/maxSize), the adapters resize the student's maps.
+ * its own input resolution (its own minSize/maxSize). The maps are aligned image by image
+ * (./align.ts): each image's valid student cells are resampled at the per-image content scale
+ * onto its valid cells of the teacher's grid, padding is never distilled, and FGD's boxes are
+ * mapped into each teacher's resized pixels with the same mapping. Cached teacher features get
+ * their image sizes from the teacher's own resize rule (or `teacherImageSizes`), so cached and
+ * live teachers agree.
  */
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import type { Detector, Target } from '../detector.js';
@@ -19,17 +24,32 @@ export interface TeacherSpec {
   name: string;
   /** The teacher detector; null when every step passes its cached features. */
   model: Detector | null;
-  /** An existing distiller, or a config to build one (channels default to the models' FPN widths). */
+  /**
+   * An existing distiller, or a config to build one (channels default to the models' FPN widths).
+   * Under ensemble "maps" only the first teacher's is used (the others' are ignored, none is built).
+   */
   distiller: Distiller | DistillerConfig;
-  /** Multiplies this teacher's distillation losses (default 1). */
+  /** Multiplies this teacher's distillation losses (default 1); under "maps", its share of the averaged map. */
   weight?: number;
   /** Needed with model null: the teacher's FPN channels. */
   channels?: number;
+  /** Needed with model null: the stride of each of its taps in input pixels ({p3: 8, p4: 16, ...}). */
+  strides?: Record<string, number>;
 }
 
 export interface DistillStepOptions {
-  /** Over teachers: "sum" (default) or "mean" of their losses. */
-  ensemble?: 'sum' | 'mean';
+  /**
+   * How several teachers combine:
+   * - "sum" (default): every teacher's losses, each through its own distiller, added
+   *   ("distill.<teacher>.<pair>.<term>");
+   * - "mean": the same, divided by the number of teachers;
+   * - "maps": the paper's ensemble baseline: every teacher's maps are aligned onto the first
+   *   teacher's grid and averaged on the valid cells (weighted by the teachers' weights, normalized
+   *   to sum 1); the student distils from that one map through the first teacher's distiller
+   *   alone ("distill.<pair>.<term>"), so the distillation weight is one teacher's. Every teacher
+   *   needs the first one's FPN channels and taps.
+   */
+  ensemble?: 'sum' | 'mean' | 'maps';
   /** Multiplies the student's detection losses (default 1). */
   detectionWeight?: number;
   optimizer?: OptimizerOptions;
@@ -40,6 +60,12 @@ export interface DistillBatch {
   targets: Target[];
   /** Per teacher, cached feature maps for exactly these images (or null to run the teacher). */
   teacherFeatures?: (FeatureMaps | null)[];
+  /**
+   * Per teacher with cached features, each image's [h, w] after that teacher's resize (what the
+   * features were computed at). Default: the teacher model's own eval-mode resize rule; required
+   * for a teacher without a model.
+   */
+  teacherImageSizes?: ([number, number][] | null)[];
 }
 
 export interface DistillStepResult {
@@ -76,17 +102,20 @@ export class DistillSession {
   private constructor(
     readonly handle: NativeDistillStepHandle,
     readonly student: Detector,
-    readonly teachers: { name: string; model: Detector | null; distiller: Distiller; weight: number }[],
+    /** distiller: null for the teachers after the first under ensemble "maps". */
+    readonly teachers: { name: string; model: Detector | null; distiller: Distiller | null; weight: number }[],
   ) {}
 
   static async create(student: Detector, teachers: TeacherSpec[], options: DistillStepOptions = {}): Promise<DistillSession> {
     if (!Array.isArray(teachers) || teachers.length === 0) {
       throw new MtpdError('ERR_MTPD_ARGUMENT', 'distillation needs at least one teacher');
     }
-    const built = [];
+    const maps = options.ensemble === 'maps';
+    const built: { name: string; model: Detector | null; distiller: Distiller | null; weight: number; strides?: Record<string, number> }[] = [];
     for (const [i, t] of teachers.entries()) {
-      let distiller: Distiller;
-      if (t.distiller instanceof Distiller) distiller = t.distiller;
+      let distiller: Distiller | null;
+      if (maps && i > 0) distiller = null; // "maps": the first teacher's distiller alone
+      else if (t.distiller instanceof Distiller) distiller = t.distiller;
       else {
         const teacherChannels = t.model ? t.model.featureChannels : t.channels;
         if (teacherChannels === undefined) {
@@ -97,7 +126,7 @@ export class DistillSession {
           student.device,
         );
       }
-      built.push({ name: t.name, model: t.model, distiller, weight: t.weight ?? 1 });
+      built.push({ name: t.name, model: t.model, distiller, weight: t.weight ?? 1, ...(t.strides ? { strides: t.strides } : {}) });
     }
     const json = JSON.stringify({
       ensemble: options.ensemble ?? 'sum',
@@ -108,7 +137,13 @@ export class DistillSession {
     try {
       const handle = native().distill.createStep(
         student.detectorHandle,
-        built.map((b) => ({ name: b.name, model: b.model ? b.model.detectorHandle : null, distiller: b.distiller.handle, weight: b.weight })),
+        built.map((b) => ({
+          name: b.name,
+          model: b.model ? b.model.detectorHandle : null,
+          distiller: b.distiller ? b.distiller.handle : null,
+          weight: b.weight,
+          ...(b.strides ? { strides: b.strides } : {}),
+        })),
         json,
       );
       return new DistillSession(handle, student, built);
@@ -130,7 +165,7 @@ export class DistillSession {
   async step(batch: DistillBatch): Promise<DistillStepResult> {
     const targets = batch.targets.map(toNativeTarget);
     await this.student.train(true);
-    return this.enqueue(() => this.handle.step(batch.images, targets, batch.teacherFeatures ?? null));
+    return this.enqueue(() => this.handle.step(batch.images, targets, batch.teacherFeatures ?? null, batch.teacherImageSizes ?? null));
   }
 
   /** Teacher i's feature maps for `images` (eval mode, no grad), e.g. for the feature cache. */
@@ -177,7 +212,7 @@ const sessions = new WeakMap<Detector, { key: string; models: (Detector | null)[
 function sessionKey(teachers: TeacherSpec[], options: DistillStepOptions): string {
   return JSON.stringify([
     options,
-    teachers.map((t) => [t.name, t.weight ?? 1, t.channels ?? null, t.distiller instanceof Distiller ? null : t.distiller]),
+    teachers.map((t) => [t.name, t.weight ?? 1, t.channels ?? null, t.strides ?? null, t.distiller instanceof Distiller ? null : t.distiller]),
   ]);
 }
 

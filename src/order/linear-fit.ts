@@ -1,5 +1,5 @@
 /** The adaptation cost at one FPN level: fit a linear map A -> B on training features, score on held-out ones. */
-import { withCallSite } from '../errors.js';
+import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
@@ -17,7 +17,7 @@ export interface LinearFitOptions {
 }
 
 export interface LinearFitResult {
-  /** Mean squared error over B's elements on the held-out batches: d(A -> B) at this level. */
+  /** Mean squared error over B's elements (its valid positions, with masks) on the held-out batches: d(A -> B) at this level. */
   valMse: number;
   trainMse: number;
   trainPixels: number;
@@ -32,23 +32,41 @@ export interface LinearFitResult {
 declare module '../native.js' {
   interface Binding {
     order: {
-      fitLinearMap(trainX: Tensor[], trainY: Tensor[], valX: Tensor[], valY: Tensor[], options?: LinearFitOptions): Promise<LinearFitResult>;
+      fitLinearMap(
+        trainX: Tensor[],
+        trainY: Tensor[],
+        valX: Tensor[],
+        valY: Tensor[],
+        options?: LinearFitOptions,
+        masks?: { train: Tensor[]; val: Tensor[] },
+      ): Promise<LinearFitResult>;
     };
   }
 }
 
+/** Feature batches of A and B for the same images in the same order, and optionally B's valid cells. */
+export interface FitSplit {
+  /** A's maps (N, C_A, H, W); without masks they may have another size (resized bilinearly onto B's whole map). */
+  a: Tensor[];
+  /** B's maps (N, C_B, H, W). */
+  b: Tensor[];
+  /** (N, 1, H, W): 1 where B's map holds an image (valid cells), 0 on padding; given for both splits or neither. */
+  mask?: Tensor[];
+}
+
 /**
- * Each array holds feature batches (N, C, H, W) for the same images in the same order; A's maps
- * may be smaller than B's (they are upsampled bilinearly, the heterogeneous adapter).
+ * The linear map A -> B at one level, fitted on `train` and scored on `val`. With masks, A's maps
+ * must already be aligned onto B's grid (src/distill/align.ts) and only valid positions count,
+ * in the fit and in both MSEs.
  */
-export async function fitLinearMap(
-  train: { a: Tensor[]; b: Tensor[] },
-  val: { a: Tensor[]; b: Tensor[] },
-  options: LinearFitOptions = {},
-): Promise<LinearFitResult> {
+export async function fitLinearMap(train: FitSplit, val: FitSplit, options: LinearFitOptions = {}): Promise<LinearFitResult> {
   const site = new Error().stack;
   try {
-    return await native().order.fitLinearMap(train.a, train.b, val.a, val.b, options);
+    if ((train.mask === undefined) !== (val.mask === undefined)) {
+      throw new MtpdError('ERR_MTPD_ARGUMENT', 'fitLinearMap: give masks for both splits or neither');
+    }
+    const masks = train.mask && val.mask ? { train: train.mask, val: val.mask } : undefined;
+    return await native().order.fitLinearMap(train.a, train.b, val.a, val.b, options, masks);
   } catch (err) {
     throw withCallSite(err, site);
   }

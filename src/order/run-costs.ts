@@ -90,7 +90,8 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   const train = await firstBatches(new DataLoader(splits.train, { batchSize: bs, shuffle: true, seed: config.seed, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.trainImages);
   const val = await firstBatches(new DataLoader(splits.val, { batchSize: bs, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.valImages);
   for (const { det } of models) await det.eval();
-  const sources: FeatureSource[] = models.map(({ cfg, det }) => ({ name: cfg.name, ap: aps[cfg.name] as number, features: (imgs) => det.features(imgs) }));
+  // Maps with where each image lies in them, so A's maps are aligned onto B's grid as the adapter does.
+  const sources: FeatureSource[] = models.map(({ cfg, det }) => ({ name: cfg.name, ap: aps[cfg.name] as number, features: (imgs) => det.features(imgs, { layout: true }) }));
 
   const fitters = options.fitters ?? [c.fitter];
   const matrices: Record<string, CostMatrix> = {};
@@ -99,6 +100,8 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
     const m = await computeCostMatrix(sources, train, val, {
       pairs: 'all',
       student: config.student.name,
+      // The levels distilled: the cost is measured on what is distilled.
+      ...(config.distill.levels ? { levels: config.distill.levels } : {}),
       fitter,
       ridge: c.ridge ?? -1,
       optimizer: c.optimizer,

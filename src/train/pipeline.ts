@@ -177,7 +177,7 @@ export async function ensureDataset(config: Config, run: Pick<Run, 'event' | 'lo
   if (!synth || existsSync(join(config.data.root, config.data.train.annotations))) return;
   run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
   run.log(`making the demo dataset in ${config.data.root}`);
-  await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed });
+  await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty });
 }
 
 /** Runs the pipeline up to the teacher order; distillation stages plug in through `distill`. */

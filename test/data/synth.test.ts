@@ -129,3 +129,45 @@ t.test('golden: pycocotools areas and COCOeval stats on a regenerated dataset (s
     t.ok(Math.abs(rs.stats[i]! - golden.stats_segm[i]!) < 1e-12, `segm stat ${i}: ${rs.stats[i]} vs ${golden.stats_segm[i]}`);
   }
 });
+
+t.test("difficulty 'clear': no crowds, no objects under 12 px, colour carries the coarse class, shape the fine one", async (t) => {
+  const hueOf = (r: number, g: number, b: number) => {
+    const mx = Math.max(r, g, b), mn = Math.min(r, g, b);
+    if (mx - mn < 1e-6) return -1;
+    const d = mx - mn;
+    const h = mx === r ? ((g - b) / d + 6) % 6 : mx === g ? (b - r) / d + 2 : (r - g) / d + 4;
+    return h / 6;
+  };
+  // Hue of an object's visible pixels at its polygon centroid region: sample the bbox centre pixel
+  // of large, unoccluded-enough objects; the same group must give nearby hues across images.
+  const hues = new Map<number, number[]>();
+  let objects = 0;
+  for (let i = 0; i < 40; i++) {
+    const im = synthImage(deriveRng(2, 0, i), 192, 'clear');
+    if (i === 0) t.not(Buffer.compare(Buffer.from(im.rgb), Buffer.from(synthImage(deriveRng(2, 0, i), 192, 'hard').rgb)), 0, 'the two difficulties draw different scenes');
+    for (const a of im.annotations) {
+      if (a.iscrowd !== 0) t.fail('a crowd region');
+      if (a.area < 0.3 * 12 * 12) t.fail(`a tiny object (area ${a.area})`);
+      objects++;
+      const [x, y, w, h] = a.bbox as [number, number, number, number];
+      if (w < 24 || h < 24 || !Array.isArray(a.segmentation) || a.segmentation.length !== 1) continue;
+      const cx = Math.floor(x + w / 2), cy = Math.floor(y + h / 2);
+      const p = 3 * (cy * im.width + cx);
+      const hue = hueOf(im.rgb[p]!, im.rgb[p + 1]!, im.rgb[p + 2]!);
+      if (hue >= 0) hues.set(a.category_id, [...(hues.get(a.category_id) ?? []), hue]);
+    }
+  }
+  t.ok(objects > 100, `${objects} objects`);
+  // Most centre samples of one category sit in its group's hue band (stripes and shading move a few).
+  const band = { 1: 0.0, 2: 0.75, 3: 0.33, 4: 0.33, 5: 0.0, 6: 0.55, 7: 0.0, 8: 0.55 } as Record<number, number>;
+  let inBand = 0, total = 0;
+  for (const [cat, hs] of hues) {
+    for (const h of hs) {
+      total++;
+      const d = Math.min(Math.abs(h - band[cat]!), 1 - Math.abs(h - band[cat]!));
+      if (d < 0.08) inBand++;
+    }
+  }
+  t.ok(total > 30 && inBand / total > 0.7, `${inBand}/${total} centre pixels in their group's hue band`);
+  await t.rejects(writeSynthDataset({ out: path.join(root, 'bad'), images: 1, difficulty: 'easy' as never }), /synth: difficulty must be one of hard, clear/);
+});

@@ -31,12 +31,8 @@ const golden = JSON.parse(readFileSync(new URL('../fixtures/distill/losses.json'
   masks: { boxes: Enc[]; imageSizes: [number, number][]; n: number; h: number; w: number; fg: Enc; bg: Enc };
 };
 
-let addonError: string | null = null;
-try {
-  loadAddon();
-} catch (err) {
-  addonError = (err as Error).message.split('\n')[0] ?? 'not loadable';
-}
+// No skip: without the addon these tests fail loudly (loadAddon throws with the loader's checklist).
+loadAddon();
 
 const f32 = (e: Enc): Tensor => tensor('float32', e.shape, e.data);
 const maps = (m: Record<string, Enc>): Record<string, Tensor> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, f32(v)]));
@@ -62,7 +58,7 @@ function allClose(t: Test, got: Tensor, want: Enc, what: string, rtol = 1e-4, at
   t.ok(worst <= atol, `${what}: worst excess error ${worst} at ${at}`);
 }
 
-t.test('golden losses, gradients and adapters', { skip: addonError ?? false }, async (t) => {
+t.test('golden losses, gradients and adapters', async (t) => {
   t.same(Object.keys(listLosses()).sort(), ['cwd', 'fgd', 'mgd', 'mse', 'pkd']);
   for (const c of golden.cases) {
     await t.test(c.name, async (t) => {
@@ -98,7 +94,7 @@ t.test('golden losses, gradients and adapters', { skip: addonError ?? false }, a
   }
 });
 
-t.test('MGD redraws its mask every call, reproducibly from the seed', { skip: addonError ?? false }, async (t) => {
+t.test('MGD redraws its mask every call, reproducibly from the seed', async (t) => {
   const c = golden.cases.find((x) => x.name === 'mgd')!;
   const make = async () => {
     const d = await Distiller.create(c.config);
@@ -115,7 +111,7 @@ t.test('MGD redraws its mask every call, reproducibly from the seed', { skip: ad
   t.equal((await b.compute(maps(c.student), maps(c.teacher))).total, first, 'same seed, same first mask');
 });
 
-t.test('FGD masks: inclusive floor/ceil extents, clipping, max over overlaps, empty and full images', { skip: addonError ?? false }, async (t) => {
+t.test('FGD masks: inclusive floor/ceil extents, clipping, max over overlaps, empty and full images', async (t) => {
   const m = golden.masks;
   const r = await fgdMasks({ boxes: m.boxes.map(f32), imageSizes: m.imageSizes }, m.n, m.h, m.w);
   allClose(t, r.fg, m.fg, 'fg', 0, 1e-7);

@@ -207,10 +207,16 @@ t.test('teacher features cached on disk give the same maps and drive a step', as
   }
   const r = await session.step({ ...b, teacherFeatures: [cached] });
   t.ok('distill.p3.mse' in r.losses && r.teachersTraining[0] === false);
-  // A teacher known only by its cached features (no model in memory).
-  const offline = await DistillSession.create(s, [{ name: 'r50', model: null, channels: 32, distiller: { taps: ['p3', 'p4'], losses: [{ type: 'mse' }] } }]);
-  const ro = await offline.step({ ...b, teacherFeatures: [cached] });
+  // A teacher known only by its cached features (no model in memory): its strides and the image
+  // sizes the features were computed at come with it.
+  const spec = { name: 'r50', model: null, channels: 32, distiller: { taps: ['p3', 'p4'], losses: [{ type: 'mse' as const }] } };
+  await t.rejects(DistillSession.create(s, [spec]), /has no model, so it needs the strides of its taps/);
+  const offline = await DistillSession.create(s, [{ ...spec, strides: teacher.featureStrides }]);
+  const sizes = teacher.evalImageSizes(b.images.map((im) => [im.shape[1], im.shape[2]] as [number, number]));
+  t.same(sizes, [[128, 128], [128, 128]], "the teacher's own resize rule");
+  const ro = await offline.step({ ...b, teacherFeatures: [cached], teacherImageSizes: [sizes] });
   t.equal(ro.adapters['r50/p3'], 'conv1x1+resize');
+  await t.rejects(offline.step({ ...b, teacherFeatures: [cached] }), /cached features need the image sizes they were computed at/);
   await t.rejects(offline.step(b), /no model and no cached features/);
   t.not(await weightsHash(s), hash, 'different models hash differently');
 });
@@ -256,4 +262,105 @@ t.test('with detection_weight 0 the distillation loss alone moves the student (t
   t.ok(keys.filter((k) => k.startsWith('backbone.fpn.')).some(moved), 'FPN weights move');
   t.ok(keys.filter((k) => k.startsWith('backbone.body.layer4.')).some(moved), 'backbone weights move');
   t.notOk(keys.filter((k) => k.startsWith('head.')).some(moved), 'the head (not on the p3 path) does not');
+});
+
+/** Images of the given (h, w) with one box each (different aspect ratios in one batch). */
+function sizedBatch(sizes: [number, number][], seed: number): { images: Tensor<'float32'>[]; targets: Target[] } {
+  const r = rng(seed);
+  const images: Tensor<'float32'>[] = [];
+  const targets: Target[] = [];
+  for (const [i, [h, w]] of sizes.entries()) {
+    const data = new Float32Array(3 * h * w);
+    for (let j = 0; j < data.length; j++) data[j] = 0.3 + 0.3 * r();
+    const bw = Math.floor(w * 0.4), bh = Math.floor(h * 0.35);
+    const x = Math.floor(r() * (w - bw)), y = Math.floor(r() * (h - bh));
+    for (let c = 0; c < 3; c++) for (let yy = y; yy < y + bh; yy++) for (let xx = x; xx < x + bw; xx++) data[(c * h + yy) * w + xx] = c === i % 3 ? 0.95 : 0.1;
+    images.push({ dtype: 'float32', shape: [3, h, w], data });
+    targets.push({ boxes: [[x, y, x + bw, y + bh]], labels: [i % 2] });
+  }
+  return { images, targets };
+}
+
+t.test('images of different sizes: cached teachers get the live run\'s image sizes and the same aligned losses', async (t) => {
+  if (!haveAddon(t)) return;
+  const s = await student();
+  const teacher = await createDetector({ arch: 'retinanet_resnet50_fpn', numClasses: 2, widthMult: 0.125, minSize: 128, maxSize: 128 });
+  const distiller = { taps: ['p3', 'p4', 'p5', 'p6', 'p7'], losses: [{ type: 'mse' as const }, { type: 'fgd' as const }] };
+  const session = await DistillSession.create(s, [{ name: 'r50', model: teacher, distiller }], { optimizer: { lr: 0 } });
+  // The second image is shorter (teacher: 120x128 in a 128x128 batch), so its valid cells are not
+  // the whole map; both pad to 128 on their own, so the cached maps equal the batched ones.
+  const b = sizedBatch([[64, 64], [60, 64]], 6);
+  const live = await session.step(b);
+  t.equal(live.adapters['r50/p3'], 'conv1x1+resize');
+  t.same(teacher.evalImageSizes([[64, 64], [60, 64]]), [[128, 128], [120, 128]], "the teacher's resize rule, as its run reports");
+  t.same((await teacher.run(b.images, null, { features: true })).imageSizes, [[128, 128], [120, 128]]);
+  // Features cached one image at a time, zero-padded into a batch: the step derives their image
+  // sizes from the teacher's resize rule, the same sizes the live run reports.
+  const per = [];
+  for (const im of b.images) per.push(await session.teacherFeatures(0, [im]));
+  const cached = padBatch(per);
+  t.same(cached.p3!.shape, [2, 32, 16, 16]);
+  const fromCache = await session.step({ ...b, teacherFeatures: [cached] });
+  for (const [k, v] of Object.entries(live.losses)) {
+    if (!k.startsWith('distill.')) continue;
+    t.ok(Math.abs((fromCache.losses[k] as number) - v) <= 1e-4 * Math.abs(v) + 1e-7, `${k}: cached ${fromCache.losses[k]} = live ${v} (padding is never read)`);
+  }
+});
+
+t.test('ensemble "maps": two identical teachers are one teacher; one distiller, one teacher\'s weight', async (t) => {
+  if (!haveAddon(t)) return;
+  const s = await student();
+  const mk = () => createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.25, minSize: 96, maxSize: 96 });
+  const a = await mk();
+  const twin = await mk();
+  const sd = await a.stateDict();
+  await twin.loadStateDict(sd);
+  const other = await mk();
+  const distiller = { seed: 3, taps: ['p3', 'p4'], losses: [{ type: 'mse' as const }, { type: 'pkd' as const, weight: 0.5 }] };
+  const b = sizedBatch([[64, 64], [48, 64]], 7);
+  const one = await (await DistillSession.create(s, [{ name: 'a', model: a, distiller }], { optimizer: { lr: 0 } })).step(b);
+  const mapsSession = await DistillSession.create(
+    s,
+    [
+      { name: 'a', model: a, distiller },
+      { name: 'twin', model: twin, distiller },
+    ],
+    { ensemble: 'maps', optimizer: { lr: 0 } },
+  );
+  t.notOk(mapsSession.parameterNames().some((n) => n.startsWith('distill.twin.')), 'one distiller: the first teacher\'s');
+  t.equal(mapsSession.teachers[1]!.distiller, null);
+  const maps = await mapsSession.step(b);
+  t.same(Object.keys(maps.losses).sort(), Object.keys(one.losses).sort(), 'the names of one teacher: distill.<pair>.<term>');
+  for (const [k, v] of Object.entries(one.losses)) {
+    t.ok(Math.abs((maps.losses[k] as number) - v) <= 1e-5 * Math.abs(v) + 1e-8, `${k}: maps of two identical teachers ${maps.losses[k]} = one teacher ${v}`);
+  }
+  // Another teacher changes the averaged map; "sum" would double the weight, "maps" does not.
+  const mixed = await (
+    await DistillSession.create(
+      s,
+      [
+        { name: 'a', model: a, distiller },
+        { name: 'other', model: other, distiller },
+      ],
+      { ensemble: 'maps', optimizer: { lr: 0 } },
+    )
+  ).step(b);
+  t.not(mixed.losses['distill.p3.mse'], one.losses['distill.p3.mse'], 'a different second teacher moves the averaged map');
+  const sum = await (
+    await DistillSession.create(
+      s,
+      [
+        { name: 'a', model: a, distiller },
+        { name: 'twin', model: twin, distiller },
+      ],
+      { ensemble: 'sum', optimizer: { lr: 0 } },
+    )
+  ).step(b);
+  t.ok(Math.abs((sum.losses['distill.a.p3.mse'] as number) + (sum.losses['distill.twin.p3.mse'] as number) - 2 * (one.losses['distill.p3.mse'] as number)) < 1e-4 * (one.losses['distill.p3.mse'] as number), '"sum" of two identical teachers is twice one teacher');
+  // Every teacher needs the first one's channels.
+  const narrow = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 96, maxSize: 96 });
+  await t.rejects(
+    DistillSession.create(s, [{ name: 'a', model: a, distiller }, { name: 'n', model: narrow, distiller }], { ensemble: 'maps' }),
+    /teachers\[1\] \("n"\): pair "p3" expects 64 teacher channels, the teacher has 32/,
+  );
 });

@@ -109,6 +109,24 @@ if (haveAddon(t)) {
     t.equal(maxAbsDiff(toNumbers(f1.p5!), toNumbers(f2.p5!)), 0, 'same weights, same features');
   });
 
+  t.test('features with their layout: each image\'s resized size, real strides, the eval resize rule', async (t) => {
+    const det = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 2, widthMult: 0.125, minSize: 100, maxSize: 150 });
+    await det.eval();
+    // 120x90 -> 133x100 (short side 100); 60x200 -> 45x150 (long side capped at 150): padded 160x160.
+    const images = [image(120, 90), image(60, 200, 2)];
+    const f = await det.features(images, { layout: true });
+    t.same(f.imageSizes, [[133, 100], [45, 150]]);
+    t.same(f.strides, { p3: 8, p4: 16, p5: 32, p6: 64, p7: 128 });
+    t.same(det.featureStrides, f.strides);
+    t.same(det.evalImageSizes([[120, 90], [60, 200]]), f.imageSizes, 'the resize rule alone gives the run\'s sizes');
+    // P6/P7 are ceil-sized (160 / 64 -> 3, 160 / 128 -> 2): strides are not padded size / map size.
+    t.same(f.maps.p6?.shape, [2, 32, 3, 3]);
+    t.same(f.maps.p7?.shape, [2, 32, 2, 2]);
+    const plain = await det.features(images);
+    t.same(Object.keys(plain), Object.keys(f.maps), 'without options: the maps alone, as before');
+    t.throws(() => det.evalImageSizes([[0, 5]]), /sizes\[0\]\[0\] must be a positive integer/);
+  });
+
   t.test('Swin-T and ResNeXt backbones build with torchvision names', async (t) => {
     const swin = await createDetector({ arch: 'retinanet_swin_t_fpn', numClasses: 3, widthMult: 0.125, minSize: 64, maxSize: 96 });
     const sd = await swin.stateDict();

@@ -3,6 +3,7 @@ import { backwardGreedySelection } from '../../src/order/bgs.js';
 import { computeCostMatrix, type FeatureSource } from '../../src/order/cost-matrix.js';
 import type { Tensor } from '../../src/tensor.js';
 import { haveAddon } from '../helpers.js';
+import { coefs, fieldMap, type GridSpec, type Size } from '../distill/field.js';
 
 function rng(seed: number) {
   let a = seed >>> 0;
@@ -81,4 +82,79 @@ t.test('cost matrix input errors', async (t) => {
   const a = source('a', 1, 2, 1, calls);
   await t.rejects(computeCostMatrix([a, a], [[]], [[]]), { message: /unique/ });
   await t.rejects(computeCostMatrix([a], [[]], [[]], { student: 'zz' }), { message: /needs the student's name/ });
+});
+
+/**
+ * Two "models" of the same images at different resolutions and aspect ratios (test/distill/field.ts):
+ * A at stride 8 / 16 on its own resize, B at 1.6x and 1.3x, whose maps are a fixed linear map of
+ * A's content on B's own grid. Aligned, B is exactly a 1x1 conv of A: zero cost. Padding holds
+ * garbage. `plain` hands out maps without their layout (every image then fills its map).
+ */
+function fieldSources(plain: boolean): FeatureSource[] {
+  const ca = 4;
+  const cb = 3;
+  const w = Array.from({ length: cb * ca }, (_, i) => Math.cos(1.7 * i + 0.3));
+  const bias = [0.5, -0.25, 0.125];
+  const layouts = [
+    { a: [[45, 60], [60, 40]] as Size[], b: [[72, 96], [96, 64]] as Size[], pa: [64, 64] as Size, pb: [96, 96] as Size },
+    { a: [[64, 48], [50, 64]] as Size[], b: [[83, 62], [65, 83]] as Size[], pa: [64, 64] as Size, pb: [96, 96] as Size },
+  ];
+  const strides = { p3: 8, p4: 16 };
+  const batchOf = (images: Tensor[]) => (images[0] as Tensor<'float32'>).data[0] as number;
+  const grid = (sizes: Size[], stride: number, padded: Size): GridSpec => ({ sizes, stride, hw: [Math.ceil(padded[0] / stride), Math.ceil(padded[1] / stride)] });
+  const out = (maps: Record<string, Tensor<'float32'>>, sizes: Size[]) => (plain ? maps : { maps, imageSizes: sizes, strides });
+  return [
+    {
+      name: 'A',
+      ap: 0.3,
+      features: async (images) => {
+        const k = batchOf(images);
+        const l = layouts[k % 2]!;
+        const coef = coefs(10 + k);
+        const maps: Record<string, Tensor<'float32'>> = {};
+        for (const [tap, s] of Object.entries(strides)) maps[tap] = fieldMap(ca, grid(l.a, s, l.pa), grid(l.a, s, l.pa), coef, (n, c, i, j) => 7 + i - j);
+        return out(maps, l.a);
+      },
+    },
+    {
+      name: 'B',
+      ap: 0.5,
+      features: async (images) => {
+        const k = batchOf(images);
+        const l = layouts[k % 2]!;
+        const coef = coefs(10 + k);
+        const mixed = (n: number, o: number): [number, number, number, number] => {
+          const r: [number, number, number, number] = [bias[o] as number, 0, 0, 0];
+          for (let c = 0; c < ca; c++) {
+            const q = coef(n, c);
+            for (let z = 0; z < 4; z++) r[z] = (r[z] as number) + (w[o * ca + c] as number) * (q[z] as number);
+          }
+          return r;
+        };
+        const maps: Record<string, Tensor<'float32'>> = {};
+        for (const [tap, s] of Object.entries(strides)) maps[tap] = fieldMap(cb, grid(l.b, s, l.pb), grid(l.a, s, l.pa), mixed, (n, c, i, j) => -5 * Math.sin(i * j + c));
+        return out(maps, l.b);
+      },
+    },
+  ];
+}
+
+t.test('aligned costs: B an exact resized linear map of A costs zero (both fitters); the whole-padded-map fit does not; levels narrow', async (t) => {
+  if (!haveAddon(t)) return;
+  const batch = (k: number): Tensor[] => [{ dtype: 'float32', shape: [1], data: Float32Array.of(k) }];
+  const train = [batch(0), batch(1), batch(2), batch(3)];
+  const val = [batch(4), batch(5)];
+  const m = await computeCostMatrix(fieldSources(false), train, val, { pairs: 'all', ridge: 0 });
+  const d = m.costs.A?.B as number;
+  t.ok(d < 1e-8, `d(A -> B) aligned, closed-form: ${d}`);
+  const old = await computeCostMatrix(fieldSources(true), train, val, { pairs: 'all', ridge: 0 });
+  t.ok((old.costs.A?.B as number) > 1, `the whole-padded-map fit: ${old.costs.A?.B}`);
+  const sgd = await computeCostMatrix(fieldSources(false), train, val, { pairs: 'all', fitter: 'sgd', steps: 600, lr: 0.05 });
+  const oldSgd = await computeCostMatrix(fieldSources(true), train, val, { pairs: 'all', fitter: 'sgd', steps: 600, lr: 0.05 });
+  t.ok((sgd.costs.A?.B as number) < 1e-3 * (oldSgd.costs.A?.B as number), `sgd: aligned ${sgd.costs.A?.B} vs whole-map ${oldSgd.costs.A?.B}`);
+  // Only the distilled levels.
+  const p3 = await computeCostMatrix(fieldSources(false), train, val, { pairs: 'all', ridge: 0, levels: ['p3'] });
+  t.same(p3.levels, ['p3']);
+  t.same(Object.keys(p3.perLevel.A?.B ?? {}), ['p3']);
+  await t.rejects(computeCostMatrix(fieldSources(false), train, val, { pairs: 'all', levels: ['p3', 'p5'] }), /level p5 is not a feature map of A, B/);
 });

@@ -119,12 +119,53 @@ t.test('a lower-resolution A is upsampled to B (the heterogeneous adapter)', asy
   const big = small.map(up);
   const res = await fitLinearMap({ a: small.slice(0, 2), b: big.slice(0, 2) }, { a: small.slice(2), b: big.slice(2) });
   t.ok(res.valMse < 1e-8, `cost ${res.valMse}`);
-  // The other way round, A's larger map is average-pooled onto B's: 2x2 means of upsampled maps are not
-  // exactly the originals, but close, and far better than unrelated features.
+  // The other way round, A's larger map is resampled bilinearly onto B's, as the adapter does (at a
+  // factor of 2, the 2x2 means): not exactly the originals, but close, and far better than unrelated features.
   const down = await fitLinearMap({ a: big.slice(0, 2), b: small.slice(0, 2) }, { a: big.slice(2), b: small.slice(2) });
   t.ok(down.valMse < 0.2, `downsampled cost ${down.valMse}`);
-  const odd = { dtype: 'float32' as const, shape: [1, 4, 2, 16], data: new Float32Array(128) };
-  await t.rejects(fitLinearMap({ a: [odd], b: [small[0] as Tensor] }, { a: [odd], b: [small[0] as Tensor] }), { name: 'RangeError', message: /larger than B's .* in one dimension and smaller in the other/ });
+  // Larger in one dimension and smaller in the other: resampled all the same.
+  const odd = randn(r, [1, 4, 2, 16]);
+  const mixed = await fitLinearMap({ a: [odd], b: [small[0] as Tensor] }, { a: [odd], b: [small[0] as Tensor] });
+  t.ok(Number.isFinite(mixed.valMse));
+});
+
+t.test('with masks only the valid positions count, in the fit and in both MSEs, for both fitters', async (t) => {
+  if (!haveAddon(t)) return;
+  const r = rng(9);
+  const ca = 5;
+  const cb = 3;
+  const w = randn(r, [cb * ca]).data;
+  const b = randn(r, [cb]).data;
+  const mk = () => randn(r, [2, ca, 6, 7]);
+  // Image 0 holds the top-left 4x5 cells, image 1 the top-left 6x3; the rest is padding where B
+  // holds garbage that no linear map of A explains.
+  const valid = (n: number, y: number, x: number) => (n === 0 ? y < 4 && x < 5 : x < 3);
+  const mask: Tensor<'float32'> = { dtype: 'float32', shape: [2, 1, 6, 7], data: new Float32Array(2 * 42) };
+  for (let n = 0; n < 2; n++) for (let y = 0; y < 6; y++) for (let x = 0; x < 7; x++) mask.data[n * 42 + y * 7 + x] = valid(n, y, x) ? 1 : 0;
+  const withGarbage = (x: Tensor<'float32'>) => {
+    const y = linearMap(x, w, b, cb);
+    for (let n = 0; n < 2; n++)
+      for (let c = 0; c < cb; c++)
+        for (let p = 0; p < 42; p++) if (!valid(n, Math.floor(p / 7), p % 7)) y.data[(n * cb + c) * 42 + p] = 50 * (r() - 0.5);
+    return y;
+  };
+  const trainA = [mk(), mk(), mk()];
+  const valA = [mk()];
+  const train = { a: trainA, b: trainA.map(withGarbage), mask: trainA.map(() => mask) };
+  const val = { a: valA, b: valA.map(withGarbage), mask: [mask] };
+  const exact = await fitLinearMap(train, val, { fitter: 'closed-form', ridge: 0 });
+  t.ok(exact.valMse < 1e-8, `closed-form on valid positions: cost ${exact.valMse}`);
+  t.equal(exact.trainPixels, 3 * (20 + 18), 'training positions counted: the valid ones');
+  t.equal(exact.valPixels, 38);
+  const sgd = await fitLinearMap(train, val, { fitter: 'sgd', steps: 400, lr: 0.05 });
+  t.ok(sgd.valMse < 1e-3, `sgd on valid positions: cost ${sgd.valMse}`);
+  t.equal(sgd.valPixels, 38);
+  const unmasked = await fitLinearMap({ a: train.a, b: train.b }, { a: val.a, b: val.b }, { fitter: 'closed-form', ridge: 0 });
+  t.ok(unmasked.valMse > 10, `counting padding, the cost is the garbage's (${unmasked.valMse.toFixed(1)})`);
+  await t.rejects(fitLinearMap(train, { a: val.a, b: val.b }), /masks for both splits or neither/);
+  await t.rejects(fitLinearMap({ ...train, mask: [mask] }, val), { name: 'RangeError', message: /train: 1 masks for 3 feature batches/ });
+  const small = randn(r, [2, ca, 3, 3]);
+  await t.rejects(fitLinearMap({ a: [small], b: [train.b[0] as Tensor], mask: [mask] }, val), { name: 'RangeError', message: /must already be on B's grid/ });
 });
 
 t.test('bad inputs name the split and batch', async (t) => {
