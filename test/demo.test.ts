@@ -6,14 +6,14 @@ import { buildModel } from '../src/train/models.js';
 import { runCli } from './cli-helper.js';
 import { haveAddon, tempDir } from './helpers.js';
 
-t.test("the demo config: a low-resolution student, one wider teacher at rising resolutions (the paper's Student IV)", async (t) => {
+t.test("the demo config: a low-resolution student, its own architecture at rising resolutions (the paper's Student IV)", async (t) => {
   const c = demoConfig('/tmp/x', shippedWeightsDir());
   t.match(c.student.arch, /resnet/);
   t.ok(c.teachers.length >= 3, 'several pool entries');
   const sizes = c.teachers.map((m) => m.minSize as number);
   t.same(sizes, [...sizes].sort((a, b) => a - b), 'teachers in rising resolution');
   t.ok(sizes.every((r) => r > (c.student.minSize as number)), 'every teacher sees the images at a higher resolution than the student');
-  t.ok(c.teachers.every((m) => m.widthMult > c.student.widthMult), 'every teacher is wider than the student');
+  t.ok(c.teachers.every((m) => m.arch === c.student.arch && m.widthMult === c.student.widthMult), "the student's own architecture, as the paper's Student IV");
   t.same(c.baselines, ['longer', 'direct', 'ensemble']);
   t.equal(c.data.root, join('/tmp/x', 'data'));
   t.equal(c.data.synth?.difficulty, 'clear');
@@ -46,7 +46,7 @@ t.test('demo errors come before any work and name what is wrong', async (t) => {
   t.notOk(existsSync(join(dir, 'demo', 'data')), 'no dataset was made');
   const r = runCli(['demo', '--retrain', '--retrain-only', 'resnet9000', '--out', join(dir, 'demo2')]);
   t.equal(r.status, 1);
-  t.match(r.stderr, /--retrain-only: no demo model "resnet9000" \(the pool: r18-w025, r18-w05\)/);
-  const r2 = runCli(['demo', '--retrain-only', 'r18-w05', '--out', join(dir, 'demo3')]);
+  t.match(r.stderr, /--retrain-only: no demo model "resnet9000" \(the pool: r18-w025, r18-w025-hr\)/);
+  const r2 = runCli(['demo', '--retrain-only', 'r18-w025-hr', '--out', join(dir, 'demo3')]);
   t.match(r2.stderr, /--retrain-only needs --retrain/);
 });
