@@ -37,7 +37,7 @@ const POOL_SCHEDULE = { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupI
  */
 export const DEMO_POOL = {
   student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 8000, anchors: [8, 16, 32, 64, 128] },
-  teachers: [{ name: 'r18-w025-hr', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSizes: [128, 160, 192], maxSize: 256, iterations: 6000, anchors: [16, 32, 64, 128, 256] }],
+  teachers: [{ name: 'r18-w025-hr', short: 'hr', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSizes: [128, 160, 192], maxSize: 256, iterations: 6000, anchors: [16, 32, 64, 128, 256] }],
 } as const;
 
 /** The demo's validation images; its training images are DEMO_DATA.images. */
@@ -87,7 +87,7 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
   // trained multi-scale (the detector picks one of its min sizes per batch, evaluates at the last).
   const teachers = DEMO_POOL.teachers.flatMap((t): ModelInput[] =>
     weightsDir
-      ? t.minSizes.map((r) => ({ name: `${t.name}-${r}`, arch: t.arch, widthMult: t.widthMult, minSize: r, maxSize: Math.round((r * 4) / 3), weights: weights(t), options: { anchor_sizes: [...t.anchors], head_norm: 'gn' } }))
+      ? t.minSizes.map((r) => ({ name: `${t.short}${r}`, arch: t.arch, widthMult: t.widthMult, minSize: r, maxSize: Math.round((r * 4) / 3), weights: weights(t), options: { anchor_sizes: [...t.anchors], head_norm: 'gn' } }))
       : [{ name: t.name, arch: t.arch, widthMult: t.widthMult, maxSize: t.maxSize, weights: null, options: { anchor_sizes: [...t.anchors], head_norm: 'gn', min_size: [...t.minSizes] }, train: { ...POOL_SCHEDULE, iterations: t.iterations } }],
   );
   const raw: ConfigInput = {

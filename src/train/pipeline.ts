@@ -115,9 +115,9 @@ export function runSummaryRows(report: TrainReport): RunSummaryRow[] {
   const k = report.budget?.stages ?? report.order.length;
   const budget = k > 0 ? `, one ${k}x schedule` : '';
   const methods: [Method, (r: ModelResult) => string][] = [
-    ['longer', () => `student trained longer${budget}`],
-    ['direct', (r) => `direct distillation from ${r.teachers?.[0] ?? report.order.at(-1) ?? '?'}${budget}`],
-    ['ensemble', (r) => `mean of the maps of ${report.order.filter((t) => !r.teachers || r.teachers.includes(t)).join(' + ')}${budget}`],
+    ['longer', () => `trained longer${budget}`],
+    ['direct', (r) => `direct from ${r.teachers?.[0] ?? report.order.at(-1) ?? '?'}${budget}`],
+    ['ensemble', (r) => `mean of ${report.order.filter((t) => !r.teachers || r.teachers.includes(t)).join(' + ')} maps${budget}`],
     ['mtpd', () => `progressive: ${report.order.join(' -> ')}`],
   ];
   for (const [method, what] of methods) {
@@ -170,7 +170,7 @@ export function formatRunSummaryWithSpreads(report: TrainReport, valAnnotations:
     return na && nb ? [{ a: na, b: nb, label: `${label[a]} vs ${label[b]}` }] : [];
   });
   const input = {
-    rows: rows.map((r) => ({ label: r.method === 'teacher' || r.method === 'student' ? `${r.what} ${r.name}` : `${r.what} (${r.name})`, model: r.name, stats: r.stats, gain: r.gain })),
+    rows: rows.map((r) => ({ label: r.method === 'teacher' || r.method === 'student' ? `${r.what} ${r.name}` : r.what, model: r.name, stats: r.stats, gain: r.gain })),
     bootstrap,
     ...(by('student') ? { reference: by('student') as string } : {}),
     gainHeader: 'vs OTS',

@@ -85,5 +85,5 @@ t.test('the ensemble baseline on tiny models: one distiller over the mean of the
   t.equal(recs.length, 4, 'one schedule of 2 x 2 steps');
   const keys = Object.keys(recs[0] ?? {}).filter((k) => k.startsWith('distill.'));
   t.ok(keys.length > 0 && keys.every((k) => /^distill\.p\d\.pkd$/.test(k)), `one distiller's terms, named as for one teacher: ${keys.join(', ')}`);
-  t.match(formatRunSummary(report), /ensemble-a\+b\s+mean of the maps of a \+ b, one 2x schedule/);
+  t.match(formatRunSummary(report), /ensemble-a\+b\s+mean of a \+ b maps, one 2x schedule/);
 });
