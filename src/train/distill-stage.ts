@@ -50,9 +50,10 @@ export function distillRatio(losses: Record<string, number>): number {
   return ratioOf(distill, det);
 }
 
-function ratioWarning(stage: string, ratio: number, weight: number): string {
+function ratioWarning(stage: string, ratio: number, weight: number, loss: string): string {
   const suggest = Number.isFinite(ratio) && ratio > 0 ? ` (e.g. distill.weight ${(weight / ratio).toPrecision(2)} makes them equal)` : '';
-  return `warning: ${stage}: the distillation loss is ${ratio.toFixed(1)}x the detection loss; it will swamp the detection task. Lower distill.weight${suggest}, or use a scale-free loss (distill.loss pkd).`;
+  const scaleFree = loss === 'pkd' ? '' : ', or use the scale-free distill.loss pkd';
+  return `warning: ${stage}: the distillation loss is ${ratio.toFixed(1)}x the detection loss; it will swamp the detection task. Lower distill.weight${suggest}${scaleFree}.`;
 }
 
 /** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
@@ -118,7 +119,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   const warnIf = (ratio: number) => {
     if (ratio > RATIO_WARNING && !warned) {
       warned = true;
-      log(ratioWarning(o.stage, ratio, config.distill.weight));
+      log(ratioWarning(o.stage, ratio, config.distill.weight, config.distill.loss));
     }
   };
   const onLosses = (losses: Record<string, number>) => {
