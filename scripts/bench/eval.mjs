@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { mulberry32 } from './lib/rng.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { values: opt } = parseArgs({
@@ -36,16 +37,6 @@ const { evaluateFiles } = await import(distEval);
 const mask = await import(join(root, 'dist', 'coco', 'mask.js'));
 
 // ---- deterministic data -------------------------------------------------------------------
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const COCO_IDS = [];
 for (let i = 1; i <= 90; i++) if (![12, 26, 29, 30, 45, 66, 68, 69, 71, 83].includes(i)) COCO_IDS.push(i);
 const r2 = (x) => Math.round(x * 100) / 100;

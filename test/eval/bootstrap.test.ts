@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { accumulate, accumulateStats, evaluateImages, indexMatches, runEval } from '../../src/eval/cocoeval.js';
 import { bootstrap, modelOf, pairOf, quantileSorted, resampleWeights } from '../../src/eval/bootstrap.js';
 import { Detections, GroundTruth, defaultParams, evaluate, type CocoDataset, type CocoDetection, type EvalResult } from '../../src/eval/index.js';
+import { mulberry32 } from '../helpers.js';
 
 interface GoldenCase {
   name: string;
@@ -52,16 +53,6 @@ function renumbered(gt: CocoDataset): CocoDataset {
   return { ...gt, annotations: gt.annotations.map((a, j) => ({ ...a, id: (j + 1) * 16 })) };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Demo-like data: 4 categories, 1-6 objects per image; a model finds each with probability `quality`. */
 function synth(images: number, qualities: number[], seed: number, opts: { quantize?: number } = {}) {

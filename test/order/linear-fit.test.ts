@@ -2,18 +2,8 @@ import t from 'tap';
 import { fitLinearMap } from '../../src/order/linear-fit.js';
 import type { Tensor } from '../../src/tensor.js';
 import { haveAddon } from '../helpers.js';
+import { mulberry32 as rng } from '../helpers.js';
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randn(r: () => number, shape: number[]): Tensor<'float32'> {
   const n = shape.reduce((a, b) => a * b, 1);
