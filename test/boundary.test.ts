@@ -110,10 +110,11 @@ t.test('the event loop keeps running during a long native call', async (t) => {
   const elapsed = Date.now() - started;
   clearInterval(timer);
   t.ok(elapsed > 30, `native work took ${elapsed} ms`);
-  // A call that blocked the main thread would leave the timer at 0 ticks until it returned. How
-  // many ticks fit depends on how busy the machine is (the worker threads compete with the main
-  // thread for the cores), so ask for a few, not for a rate.
-  t.ok(ticks >= 3, `timer fired ${ticks} times in ${elapsed} ms`);
+  // A call that blocked the main thread would leave the timer at 0 ticks until every call had
+  // returned. How many more ticks fit depends on how busy the cores are (eight calls' compute
+  // threads compete with the main thread; 2 ticks in 450 ms were seen in CI on 2 cores), so the
+  // test asks for the timer to have run at all while the calls were in flight, not for a rate.
+  t.ok(ticks >= 1, `timer fired ${ticks} times in ${elapsed} ms`);
 });
 
 t.test('one call in flight per native module: raw handle refuses, Module queues', async (t) => {
