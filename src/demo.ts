@@ -163,7 +163,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
   }
   const config = demoConfig(out, weightsDir, threads);
   const report = await train(config, { ...options, log });
-  const summary = formatRunSummaryWithSpreads(report, join(config.data.root, config.data.val.annotations));
+  const summary = formatRunSummaryWithSpreads(report, report.spreads ?? null);
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   return { ...report, summary };
 }

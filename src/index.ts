@@ -89,7 +89,7 @@ export {
   type MapLayout,
   type TeacherSpec,
 } from './distill/index.js';
-export { train, formatResults, formatRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
+export { train, formatResults, formatRunSummary, formatRunSummaryWithSpreads, bootstrapRunSummary, type TrainOptions, type TrainReport, type ModelResult, type PipelineEvent, type Baseline } from './train/pipeline.js';
 export { bootstrapRun, evalPaths, readDetections } from './train/eval-cache.js';
 export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Comparison, type SummaryInput, type SummaryRow } from './report/summary.js';
 export { curriculumStages, runCurriculum, type Method, type StagePlan, type StageRunner } from './train/curriculum.js';

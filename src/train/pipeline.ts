@@ -27,6 +27,7 @@ import { CheckpointManager } from './checkpoint.js';
 import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
 import { type StageState, trainDetectionStage } from './detection.js';
 import { bootstrapRun, evalPaths, fileNameOf, writeDetections } from './eval-cache.js';
+import type { BootstrapResult } from '../eval/bootstrap.js';
 import { formatSummaryMarkdown, formatSummaryTable } from '../report/summary.js';
 
 export { fileNameOf };
@@ -73,6 +74,8 @@ export interface TrainReport {
   student?: { name: string } & StudentSetup;
   /** k progressive stages of `stageIterations` steps; every baseline is one schedule of k x that. */
   budget?: { stages: number; stageIterations: number };
+  /** The paired bootstrap of the final table's student rows over the validation images (null: their detections were missing). */
+  spreads?: BootstrapResult | null;
 }
 
 export const STATS_HEAD = ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'];
@@ -144,16 +147,20 @@ export function formatRunSummary(report: TrainReport): string {
   return [head, '-'.repeat(head.length), ...lines].join('\n');
 }
 
+/** The paired bootstrap of the final table's student rows, from the detections the run kept. */
+export function bootstrapRunSummary(report: TrainReport, valAnnotations: string, resamples = 1000): BootstrapResult {
+  const students = runSummaryRows(report).filter((r) => r.method !== 'teacher');
+  return bootstrapRun(report.output, valAnnotations, students.map((r) => r.name), { resamples });
+}
+
 /**
- * The final table with spreads: every student row with a 95% paired-bootstrap interval over the
+ * The final table with spreads (`bootstrap` from bootstrapRunSummary; null: without intervals): every student row with a 95% paired-bootstrap interval over the
  * validation images (from the detections the run kept), the gain over the off-the-shelf student
  * with its interval, and one plain line per comparison of the methods (progressive against each
  * baseline, each baseline against training longer) saying whether the difference is real.
  */
-export function formatRunSummaryWithSpreads(report: TrainReport, valAnnotations: string, options: { resamples?: number; markdown?: boolean } = {}): string {
+export function formatRunSummaryWithSpreads(report: TrainReport, bootstrap: BootstrapResult | null, options: { markdown?: boolean } = {}): string {
   const rows = runSummaryRows(report);
-  const students = rows.filter((r) => r.method !== 'teacher');
-  const bootstrap = bootstrapRun(report.output, valAnnotations, students.map((r) => r.name), { resamples: options.resamples ?? 1000 });
   const by = (m: RunSummaryRow['method']) => rows.find((r) => r.method === m)?.name;
   const label: Record<string, string> = { mtpd: 'progressive', direct: 'direct', ensemble: 'ensemble', longer: 'longer', student: 'off-the-shelf' };
   const pairs: [Method | 'student', Method | 'student'][] = [
@@ -440,6 +447,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     student: { name: resolved.student.name, ...setup },
     budget: { stages: order.length, stageIterations },
   };
+  report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
     '# mtpd report',
@@ -450,7 +458,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     '',
     `budget: ${order.length} progressive stage${order.length === 1 ? '' : 's'} of ${stageIterations} steps; each baseline one schedule of ${order.length * stageIterations} steps`,
     '',
-    spreadsMarkdown(report, splits.val.annotationFile, run.log),
+    report.spreads ? formatRunSummaryWithSpreads(report, report.spreads, { markdown: true }) : ['```', formatRunSummary(report), '```'].join('\n'),
     '',
     'every model:',
     '',
@@ -464,13 +472,13 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   return report;
 }
 
-/** The summary with spreads for report.md; the plain table when the detections to bootstrap are missing. */
-function spreadsMarkdown(report: TrainReport, valAnnotations: string, log: (s: string) => void): string {
+/** The bootstrap of the final table once per run (report.json, report.md, the demo); null when the detections to bootstrap are missing. */
+function runSpreads(report: TrainReport, valAnnotations: string, log: (s: string) => void): BootstrapResult | null {
   try {
-    return formatRunSummaryWithSpreads(report, valAnnotations, { markdown: true });
+    return bootstrapRunSummary(report, valAnnotations);
   } catch (err) {
     log(`report: no bootstrap intervals (${(err as Error).message})`);
-    return ['```', formatRunSummary(report), '```'].join('\n');
+    return null;
   }
 }
 

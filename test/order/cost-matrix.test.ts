@@ -2,18 +2,13 @@ import t from 'tap';
 import { backwardGreedySelection } from '../../src/order/bgs.js';
 import { computeCostMatrix, type FeatureSource } from '../../src/order/cost-matrix.js';
 import type { Tensor } from '../../src/tensor.js';
-import { haveAddon } from '../helpers.js';
+import { haveAddon, mulberry32 } from '../helpers.js';
 import { coefs, fieldMap, type GridSpec, type Size } from '../distill/field.js';
 
+/** mulberry32 shifted to [-0.5, 0.5). */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const u = mulberry32(seed);
+  return () => u() - 0.5;
 }
 
 /**
