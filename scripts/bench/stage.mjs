@@ -2,8 +2,8 @@
 // reference): the demo's student (ResNet-18 x0.25, GroupNorm head, trainable BatchNorm, short
 // side 96 px) and teacher (the same at 192 px), batch 4 of 192 x 192 images, pkd on p3..p7:
 // a plain student step, a distillation step with the teacher live, with the teacher's maps read
-// from the run's feature cache (every later use of an (image, flip) in a run), and with a cache
-// miss (the first use: the teacher runs on each image alone and the maps are written).
+// from the run's teacher cache (every later use of an (image, flip) in a run), and with a cache
+// miss (the first use: the teacher runs on the batch and each image's maps are written).
 // Steps are interleaved (plain, live, cached, plain, ...) and each is reported as its median
 // over MTPD_BENCH_REPS (default 15) with the spread (min..max) and its ratio to the plain step.
 // Times are the process's CPU seconds (user + system) per step, not wall time: on shared cores
@@ -13,7 +13,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDetector, DistillSession, FeatureCache, setThreads, weightsHash } from '../../dist/index.js';
+import { createDetector, DistillSession, setThreads } from '../../dist/index.js';
+import { TeacherCache } from '../../dist/train/teacher-cache.js';
 
 const reps = Number(process.env.MTPD_BENCH_REPS ?? 15);
 setThreads(Number(process.env.MTPD_BENCH_THREADS ?? 1));
@@ -44,11 +45,9 @@ const taps = ['p3', 'p4', 'p5', 'p6', 'p7'];
 const session = await DistillSession.create(student, [{ name: 'hr192', model: teacher, distiller: { taps, losses: [{ type: 'pkd' }] } }], { optimizer: { type: 'adamw', lr: 1e-4, weightDecay: 0.05, maxGradNorm: 10 } });
 
 const dir = mkdtempSync(join(tmpdir(), 'mtpd-bench-'));
-const hash = await weightsHash(teacher);
-let cache = new FeatureCache(dir);
+const cache = new TeacherCache(dir, 2 ** 30, 'bench');
 let miss = 0;
-const keys = (b) => b.ids.map((id) => ({ model: 'hr192', weights: hash, image: `${id}.${miss}`, transform: 'min192-max256-noflip' }));
-const features = (b) => cache.batch(keys(b), b.images, (x) => session.teacherFeatures(0, x));
+const features = (b) => cache.batch('hr192', teacher, b.ids.map((id) => ({ id: id + 1000 * miss, flipped: false })), b.images, (x) => session.teacherFeatures(0, x));
 
 const kinds = {
   plain: (b) => student.trainStep(opt, b.images, b.targets),
