@@ -4,7 +4,7 @@
 // a plain student step, a distillation step with the teacher live, with the teacher's maps read
 // from the run's teacher cache (every later use of an (image, flip) in a run), and with a cache
 // miss (the first use: the teacher runs on the batch and each image's maps are written).
-// Steps are interleaved (plain, live, cached, plain, ...) and each is reported as its median
+// Steps are interleaved (plain, live, cached, miss, then rotated by one every rep) and each is reported as its median
 // over MTPD_BENCH_REPS (default 15) with the spread (min..max) and its ratio to the plain step.
 // Times are the process's CPU seconds (user + system) per step, not wall time: on shared cores
 // wall time swings with the other jobs, CPU time does not (one thread: one CPU second per second
@@ -61,8 +61,10 @@ const kinds = {
 const times = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
 for (const b of batches) await features(b); // every batch's maps in the cache
 for (const k of Object.keys(kinds)) await kinds[k](batches[0]); // warm-up
+const order = Object.entries(kinds);
 for (let r = 0; r < reps; r++) {
-  for (const [k, fn] of Object.entries(kinds)) {
+  // the order rotates every rep, so no kind always follows the same one
+  for (const [k, fn] of order.slice(r % order.length).concat(order.slice(0, r % order.length))) {
     const b = batches[r % batches.length];
     const c0 = process.cpuUsage();
     await fn(b);
