@@ -101,6 +101,11 @@ export const distillLossSchema = z.strictObject({
     ),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('loss hyperparameters (method.md names: tau, temp, alpha, beta, ...)'),
   levels: z.array(z.string()).optional().describe('feature taps to distill (default: every level the student and teacher share)'),
+  cacheGiB: z
+    .number()
+    .min(0)
+    .default(1)
+    .describe("disk for the frozen teachers' FPN maps, computed once per (image, flip, teacher resolution) and reused by every stage and baseline of the run (<output>/features); full: further maps are computed on every use; 0: no cache"),
 });
 
 export const costSchema = z.strictObject({

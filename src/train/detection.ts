@@ -4,7 +4,7 @@
  * carry the loader position so a resumed stage continues on the same batches.
  */
 import type { Config, Schedule } from '../config/schema.js';
-import { DataLoader, type LoaderPosition } from '../data/loader.js';
+import { DataLoader, type LoaderBatch, type LoaderPosition } from '../data/loader.js';
 import type { Detector, Target } from '../detector.js';
 import type { Tensor } from '../tensor.js';
 import type { StateDict } from '../weights/safetensors.js';
@@ -95,8 +95,8 @@ export interface LoaderStageSpec {
   resume?: LoadedCheckpoint | null | undefined;
   /** The stage's optimizer: its state goes into every checkpoint and comes back on resume. */
   optimizer: { stateDict(): Promise<StateDict>; loadStateDict(state: StateDict): Promise<void> };
-  /** One optimizer step on a batch at learning rate lr; returns the named losses. */
-  step(images: Tensor<'float32'>[], targets: Target[], lr: number): Promise<Record<string, number>>;
+  /** One optimizer step on a batch at learning rate lr (the loader batch: image ids, flips); returns the named losses. */
+  step(images: Tensor<'float32'>[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
 }
@@ -130,7 +130,7 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
         const batch = await loader.next();
         position = batch.next;
         const { images, targets } = detectorInputs(batch);
-        return o.step(images, targets, lr);
+        return o.step(images, targets, lr, batch);
       },
       checkpoint: async (iter, final) => {
         const state: StageState = { stage: o.stage, iter, total, loader: position };

@@ -36,6 +36,7 @@ import { MetricsLog } from './metrics.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
+import { TeacherCache } from './teacher-cache.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
 export type { Baseline } from './baselines.js';
@@ -258,6 +259,17 @@ export class Run {
     return out;
   }
 
+  private teacherMaps: TeacherCache | null | undefined;
+
+  /** The run's teacher maps in <output>/features, shared by every stage (null: distill.cacheGiB 0). */
+  teacherCache(splits: Splits): TeacherCache | null {
+    if (this.teacherMaps === undefined) {
+      const gib = this.config.distill.cacheGiB;
+      this.teacherMaps = gib > 0 ? new TeacherCache(this.path('features'), gib * 2 ** 30, splits.train.annotationFile) : null;
+    }
+    return this.teacherMaps;
+  }
+
   /** The cached evaluation of `name` when it was made from these very weights (stats and detections, eval-cache.ts). */
   cachedResult(name: string, weights: string): ModelResult | null {
     const cache = evalPaths(this.config.output, name);
@@ -322,7 +334,7 @@ export class Run {
         if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
         teachers.push({ name: t, det: await buildModel(tc, resolved, splits.numClasses) });
       }
-      r = await trainDistillStage({ ...common, student, teachers, ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
+      r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
     }
     if (!r.completed) return null;
     await mkdir(this.path('models'), { recursive: true });
