@@ -30,13 +30,13 @@ export function axis(extent: number, points: number): number[] {
   });
 }
 
-export async function landscape1d(obj: DetectionObjective, options: { seed: number; alphas: number[]; onPoint?: (done: number, total: number) => void }): Promise<Landscape1D> {
+export async function landscape1d(obj: DetectionObjective, options: { seed: number; alphas: number[]; onPoint?: (done: number, total: number, loss: number) => void }): Promise<Landscape1D> {
   const d = randomDirection(obj.theta, obj.shapes, options.seed);
   const losses: number[] = [];
   try {
     for (const a of options.alphas) {
       losses.push(await obj.lossAt(a === 0 ? [] : [[a, d]]));
-      options.onPoint?.(losses.length, options.alphas.length);
+      options.onPoint?.(losses.length, options.alphas.length, losses.at(-1) as number);
     }
   } finally {
     await obj.restore();
@@ -44,7 +44,7 @@ export async function landscape1d(obj: DetectionObjective, options: { seed: numb
   return { seed: options.seed, alphas: options.alphas, losses };
 }
 
-export async function landscape2d(obj: DetectionObjective, options: { seeds: [number, number]; alphas: number[]; betas: number[]; onPoint?: (done: number, total: number) => void }): Promise<Landscape2D> {
+export async function landscape2d(obj: DetectionObjective, options: { seeds: [number, number]; alphas: number[]; betas: number[]; onPoint?: (done: number, total: number, loss: number) => void }): Promise<Landscape2D> {
   const d1 = randomDirection(obj.theta, obj.shapes, options.seeds[0]);
   const d2 = randomDirection(obj.theta, obj.shapes, options.seeds[1]);
   const total = options.alphas.length * options.betas.length;
@@ -55,7 +55,7 @@ export async function landscape2d(obj: DetectionObjective, options: { seeds: [nu
       const row: number[] = [];
       for (const a of options.alphas) {
         row.push(await obj.lossAt([[a, d1], [b, d2]].filter(([c]) => c !== 0) as [number, typeof d1][]));
-        options.onPoint?.(++done, total);
+        options.onPoint?.(++done, total, row.at(-1) as number);
       }
       losses.push(row);
     }
