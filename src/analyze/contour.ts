@@ -24,10 +24,14 @@ export function isolines(xs: readonly number[], ys: readonly number[], z: readon
         const v = [at(i, j), at(i + 1, j), at(i + 1, j + 1), at(i, j + 1)];
         const pts: [number, number][] = [];
         for (let e = 0; e < 4; e++) {
-          const a = v[e] as number, b = v[(e + 1) % 4] as number;
+          // Each edge is interpolated from its lower-left corner, so the two cells that share
+          // it compute the same crossing bit for bit.
+          let ka = e, kb = (e + 1) % 4;
+          if ((cx[kb] as number) < (cx[ka] as number) || (cy[kb] as number) < (cy[ka] as number)) [ka, kb] = [kb, ka];
+          const a = v[ka] as number, b = v[kb] as number;
           if ((a < level) !== (b < level)) {
             const t = (level - a) / (b - a);
-            const ax = cx[e] as number, ay = cy[e] as number, bx = cx[(e + 1) % 4] as number, by = cy[(e + 1) % 4] as number;
+            const ax = cx[ka] as number, ay = cy[ka] as number, bx = cx[kb] as number, by = cy[kb] as number;
             pts.push([ax + t * (bx - ax), ay + t * (by - ay)]);
           }
         }
