@@ -216,7 +216,8 @@ export async function analyze(runDir: string, options: AnalyzeOptions = {}): Pro
     const label = (n: string) => (n === pair.progressive ? `${n} (progressive)` : `${n} (trained longer)`);
     await draw('landscape-1d', landscape1dSpec(Object.entries(landscape.line).map(([model, line]) => ({ model, label: label(model), line }))));
     await draw('landscape-2d', landscape2dSpec(Object.entries(landscape.plane).map(([model, plane]) => ({ label: label(model), plane }))));
-    await draw('sharpness', sharpnessSpec(Object.entries(sharpness).map(([model, s]) => ({ label: label(model), eigenvalue: s.eigenvalue, radiusMean: s.radius.mean, radiusStd: s.radius.std })), o.radius, o.directions));
+    const short = (n: string) => (n === pair.progressive ? 'progressive' : 'trained longer');
+    await draw('sharpness', sharpnessSpec(Object.entries(sharpness).map(([model, s]) => ({ label: short(model), eigenvalue: s.eigenvalue, radiusMean: s.radius.mean, radiusStd: s.radius.std })), o.radius, o.directions, `${pair.progressive} (progressive) vs ${pair.longer} (trained longer)`));
   }
 
   const result: AnalysisResult = {

@@ -125,11 +125,12 @@ export interface SharpnessBar {
 }
 
 /** λ_max and the mean loss increase at radius r, one bar per student. */
-export function sharpnessSpec(bars: SharpnessBar[], radius: number, directions: number): VegaLiteSpec {
+export function sharpnessSpec(bars: SharpnessBar[], radius: number, directions: number, title?: string): VegaLiteSpec {
   const values = bars.map((b) => ({ ...b, lo: b.radiusMean - b.radiusStd, hi: b.radiusMean + b.radiusStd }));
-  const axisX = { field: 'label', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 240 } };
+  const axisX = { field: 'label', type: 'nominal', title: null, sort: null, axis: { labelAngle: 0, labelLimit: 240 } };
   return {
     $schema: SCHEMA,
+    ...(title ? { title } : {}),
     data: { values },
     hconcat: [
       { title: 'Largest Hessian eigenvalue (power iteration)', width: 260, height: 240, mark: 'bar', encoding: { x: axisX, y: { field: 'eigenvalue', type: 'quantitative', title: 'λ_max' }, color: { field: 'label', type: 'nominal', legend: null } } },
