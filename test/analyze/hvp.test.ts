@@ -7,7 +7,7 @@ import t from 'tap';
 import { powerIteration } from '../../src/analyze/sharpness.js';
 import { combine, dot, fromTensors, norm, type ParamShape, type ParamVector, toTensors, zerosLike } from '../../src/analyze/vector.js';
 import { haveAddon, mulberry32 } from '../helpers.js';
-import { tinyBatch, tinyDetector } from './fixtures.js';
+import { plainDetector, tinyBatch, tinyDetector } from './fixtures.js';
 
 /** Eigenvalues of a symmetric matrix by cyclic Jacobi rotations. */
 function symmetricEigenvalues(a: number[][]): number[] {
@@ -121,7 +121,32 @@ t.test('detector Hessian-vector products', async (t) => {
     t.ok(Math.abs(norm(fd) / norm(hv) - 1) < 0.02, `norms ${norm(fd)} vs ${norm(hv)}`);
   });
 
-  await t.test('power iteration on H v against the explicit Hessian', async (t) => {
+  await t.test('errors name the parameter', async (t) => {
+    const one = new Map([['head.no_such.weight', { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) }]]);
+    await t.rejects(det.hessianVectorProduct(images, targets, one), /"head\.no_such\.weight" is not a parameter/);
+    const bad = new Map([['head.classification_head.cls_logits.bias', { dtype: 'float32' as const, shape: [3], data: new Float32Array(3) }]]);
+    await t.rejects(det.hessianVectorProduct(images, targets, bad), /cls_logits\.bias.*shape/);
+  });
+});
+
+t.test('power iteration on H v against the explicit Hessian of a block of a tiny detector', async (t) => {
+  if (!haveAddon(t)) return;
+  const det = await plainDetector();
+  await det.eval();
+  const { images, targets } = tinyBatch(1, 1);
+  const params = det.parameters();
+  // The last classification-subnet conv's bias (16) and the logits' bias (9 anchors x 1 class):
+  // coupled through the ReLU and the logits conv; 25 products make the block explicitly.
+  const names = ['head.classification_head.conv.3.0.bias', 'head.classification_head.cls_logits.bias'];
+  const shapes: ParamShape[] = names.map((n) => {
+    const p = params.find((x) => x.name === n);
+    if (!p) throw new Error(`no parameter ${n}`);
+    return { name: n, shape: p.shape };
+  });
+  const size = shapes.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+  t.equal(size, 25);
+  const hvp = async (v: ParamVector) => fromTensors((await det.hessianVectorProduct(images, targets, toTensors(v, shapes))).product, shapes);
+  {
     // H column by column: H e_i.
     const cols: number[][] = [];
     for (let i = 0; i < size; i++) {
@@ -151,12 +176,5 @@ t.test('detector Hessian-vector products', async (t) => {
     t.ok(Math.abs(top) > 0, `λ_max ${top}, next ${eig[1]}`);
     const r = await powerIteration(hvp, shapes, { iterations: 500, tol: 1e-9, seed: 2 });
     t.ok(Math.abs(r.eigenvalue - top) <= 1e-3 * Math.abs(top), `power iteration ${r.eigenvalue} = explicit ${top} (${r.iterations} iterations)`);
-  });
-
-  await t.test('errors name the parameter', async (t) => {
-    const one = new Map([['head.no_such.weight', { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) }]]);
-    await t.rejects(det.hessianVectorProduct(images, targets, one), /"head\.no_such\.weight" is not a parameter/);
-    const bad = new Map([['head.classification_head.cls_logits.bias', { dtype: 'float32' as const, shape: [3], data: new Float32Array(3) }]]);
-    await t.rejects(det.hessianVectorProduct(images, targets, bad), /cls_logits\.bias.*shape/);
-  });
+  }
 });
