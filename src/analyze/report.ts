@@ -136,7 +136,7 @@ export function formatAnalysisMarkdown(r: AnalysisResult): string {
   }
   const o = r.options;
   lines.push(
-    `Directions: filter-normalized Gaussian (Li et al. 2018), 1-D parameters (norm layers, biases) not moved, the same seeds for every student. λ_max: power iteration on Hessian-vector products (double backward) of the same loss, at most ${String(o.iterations)} iterations, relative tolerance ${String(o.tol)}.`,
+    `Directions: filter-normalized Gaussian (Li et al. 2018), 1-D parameters (norm layers, biases) not moved, the same seeds for every student. λ_max: power iteration on Hessian-vector products (double backward) of the same loss, at most ${String(o.iterations)} iterations, relative tolerance ${String(o.tol)} (from a random start the estimate rises towards λ_max, so a stopped iteration reads low). Moved and differentiated: the model's trainable parameters.`,
     '',
     `Figures: ${r.plots.join(', ')}.`,
     '',
