@@ -8,7 +8,7 @@
  */
 import { MtpdError, withCallSite } from './errors.js';
 import { Module } from './module.js';
-import { native, type NativeModuleHandle, type RawModuleInfo } from './native.js';
+import { native, type NativeModuleHandle, type RawModuleInfo, type RawParameterInfo } from './native.js';
 import { createNativeOptimizer, type Optimizer, type OptimizerOptions } from './optim.js';
 import { tensor, type Tensor } from './tensor.js';
 
@@ -102,6 +102,14 @@ export interface NativeDetectorHandle extends Omit<NativeModuleHandle, 'info' | 
  * occupies the top-left ceil(h/s) x ceil(w/s) cells of a tap of stride strides[tap] = s; the
  * rest is padding (see src/distill/align.ts).
  */
+export interface HvpResult {
+  losses: Record<string, number>;
+  /** Their sum: the detection loss the product is of. */
+  loss: number;
+  gradient: Map<string, Tensor<'float32'>>;
+  product: Map<string, Tensor<'float32'>>;
+}
+
 export interface FeatureBatch {
   /** Named FPN maps, (N, C, H, W) over the padded batch. */
   maps: Record<string, Tensor<'float32'>>;
@@ -261,6 +269,29 @@ export class Detector extends Module {
   /** Named losses on `targets` in the current mode, without grad. */
   async losses(images: Tensor[], targets: Target[]): Promise<Record<string, number>> {
     return (await this.run(images, targets, { losses: true })).losses;
+  }
+
+  /** Every parameter (not buffers) under its dotted state-dict name, with its shape and whether it trains. */
+  parameters(): RawParameterInfo[] {
+    return native().detectorParameters(this.detectorHandle);
+  }
+
+  /**
+   * A Hessian-vector product of the detection loss (the sum of the named losses) on `targets`,
+   * in the current mode, by double backward: for each named parameter, (H v) and the gradient,
+   * with the losses at the current weights. `vectors` maps parameter names to tensors of their shapes.
+   */
+  async hessianVectorProduct(images: Tensor[], targets: Target[], vectors: Map<string, Tensor>): Promise<HvpResult> {
+    const nt = targets.map(toNativeTarget);
+    const names = [...vectors.keys()];
+    const r = await this.enqueue(() => native().detectorHvp(this.detectorHandle, images, nt, names, [...vectors.values()]));
+    const loss = Object.values(r.losses).reduce((a, b) => a + b, 0);
+    return {
+      losses: r.losses,
+      loss,
+      gradient: new Map(r.names.map((n, i) => [n, r.gradient[i] as Tensor<'float32'>])),
+      product: new Map(r.names.map((n, i) => [n, r.product[i] as Tensor<'float32'>])),
+    };
   }
 
   /** An optimizer over this model's trainable parameters. */

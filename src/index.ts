@@ -95,6 +95,7 @@ export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Com
 export { curriculumStages, runCurriculum, type Method, type StagePlan, type StageRunner } from './train/curriculum.js';
 export { baselineStage, budgetSchedule, runBaseline, BASELINES } from './train/baselines.js';
 export { formatOrders, orderStages, runOrders, type OrderRow, type OrdersOptions, type OrdersReport } from './train/orders.js';
+export { analyze, formatAnalysisMarkdown, normalizeFilters, powerIteration, randomDirection, type AnalysisResult, type AnalyzeOptions, type Observation } from './analyze/index.js';
 export { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './train/student-setup.js';
 export { stageSeed } from './train/stage-seed.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';

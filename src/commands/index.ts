@@ -3,6 +3,7 @@
  * to this list.
  */
 import type { CommandModule } from 'yargs';
+import { analyzeCommand } from './analyze.js';
 import { costCommand } from './cost.js';
 import { dataCommand } from './data.js';
 import { demoCommand } from './demo.js';
@@ -15,4 +16,4 @@ import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand, ordersCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand, ordersCommand, analyzeCommand];

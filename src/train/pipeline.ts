@@ -495,10 +495,11 @@ function runSpreads(report: TrainReport, valAnnotations: string, log: (s: string
 }
 
 async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void> {
-  const { lineSpec, writePlot } = await import('../report/plot.js');
-  const recs = run.metrics.read().filter((r) => typeof r.iter === 'number' && typeof r.loss === 'number');
-  const points = recs.map((r) => ({ x: r.iter as number, y: r.loss as number, series: String(r.stage) }));
-  if (points.length) await writePlot(run.path('loss'), lineSpec(points, { title: 'Training loss per stage', x: 'step', y: 'loss', logY: true }));
+  const { lineSpec, lossPanelsSpec, writePlot } = await import('../report/plot.js');
+  const { splitLosses } = await import('../report/losses.js');
+  // Detection and distillation losses apart: the total is dominated by distillation.
+  const parts = splitLosses(run.metrics.read());
+  if (parts.detection.length || parts.scratch.length) await writePlot(run.path('loss'), lossPanelsSpec(parts));
   // AP against the teacher budget spent: the curriculum stage by stage, each baseline at its
   // whole budget, every series starting at the off-the-shelf student.
   const ots = results.find((r) => r.role === 'student');
