@@ -36,7 +36,7 @@ const POOL_SCHEDULE = { optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupI
  * sized for each model's view of the objects (7-130 px at 96, 12-250 px at 192).
  */
 export const DEMO_POOL = {
-  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 8000, anchors: [16, 32, 64, 128, 256] },
+  student: { name: 'r18-w025', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 2500, anchors: [16, 32, 64, 128, 256] },
   teachers: [{ name: 'r18-w025-hr', short: 'hr', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSizes: [128, 160, 192], maxSize: 256, iterations: 6000, anchors: [16, 32, 64, 128, 256] }],
 } as const;
 
