@@ -7,6 +7,7 @@ import { costCommand } from './cost.js';
 import { dataCommand } from './data.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
+import { exportCommand } from './export.js';
 import { infoCommand } from './info.js';
 import { initCommand } from './init.js';
 import { ordersCommand } from './orders.js';
@@ -15,4 +16,4 @@ import { trainCommand } from './train.js';
 import { predictCommand } from './predict.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand, ordersCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, infoCommand, initCommand, planCommand, evalCommand, predictCommand, dataCommand, costCommand, trainCommand, ordersCommand, exportCommand];
