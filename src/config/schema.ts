@@ -37,6 +37,13 @@ export const modelSchema = z.strictObject({
     .default(null)
     .describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch; a teacher with trainable BatchNorm and every stage trainable, the student as student.norm / student.trainableLayers say)'),
   weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
+  backbone: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe(
+      "ImageNet checkpoint the backbone starts from when the model is trained here (weights null): torchvision's resnet50-0676ba61.pth / swin_t-704ceda3.pth layouts, timm and the official Swin release, an mmdetection or mtpd detector; loaded into the backbone only (what it holds besides is reported as unused); the student's auto setup then is frozen BatchNorm with 3 trainable stages, as torchvision's weights_backbone",
+    ),
   classes: z
     .enum(['dataset', 'coco91', 'coco80'])
     .default('dataset')

@@ -12,6 +12,8 @@ import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
 import { setSeed } from '../runtime.js';
+import { loadBackboneInto, type BackboneLoadReport } from '../weights/backbone-checkpoint.js';
+import { readWeights } from '../weights/index.js';
 import { detectorInputs } from './inputs.js';
 import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
@@ -114,9 +116,30 @@ export async function buildModel(m: ModelConfig | StudentConfig, config: Config,
   });
   if (m.weights && (options.loadWeights ?? true)) {
     await det.loadWeights(m.weights, m.weightsKey !== undefined ? { key: m.weightsKey } : {});
+  } else if (m.backbone) {
+    await loadBackbone(det, m.backbone, m.name);
   }
   mappings.set(det, mapping);
   return det;
+}
+
+const backboneReported = new Set<string>();
+
+/**
+ * Loads a backbone checkpoint (see weights/backbone-checkpoint.ts) into `det`'s backbone only;
+ * says once per file and model on stderr which layout it was and what of it was not used.
+ */
+export async function loadBackbone(det: Detector, path: string, name = 'model'): Promise<BackboneLoadReport> {
+  const sd = await readWeights(path);
+  const own = await det.stateDict();
+  const shapes = new Map([...own].map(([k, v]) => [k, v.shape]));
+  const r = await loadBackboneInto(det, sd, shapes, `${name}.backbone ${path}`);
+  const line = `${name}: backbone from ${path} (${r.layout} layout): ${r.loaded} tensors loaded; unused: ${r.unused.length ? `${r.unused.slice(0, 8).join(', ')}${r.unused.length > 8 ? `, ... (${r.unused.length})` : ''}` : 'none'}`;
+  if (!backboneReported.has(line)) {
+    backboneReported.add(line);
+    process.stderr.write(`${line}\n`);
+  }
+  return r;
 }
 
 /** Evaluation loader over the validation split: no shuffling, flips or resizing. */
