@@ -86,7 +86,7 @@ function swinName(k: string, downsampleAtEnd: boolean): string | null {
 }
 
 /** mmdetection Swin key (without `backbone.`) -> torchvision's, or null. */
-function mmdetSwinName(k: string): string | null {
+export function mmdetSwinName(k: string): string | null {
   let m: RegExpExecArray | null;
   if ((m = /^patch_embed\.projection\.(weight|bias)$/.exec(k))) return `features.0.0.${m[1]}`;
   if ((m = /^patch_embed\.norm\.(weight|bias)$/.exec(k))) return `features.0.2.${m[1]}`;
