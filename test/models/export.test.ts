@@ -50,3 +50,17 @@ if (haveAddon(t)) {
     await t.rejects(exportWeights({ weights: fixture, out: join(dir, 'y.pth'), arch: 'retinanet_resnet18_fpn', numClasses: 4, widthMult: 0.0625 }), /cls_logits/, 'the wrong class count: the load names the tensor');
   });
 }
+
+if (haveAddon(t)) {
+  t.test('mtpd export on the command line: a line saying what was written; errors name the flag, exit 1', async (t) => {
+    const { runCli } = await import('../cli-helper.js');
+    const dir = tempDir(t);
+    const out = join(dir, 'tv.pth');
+    const ok = runCli(['export', '--weights', fixture, '--out', out, '--arch', 'retinanet_resnet18_fpn', '--num-classes', '5', '--width-mult', '0.0625']);
+    t.equal(ok.status, 0, ok.stderr);
+    t.match(ok.stdout, /tv\.pth: retinanet_resnet18_fpn, 5 classes, width 0\.0625, \d+ tensors \(pth\)/);
+    const bad = runCli(['export', '--weights', fixture, '--out', join(dir, 'x.pth')]);
+    t.equal(bad.status, 1);
+    t.match(bad.stderr, /--arch is needed/);
+  });
+}
