@@ -3,7 +3,12 @@
 by COCO category id; small width, seeded weights) on a COCO-format dataset whose categories are
 a renumbered subset of COCO's (plus one COCO does not have), scored with pycocotools.
 
-  PYTHONPATH=<cocoapi>/PythonAPI /usr/bin/python3 scripts/golden/coco_labels.py
+  PYTHONPATH=<cocoapi>/PythonAPI:<shims> /usr/bin/python3 scripts/golden/coco_labels.py
+
+(<cocoapi>: cocodataset/cocoapi at 8c9bcc3, `python3 setup.py build_ext --inplace` in PythonAPI,
+np.float -> np.float64 in cocoeval.py; pycocotools/coco.py imports matplotlib only for showAnns, so
+<shims> may hold an empty stand-in `matplotlib` package with pyplot, collections.PatchCollection
+and patches.Polygon.)
 
 Writes test/fixtures/coco/labels/: images/*.png, instances.json (ground truth made from the
 model's own detections of the dataset's categories, jittered, plus boxes it does not find),

@@ -16,8 +16,10 @@
  * neck.fpn_convs.i.conv -> backbone.fpn.layer_blocks.i.0 (i < 3), extra_blocks.p6 / p7 (i = 3, 4);
  * bbox_head.{cls,reg}_convs.i.conv -> head.{classification,regression}_head.conv.i.0;
  * bbox_head.retina_cls / retina_reg -> head.classification_head.cls_logits / head.regression_head.bbox_reg.
- * Names and numerics read from mmdetection v2.25 (mmdet/models/necks/fpn.py,
- * dense_heads/retina_head.py, core/anchor/anchor_generator.py, core/bbox/coder/delta_xywh_bbox_coder.py).
+ * The names and numerics follow mmdetection 2.x's RetinaNet (necks/fpn.py, dense_heads/retina_head.py,
+ * core/anchor/anchor_generator.py, core/bbox/coder/delta_xywh_bbox_coder.py); they have not yet been
+ * checked against golden outputs of mmdetection's own code. Not built yet: mmdetection's OpenCV
+ * resize and its Swin's per-stage output norms (norm1..3, reported as unmapped).
  */
 import { COCO_CATEGORIES, normalizeName } from '../data/class-map.js';
 import { MtpdError } from '../errors.js';
