@@ -294,6 +294,16 @@ export class Detector extends Module {
     };
   }
 
+  /**
+   * Writes the weights as safetensors with what rebuilds the model in the metadata (`mtpd.arch`,
+   * `mtpd.num_classes`, `mtpd.width_mult`; read by `mtpd export`), atomically.
+   */
+  override async saveWeights(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    const own: Record<string, string> = { 'mtpd.arch': this.config.arch, 'mtpd.num_classes': String(this.numClasses) };
+    if (this.config.widthMult !== undefined) own['mtpd.width_mult'] = String(this.config.widthMult);
+    await super.saveWeights(path, { ...own, ...metadata });
+  }
+
   /** An optimizer over this model's trainable parameters. */
   async createOptimizer(options: OptimizerOptions = {}): Promise<Optimizer> {
     return this.enqueue(async () => createNativeOptimizer(this.detectorHandle, options, (fn) => this.enqueue(fn)));

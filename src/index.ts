@@ -26,6 +26,7 @@ export {
   evaluate,
   evaluateFiles,
   formatSummary,
+  ignoredCategoriesWarning,
   modelOf,
   pairOf,
   predictionsToResults,

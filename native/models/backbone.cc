@@ -26,8 +26,8 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
                    "] must be in 1..4, got ", o.returned_layers[i]);
     MTPD_CHECK_ARG(i == 0 || o.returned_layers[i] > o.returned_layers[i - 1], "returned_layers must be increasing");
   }
-  MTPD_CHECK_ARG(o.extra_blocks == "p5" || o.extra_blocks == "c5" || o.extra_blocks == "none",
-                 "extra_blocks must be \"p5\", \"c5\" or \"none\", got \"", o.extra_blocks, "\"");
+  MTPD_CHECK_ARG(o.extra_blocks == "p5" || o.extra_blocks == "c5" || o.extra_blocks == "c5_norelu" || o.extra_blocks == "none",
+                 "extra_blocks must be \"p5\", \"c5\", \"c5_norelu\" or \"none\", got \"", o.extra_blocks, "\"");
   std::vector<int64_t> stage_channels;
   if (ResNetOptions::is_known(o.name)) {
     ResNetOptions r = ResNetOptions::named(o.name);
@@ -61,7 +61,7 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
   const int64_t out = std::max<int64_t>(1, static_cast<int64_t>(std::lround(o.fpn_channels * o.width_mult)));
   int64_t extra_in = 0;
   if (o.extra_blocks == "p5") extra_in = out;
-  if (o.extra_blocks == "c5") {
+  if (o.extra_blocks == "c5" || o.extra_blocks == "c5_norelu") {
     extra_in = in_list.back();
     // LastLevelP6P7 decides P5 vs C5 by in == out; a C5 with exactly `out` channels would be
     // taken as P5, as in torchvision.
@@ -70,7 +70,7 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
     levels_.push_back(levels_.back() + 1);
     levels_.push_back(levels_.back() + 1);
   }
-  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in));
+  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in, o.extra_blocks != "c5_norelu"));
 }
 
 std::vector<at::Tensor> BackboneWithFPNImpl::forward(const at::Tensor& x) {

@@ -98,7 +98,7 @@ export async function analyze(runDir: string, options: AnalyzeOptions = {}): Pro
   const subsetKey = { size: subset.size, seed: o.seed, batchSize, ids: subset.imageIds };
   log(`analyze ${run.dir}: ${run.students.length} students, training subset of ${subset.size} images (seed ${o.seed})`);
 
-  const build = async (s: RunStudent) => buildModel({ ...config.student, weights: s.weights }, config, splits.numClasses);
+  const build = async (s: RunStudent) => buildModel({ ...config.student, weights: s.weights }, config, splits);
   const progress = (label: string, total: number) => createProgress(label, total, { quiet, every: Math.max(1, Math.round(total / 10)) });
   const timed = () => {
     const t0 = process.hrtime.bigint();

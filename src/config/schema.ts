@@ -37,6 +37,23 @@ export const modelSchema = z.strictObject({
     .default(null)
     .describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch; a teacher with trainable BatchNorm and every stage trainable, the student as student.norm / student.trainableLayers say)'),
   weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
+  backbone: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe(
+      "ImageNet checkpoint the backbone starts from when the model is trained here (weights null): torchvision's resnet50-0676ba61.pth / swin_t-704ceda3.pth layouts, timm and the official Swin release, an mmdetection or mtpd detector; loaded into the backbone only (what it holds besides is reported as unused); the student's auto setup then is frozen BatchNorm with 3 trainable stages, as torchvision's weights_backbone",
+    ),
+  classes: z
+    .enum(['dataset', 'coco91', 'coco80'])
+    .default('dataset')
+    .describe(
+      "what the model's class outputs stand for: dataset = one per dataset category (models trained here); coco91 = torchvision's COCO checkpoints (91 outputs indexed by COCO category id); coco80 = mmdetection's COCO checkpoints (80 contiguous outputs in COCO order); matched to the dataset's categories by id or name (classMatch), so a COCO checkpoint is evaluated and trained with the right labels",
+    ),
+  classMatch: z
+    .enum(['auto', 'id', 'name'])
+    .default('auto')
+    .describe("how coco91/coco80 classes meet the dataset's categories: id, name, or auto (by id when every dataset category's id names the same class, else by name)"),
   minSize: positiveInt.optional().describe("this model's input resolution (shorter side); default: data.minSize"),
   maxSize: positiveInt.optional(),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('extra detector options (torchvision keyword names)'),

@@ -82,7 +82,7 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   await mkdir(config.output, { recursive: true });
   const splits = await openSplits(config);
   const models: { cfg: ModelConfig; det: Detector }[] = [];
-  for (const m of all) models.push({ cfg: m, det: await buildModel(m, config, splits.numClasses) });
+  for (const m of all) models.push({ cfg: m, det: await buildModel(m, config, splits) });
   const aps = options.aps ?? (await modelAps(config, splits, models, log));
 
   const c = config.order.costs;

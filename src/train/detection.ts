@@ -13,7 +13,7 @@ import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
 import { detectorInputs } from './inputs.js';
 import { runStage, type StageResult, type TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
-import type { Splits } from './models.js';
+import { targetLabelsOf, type Splits } from './models.js';
 import { lrAt, totalIterations } from './schedule.js';
 import { rngState, setRngState, setSeed } from '../runtime.js';
 
@@ -99,6 +99,8 @@ export interface LoaderStageSpec {
   step(images: Tensor<'float32'>[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
+  /** Dataset label -> the trained model's label, when its classes are not the dataset's own (class-map.ts). */
+  targetLabels?: Int32Array | undefined;
 }
 
 /**
@@ -129,7 +131,7 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       step: async (_i, lr) => {
         const batch = await loader.next();
         position = batch.next;
-        const { images, targets } = detectorInputs(batch);
+        const { images, targets } = detectorInputs(batch, o.targetLabels);
         return o.step(images, targets, lr, batch);
       },
       checkpoint: async (iter, final) => {
@@ -162,6 +164,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
     ...o,
     resumeState,
     optimizer,
+    targetLabels: targetLabelsOf(det),
     step: async (images, targets, lr) => {
       optimizer.setLr(lr);
       return (await det.trainStep(optimizer, images, targets)).losses;

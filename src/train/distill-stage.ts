@@ -16,6 +16,7 @@ import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { targetLabelsOf } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
 import type { TeacherCache } from './teacher-cache.js';
@@ -158,6 +159,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
     resumeState: resuming ? state : null,
     optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
+    targetLabels: targetLabelsOf(student),
     progressNote: () => `distill/det ${fmtRatio(ratioOf(emaDistill ?? 0, emaDet ?? 0))}`,
     step: async (images, targets, lr, batch) => {
       session.setLr(lr);

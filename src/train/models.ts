@@ -4,12 +4,16 @@
  */
 import { join } from 'node:path';
 import type { Config, ModelConfig, StudentConfig } from '../config/schema.js';
+import type { CocoCategory } from '../data/categories.js';
+import { describeMapping, mapClasses, type ClassMapping } from '../data/class-map.js';
 import { CocoDataset } from '../data/coco.js';
 import { DataLoader } from '../data/loader.js';
 import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
 import { setSeed } from '../runtime.js';
+import { loadBackboneInto, type BackboneLoadReport } from '../weights/backbone-checkpoint.js';
+import { readWeights } from '../weights/index.js';
 import { detectorInputs } from './inputs.js';
 import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
@@ -19,6 +23,8 @@ export interface Splits {
   numClasses: number;
   /** Contiguous label -> COCO category id. */
   categoryIds: number[];
+  /** The dataset's categories, ascending id (what model classes are matched to). */
+  categories?: CocoCategory[];
 }
 
 export async function openSplits(config: Config): Promise<Splits> {
@@ -41,7 +47,47 @@ export async function openSplits(config: Config): Promise<Splits> {
   if (tIds.length !== vIds.length || tIds.some((id, i) => id !== vIds[i])) {
     throw new MtpdError('ERR_MTPD_DATA', `${config.data.val.annotations}: categories differ from ${config.data.train.annotations} (train ${tIds.join(',')}; val ${vIds.join(',')})`);
   }
-  return { train, val, numClasses: tIds.length, categoryIds: tIds };
+  return { train, val, numClasses: tIds.length, categoryIds: tIds, categories: train.categories.toJSON() };
+}
+
+/** The class mapping of each detector built by buildModel (read by evaluateModel and the training stages). */
+const mappings = new WeakMap<Detector, ClassMapping>();
+const warned = new Set<string>();
+
+/** How `det`'s outputs meet the dataset's categories; undefined for a detector buildModel did not make (then: the dataset's own). */
+export function classMappingOf(det: Detector): ClassMapping | undefined {
+  return mappings.get(det);
+}
+
+/** Dataset label -> model label for training `det`'s targets; undefined when its classes are the dataset's own. */
+export function targetLabelsOf(det: Detector): Int32Array | undefined {
+  const m = mappings.get(det);
+  return m && m.kind !== 'dataset' ? m.modelLabels : undefined;
+}
+
+/**
+ * The class mapping of a model config on a dataset (`data`: the splits, or only the number of
+ * classes for models with the dataset's own classes). A student must have a class for every
+ * dataset category; a teacher without some is warned about once (its AP on them is 0).
+ */
+export function modelClassMapping(m: ModelConfig | StudentConfig, data: Splits | number): ClassMapping {
+  const kind = m.classes ?? 'dataset';
+  if (typeof data === 'number') {
+    if (kind !== 'dataset') throw new MtpdError('ERR_MTPD_CONFIG', `${m.name}: classes ${kind} needs the dataset's categories`);
+    const cats = Array.from({ length: data }, (_, i) => ({ id: i, name: String(i) }));
+    return mapClasses('dataset', cats);
+  }
+  const cats = data.categories ?? data.categoryIds.map((id) => ({ id, name: String(id) }));
+  const mapping = mapClasses(kind, cats, m.classMatch ?? 'auto', `${m.name}.classes`);
+  if (mapping.unmatched.length > 0) {
+    if ('norm' in m) throw new MtpdError('ERR_MTPD_CONFIG', `${m.name}.classes: ${describeMapping(mapping, m.name)}; a student needs a class for every dataset category`);
+    const line = describeMapping(mapping, m.name);
+    if (!warned.has(line)) {
+      warned.add(line);
+      process.stderr.write(`warning: ${line}\n`);
+    }
+  }
+  return mapping;
 }
 
 /**
@@ -51,7 +97,9 @@ export async function openSplits(config: Config): Promise<Splits> {
  * stage trainable; a teacher with weights keeps torchvision's default (frozen BatchNorm; it
  * only ever runs in eval mode). `seed` (default: the run's) seeds the initialization.
  */
-export async function buildModel(m: ModelConfig | StudentConfig, config: Config, numClasses: number, options: { loadWeights?: boolean; seed?: number } = {}): Promise<Detector> {
+export async function buildModel(m: ModelConfig | StudentConfig, config: Config, data: Splits | number, options: { loadWeights?: boolean; seed?: number } = {}): Promise<Detector> {
+  const mapping = modelClassMapping(m, data);
+  const numClasses = mapping.numClasses;
   setSeed(options.seed ?? config.seed);
   const setup: StudentSetup | null = 'norm' in m ? resolveStudentSetup(m) : options.loadWeights === false ? { norm: 'bn', trainableLayers: 5 } : null;
   const det = await createDetector({
@@ -68,8 +116,30 @@ export async function buildModel(m: ModelConfig | StudentConfig, config: Config,
   });
   if (m.weights && (options.loadWeights ?? true)) {
     await det.loadWeights(m.weights, m.weightsKey !== undefined ? { key: m.weightsKey } : {});
+  } else if (m.backbone) {
+    await loadBackbone(det, m.backbone, m.name);
   }
+  mappings.set(det, mapping);
   return det;
+}
+
+const backboneReported = new Set<string>();
+
+/**
+ * Loads a backbone checkpoint (see weights/backbone-checkpoint.ts) into `det`'s backbone only;
+ * says once per file and model on stderr which layout it was and what of it was not used.
+ */
+export async function loadBackbone(det: Detector, path: string, name = 'model'): Promise<BackboneLoadReport> {
+  const sd = await readWeights(path);
+  const own = await det.stateDict();
+  const shapes = new Map([...own].map(([k, v]) => [k, v.shape]));
+  const r = await loadBackboneInto(det, sd, shapes, `${name}.backbone ${path}`);
+  const line = `${name}: backbone from ${path} (${r.layout} layout): ${r.loaded} tensors loaded; unused: ${r.unused.length ? `${r.unused.slice(0, 8).join(', ')}${r.unused.length > 8 ? `, ... (${r.unused.length})` : ''}` : 'none'}`;
+  if (!backboneReported.has(line)) {
+    backboneReported.add(line);
+    process.stderr.write(`${line}\n`);
+  }
+  return r;
 }
 
 /** Evaluation loader over the validation split: no shuffling, flips or resizing. */
@@ -85,6 +155,8 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
   const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
   let done = 0;
   const detections: CocoDetection[] = [];
+  // model label -> dataset category id (-1: a class the dataset does not have, dropped)
+  const categoryIds = classMappingOf(det)?.categoryIds ?? Int32Array.from(splits.categoryIds);
   try {
     await det.eval();
     for await (const batch of loader.epoch()) {
@@ -92,7 +164,7 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
       const dets = await det.predict(images);
       dets.forEach((d, i) => {
         const imageId = batch.imageIds[i] as number;
-        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds: splits.categoryIds });
+        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds }).filter((r) => r.category_id >= 0);
         evaluator.addDetections(recs, `predictions of image ${imageId}`);
         for (const r of recs) detections.push(r);
       });

@@ -237,7 +237,7 @@ export class Run {
     const stage = `train:${m.name}`;
     this.event({ type: 'phase', phase: stage });
     const seed = stageSeed(this.config.seed, stage);
-    const det = await buildModel(m, this.config, splits.numClasses, { loadWeights: false, seed });
+    const det = await buildModel(m, this.config, splits, { loadWeights: false, seed });
     const r = await trainDetectionStage({
       stage,
       det,
@@ -305,11 +305,11 @@ export class Run {
     if (existsSync(out)) {
       const cached = this.cachedResult(plan.name, out);
       if (cached) return { ...cached, role: plan.role, ...extra };
-      return this.evaluate(plan.name, await buildModel({ ...resolved.student, weights: out }, resolved, splits.numClasses), splits, plan.role, out, extra);
+      return this.evaluate(plan.name, await buildModel({ ...resolved.student, weights: out }, resolved, splits), splits, plan.role, out, extra);
     }
     this.event({ type: 'phase', phase: plan.name });
     const seed = stageSeed(resolved.seed, plan.name);
-    const student = await buildModel({ ...resolved.student, weights: from }, resolved, splits.numClasses, { seed });
+    const student = await buildModel({ ...resolved.student, weights: from }, resolved, splits, { seed });
     const common = {
       stage: plan.name,
       splits,
@@ -332,7 +332,7 @@ export class Run {
       for (const t of plan.teachers) {
         const tc = resolved.teachers.find((x) => x.name === t);
         if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
-        teachers.push({ name: t, det: await buildModel(tc, resolved, splits.numClasses) });
+        teachers.push({ name: t, det: await buildModel(tc, resolved, splits) });
       }
       r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
     }
@@ -374,7 +374,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   run.log(`student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage${config.student.norm === 'auto' || config.student.trainableLayers === 'auto' ? ` (auto: ${config.student.weights === null ? 'trained from scratch here' : 'starts from given weights'})` : ''}`);
   await ensureDataset(config, run);
   const splits = await openSplits(config);
-  await checkPairs(resolved, splits.numClasses);
+  await checkPairs(resolved, splits);
 
   // Teachers and the off-the-shelf student.
   const all = [resolved.student, ...resolved.teachers];
@@ -386,7 +386,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   for (const m of all) {
     const role = m === resolved.student ? 'student' : 'teacher';
     const weights = m.weights as string;
-    results.push(run.cachedResult(m.name, weights) ?? (await run.evaluate(m.name, await buildModel(m, resolved, splits.numClasses), splits, role, weights)));
+    results.push(run.cachedResult(m.name, weights) ?? (await run.evaluate(m.name, await buildModel(m, resolved, splits), splits, role, weights)));
   }
 
   // Costs and order.
@@ -412,11 +412,11 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
 }
 
 /** Every teacher shares FPN levels (and config.distill.levels) with the student; errors name the teacher. */
-async function checkPairs(config: Config, numClasses: number): Promise<void> {
+async function checkPairs(config: Config, data: Splits): Promise<void> {
   const { sharedLevels } = await import('./distill-stage.js');
-  const student = await buildModel(config.student, config, numClasses, { loadWeights: false });
+  const student = await buildModel(config.student, config, data, { loadWeights: false });
   for (const t of config.teachers) {
-    const det = await buildModel(t, config, numClasses, { loadWeights: false });
+    const det = await buildModel(t, config, data, { loadWeights: false });
     try {
       sharedLevels(student, det, config);
     } catch (err) {
