@@ -31,7 +31,7 @@ BuiltModule make_roi_align(const Json& o) {
   const double scale = opt_number(o, "spatial_scale", 1.0);
   const int64_t ratio = opt_int(o, "sampling_ratio", 2);
   const bool aligned = opt_bool(o, "aligned", false), backward = opt_bool(o, "backward", false);
-  MTPD_CHECK_ARG(s > 0 && ratio > 0, "ops.roi_align: output_size and sampling_ratio must be positive");
+  MTPD_CHECK_ARG(s > 0, "ops.roi_align: output_size must be positive, got ", s);
   return {std::make_shared<torch::nn::Module>("RoIAlign"), [=](const std::vector<at::Tensor>& x) {
             MTPD_CHECK_SHAPE(x.size() == (backward ? 3u : 2u), "ops.roi_align takes (input, rois",
                              backward ? ", grad_output" : "", "), got ", x.size(), " tensors");

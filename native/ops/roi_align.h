@@ -14,7 +14,8 @@ namespace mtpd::ops {
 // (scaled by spatial_scale onto the map). Returns (K, C, pooled_h, pooled_w) in input's dtype.
 // aligned = true shifts the boxes by -0.5 pixel (pixel-centre model, Detectron2/mmcv); false is
 // torchvision's legacy default (boxes smaller than 1 cell are grown to 1 cell).
-// sampling_ratio must be > 0 (torchvision's adaptive ratio, <= 0, is not supported).
+// sampling_ratio <= 0 is torchvision's adaptive grid: ceil(roi size / output size) samples per
+// bin, per box (what Mask R-CNN's mask targets use).
 at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, int64_t pooled_h, int64_t pooled_w,
                      double spatial_scale, int64_t sampling_ratio, bool aligned);
 

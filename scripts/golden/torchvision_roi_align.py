@@ -5,7 +5,7 @@ torchvision.ops.roi_align and torchvision.ops.MultiScaleRoIAlign (Debian's pytho
 Writes test/fixtures/ops/roi_align.safetensors: per case, the inputs (maps, rois, image sizes,
 the output gradient), torchvision's output and the gradients of the maps; the options of every
 case are in __metadata__.cases (JSON). Boxes cover the awkward spots: the map border, partly and
-wholly outside the map, boxes under one cell, degenerate boxes. Checked by test/ops/roi_align.test.ts.
+wholly outside the map, boxes under one cell, degenerate boxes; fixed and adaptive sampling grids. Checked by test/ops/roi_align.test.ts.
 
   /usr/bin/python3 scripts/golden/torchvision_roi_align.py --out test/fixtures/ops
 """
@@ -60,6 +60,9 @@ def main():
         dict(name="s14_quarter_legacy", n=1, c=4, h=16, w=12, scale=0.25, out=14, ratio=2, aligned=False, k=8),
         dict(name="s5_eighth_aligned_r3", n=3, c=2, h=9, w=10, scale=0.125, out=5, ratio=3, aligned=True, k=12),
         dict(name="s28_masks_legacy", n=2, c=1, h=40, w=36, scale=1.0, out=28, ratio=2, aligned=False, k=6),
+        # adaptive grid (sampling_ratio -1): Mask R-CNN's mask targets, roi_align(masks, rois, 28, 1.0)
+        dict(name="s28_adaptive_legacy", n=3, c=1, h=90, w=70, scale=1.0, out=28, ratio=-1, aligned=False, k=8),
+        dict(name="s7_adaptive_aligned", n=2, c=2, h=30, w=40, scale=0.5, out=7, ratio=0, aligned=True, k=8),
     ]
     for s in specs:
         x = torch.randn(s["n"], s["c"], s["h"], s["w"], generator=g, dtype=torch.float32)

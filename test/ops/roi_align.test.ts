@@ -1,7 +1,8 @@
 /**
  * RoIAlign and MultiScaleRoIAlign against torchvision 0.14 (test/fixtures/ops/roi_align.safetensors,
  * made by scripts/golden/torchvision_roi_align.py): outputs and the gradients of the maps, on boxes
- * at the map border, outside it, under one cell and degenerate, legacy and aligned, over FPN levels.
+ * at the map border, outside it, under one cell and degenerate, legacy and aligned, fixed and adaptive
+ * sampling grids, over FPN levels.
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +33,7 @@ if (haveAddon(t)) {
     return v;
   };
   const cases = JSON.parse(metadata.cases ?? '[]') as Case[];
-  t.ok(cases.length >= 7, 'golden cases present');
+  t.ok(cases.length >= 9, 'golden cases present');
   for (const c of cases) {
     t.test(c.name, async (t) => {
       const p = c.name;
@@ -67,7 +68,7 @@ if (haveAddon(t)) {
   }
 
   t.test('errors name the argument', async (t) => {
-    await t.rejects(Module.create('ops.roi_align', { sampling_ratio: 0 }), /sampling_ratio/);
+    await t.rejects(Module.create('ops.roi_align', { output_size: 0 }), /output_size/);
     const m = await Module.create('ops.roi_align', {});
     const x = get('s7_scale1_legacy.input');
     await t.rejects(m.forward([x, get('s7_scale1_legacy.grad_output')]), /rois/);
