@@ -40,6 +40,8 @@ export interface Target {
   boxes: Tensor | number[][];
   /** (K) class indices. */
   labels: Tensor | number[];
+  /** (K, H, W) uint8 instance masks in the image's pixels (Mask R-CNN's losses need them). */
+  masks?: Tensor;
 }
 
 export interface Detection {
@@ -49,6 +51,8 @@ export interface Detection {
   scores: Tensor<'float32'>;
   /** (D) int64 raw label indices. */
   labels: Tensor<'int64'>;
+  /** Mask R-CNN: (D, 1, H, W) float32 mask probabilities in original image pixels (binarize at 0.5). */
+  masks?: Tensor<'float32'>;
 }
 
 export interface RunWhat {
@@ -114,6 +118,7 @@ export interface FeatureBatch {
 interface NativeTarget {
   boxes: Tensor;
   labels: Tensor;
+  masks?: Tensor;
 }
 
 declare module './native.js' {
@@ -124,10 +129,46 @@ declare module './native.js' {
 }
 
 const BUILDER = /^retinanet_(.+?)_fpn(_v2)?$/;
+/** torchvision's two-stage builders: maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout). */
+const TWO_STAGE = /^(maskrcnn|fasterrcnn)_(.+?)_fpn$/;
+
+/** True for the names of two-stage (Faster/Mask R-CNN) detectors. */
+export function isTwoStage(arch: string): boolean {
+  return TWO_STAGE.test(arch) || arch === 'mask_rcnn' || arch === 'faster_rcnn';
+}
+
+function resolveTwoStage(config: DetectorConfig): { name: string; options: Record<string, unknown> } {
+  const options: Record<string, unknown> = {};
+  const m = TWO_STAGE.exec(config.arch);
+  const name = m ? (m[1] === 'maskrcnn' ? 'mask_rcnn' : 'faster_rcnn') : config.arch;
+  if (m) options.backbone = m[2];
+  if (config.backbone !== undefined) {
+    if (m && config.backbone !== m[2]) throw new MtpdError('ERR_MTPD_ARGUMENT', `arch ${config.arch} and backbone ${config.backbone} disagree`);
+    options.backbone = config.backbone;
+  }
+  if (config.topkCandidates !== undefined) {
+    throw new MtpdError('ERR_MTPD_ARGUMENT', `topkCandidates is a RetinaNet option; ${config.arch} takes rpn_pre_nms_top_n_test in options`);
+  }
+  const map: [keyof DetectorConfig, string][] = [
+    ['numClasses', 'num_classes'],
+    ['minSize', 'min_size'],
+    ['maxSize', 'max_size'],
+    ['scoreThresh', 'box_score_thresh'],
+    ['nmsThresh', 'box_nms_thresh'],
+    ['detectionsPerImg', 'box_detections_per_img'],
+    ['widthMult', 'width_mult'],
+    ['trainableLayers', 'trainable_layers'],
+    ['normLayer', 'norm_layer'],
+  ];
+  for (const [k, n] of map) if (config[k] !== undefined) options[n] = config[k];
+  Object.assign(options, config.options ?? {});
+  return { name, options };
+}
 
 /** Maps a builder name and config onto the native registry name and options. */
 export function resolveDetectorConfig(config: DetectorConfig): { name: string; options: Record<string, unknown> } {
   if (!config || typeof config.arch !== 'string') throw new MtpdError('ERR_MTPD_ARGUMENT', 'detector config needs an arch');
+  if (isTwoStage(config.arch)) return resolveTwoStage(config);
   const options: Record<string, unknown> = {};
   const m = BUILDER.exec(config.arch);
   if (m) {
@@ -136,7 +177,7 @@ export function resolveDetectorConfig(config: DetectorConfig): { name: string; o
   } else if (config.arch !== 'retinanet') {
     throw new MtpdError(
       'ERR_MTPD_ARGUMENT',
-      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, or retinanet with backbone)`,
+      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn, fasterrcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn with backbone)`,
     );
   }
   if (config.backbone !== undefined) {
@@ -173,7 +214,7 @@ function toNativeTarget(t: Target, i: number): NativeTarget {
     boxes = tensor('float32', [rows.length, 4], rows.flat());
   } else boxes = t.boxes;
   const labels = Array.isArray(t.labels) ? tensor('int64', [t.labels.length], t.labels) : t.labels;
-  return { boxes, labels };
+  return t.masks ? { boxes, labels, masks: t.masks } : { boxes, labels };
 }
 
 export class Detector extends Module {
