@@ -7,10 +7,28 @@
  * at most one runs natively at a time.
  */
 import { MtpdError, withCallSite } from './errors.js';
-import { Module } from './module.js';
+import { type LoadReport, Module } from './module.js';
 import { native, type NativeModuleHandle, type RawModuleInfo } from './native.js';
 import { createNativeOptimizer, type Optimizer, type OptimizerOptions } from './optim.js';
 import { tensor, type Tensor } from './tensor.js';
+import type { StateDict } from './weights/safetensors.js';
+
+/**
+ * torchvision's renames of older two-stage checkpoints (its versioned _load_from_state_dict, as in
+ * maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth): RPNHead "rpn.head.conv.{weight,bias}" ->
+ * "rpn.head.conv.0.0.*", MaskRCNNHeads "roi_heads.mask_head.mask_fcn{i}.*" -> "roi_heads.mask_head.{i-1}.0.*".
+ * Keys the model has under their own name are left alone.
+ */
+export function renameLegacyTwoStageKeys(dict: StateDict): StateDict {
+  const out: StateDict = new Map();
+  for (const [k, v] of dict) {
+    let n = k.replace(/^((?:.*\.)?rpn\.head\.conv)\.(weight|bias)$/, '$1.0.0.$2');
+    n = n.replace(/^((?:.*\.)?roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$/, (_, p: string, i: string, t: string) => `${p}.${Number(i) - 1}.0.${t}`);
+    if (out.has(n)) throw new MtpdError('ERR_MTPD_ARGUMENT', `state dict has "${k}" and its new name "${n}"`);
+    out.set(n, v);
+  }
+  return out;
+}
 
 /** What `createDetector` accepts. Keys map onto the native "retinanet" options (torchvision's keyword names). */
 export interface DetectorConfig {
@@ -239,6 +257,11 @@ export class Detector extends Module {
 
   override info(): DetectorInfo {
     return this.detectorHandle.info();
+  }
+
+  /** Loads by name; two-stage models first take torchvision's renames of older checkpoints. */
+  override async loadStateDict(dict: StateDict, options: { strict?: boolean } = {}): Promise<LoadReport> {
+    return super.loadStateDict(isTwoStage(this.resolved.name) ? renameLegacyTwoStageKeys(dict) : dict, options);
   }
 
   /** Feature tap names, finest first ("p3".."p7"). */

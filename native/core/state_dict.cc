@@ -82,24 +82,8 @@ LoadReport load_state_dict(torch::nn::Module& module, const NamedTensors& tensor
   auto ignorable = [&](const std::string& key) { return asks(key, &StateDictFilter::ignorable_key); };
   auto optional = [&](const std::string& key) { return bn_counters.count(key) > 0 || asks(key, &StateDictFilter::optional_key); };
 
-  // Keys of older layouts are renamed by the submodule they belong to.
-  auto renamed = [&](const std::string& key) -> std::string {
-    if (own.count(key)) return key;
-    for (const auto& [prefix, f] : filters) {
-      if (prefix.empty()) {
-        std::string r = f->legacy_key(key);
-        if (!r.empty()) return r;
-      } else if (key.size() > prefix.size() + 1 && key.compare(0, prefix.size(), prefix) == 0 &&
-                 key[prefix.size()] == '.') {
-        std::string r = f->legacy_key(key.substr(prefix.size() + 1));
-        if (!r.empty()) return prefix + "." + r;
-      }
-    }
-    return key;
-  };
   std::unordered_map<std::string, const at::Tensor*> given;
-  for (const auto& [k0, v] : tensors) {
-    const std::string k = renamed(k0);
+  for (const auto& [k, v] : tensors) {
     if (given.count(k)) throw ArgumentError(fmt("state dict has key \"", k, "\" twice"));
     given.emplace(k, &v);
     auto it = own.find(k);

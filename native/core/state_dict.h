@@ -23,9 +23,6 @@ class StateDictFilter {
   // True when `key` (one of this module's own) may be absent from a checkpoint: it then keeps its
   // current value (run-time state such as a random generator's, which other frameworks do not save).
   virtual bool optional_key(const std::string& /*key*/) const { return false; }
-  // The name here of a checkpoint key of an older layout of this module, or "" (torchvision's
-  // versioned _load_from_state_dict: RPNHead's "conv.weight" is now "conv.0.0.weight").
-  virtual std::string legacy_key(const std::string& /*key*/) const { return {}; }
 };
 
 NamedTensors state_dict(const torch::nn::Module& module);

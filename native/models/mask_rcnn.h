@@ -3,7 +3,7 @@
 // "mask_rcnn" / "faster_rcnn". Names match torchvision's maskrcnn_resnet50_fpn state dicts:
 // backbone.body.*, backbone.fpn.*, rpn.head.*, roi_heads.box_head.*, roi_heads.box_predictor.*,
 // roi_heads.mask_head.*, roi_heads.mask_predictor.* (older checkpoints' rpn.head.conv.* and
-// mask_head.mask_fcn{i}.* load as torchvision renames them).
+// mask_head.mask_fcn{i}.* are renamed as torchvision does by the TS loader: src/detector.ts).
 //
 // Labels follow the detector contract: 0..num_classes-1 are real classes (no background label);
 // the box and mask predictors have num_classes + 1 outputs, output 0 being torchvision's

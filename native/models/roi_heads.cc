@@ -44,18 +44,6 @@ MaskRCNNHeadsImpl::MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int6
   }
 }
 
-std::string MaskRCNNHeadsImpl::legacy_key(const std::string& key) const {
-  // version < 2: mask_fcn{i}.{weight,bias} -> {i-1}.0.{weight,bias}
-  if (key.rfind("mask_fcn", 0) != 0) return {};
-  const auto dot = key.find('.');
-  if (dot == std::string::npos) return {};
-  const std::string num = key.substr(8, dot - 8), rest = key.substr(dot + 1);
-  if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) return {};
-  const long i = std::stol(num);
-  if (i < 1 || i > static_cast<long>(convs_.size()) || (rest != "weight" && rest != "bias")) return {};
-  return std::to_string(i - 1) + ".0." + rest;
-}
-
 at::Tensor MaskRCNNHeadsImpl::forward(at::Tensor x) {
   for (auto& cv : convs_) x = at::relu(cv->forward(x));
   return x;

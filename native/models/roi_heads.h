@@ -21,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "core/state_dict.h"
 #include "models/box_coder.h"
 #include "models/detector.h"
 #include "models/matcher.h"
@@ -63,12 +62,10 @@ class FastRCNNPredictorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FastRCNNPredictor);
 
-class MaskRCNNHeadsImpl : public torch::nn::Module, public StateDictFilter {
+class MaskRCNNHeadsImpl : public torch::nn::Module {
  public:
   MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation);
   at::Tensor forward(at::Tensor x);  // (K, C, 14, 14) -> (K, layers.back(), 14, 14)
-  bool ignorable_key(const std::string&) const override { return false; }
-  std::string legacy_key(const std::string& key) const override;  // mask_fcn{i}.* -> {i-1}.0.*
 
  private:
   std::vector<torch::nn::Conv2d> convs_;

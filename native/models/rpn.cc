@@ -34,13 +34,6 @@ RPNHeadImpl::RPNHeadImpl(int64_t c, int64_t num_anchors, int64_t conv_depth) {
   }
 }
 
-std::string RPNHeadImpl::legacy_key(const std::string& key) const {
-  // version < 2 (torchvision before 0.13, e.g. maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth)
-  if (key == "conv.weight") return "conv.0.0.weight";
-  if (key == "conv.bias") return "conv.0.0.bias";
-  return {};
-}
-
 std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> RPNHeadImpl::forward(const std::vector<at::Tensor>& x) {
   std::vector<at::Tensor> logits, deltas;
   for (const auto& f : x) {

@@ -1,5 +1,6 @@
 // torchvision.models.detection.rpn: RPNHead (conv tower, objectness logits, box deltas; names
-// conv.{i}.0, cls_logits, bbox_pred) and RegionProposalNetwork: anchors over every FPN level,
+// conv.{i}.0, cls_logits, bbox_pred; checkpoints of the older layout, conv.weight, are renamed
+// on load by the TS side) and RegionProposalNetwork: anchors over every FPN level,
 // proposals decoded from the deltas, the top pre_nms_top_n of each level, clipped, tiny boxes
 // and low scores dropped, NMS per level at nms_thresh, the top post_nms_top_n kept; in training,
 // anchors matched at fg/bg IoU (0.7 / 0.3, low-quality matches kept), 256 sampled at 0.5
@@ -17,7 +18,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/state_dict.h"
 #include "models/anchor_generator.h"
 #include "models/box_coder.h"
 #include "models/matcher.h"
@@ -38,13 +38,11 @@ struct RPNOptions {
   double score_thresh = 0.0;
 };
 
-class RPNHeadImpl : public torch::nn::Module, public StateDictFilter {
+class RPNHeadImpl : public torch::nn::Module {
  public:
   RPNHeadImpl(int64_t in_channels, int64_t num_anchors, int64_t conv_depth);
   // per level (N, C, H, W) -> objectness (N, A, H, W) and deltas (N, 4A, H, W) per level
   std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> forward(const std::vector<at::Tensor>& x);
-  bool ignorable_key(const std::string&) const override { return false; }
-  std::string legacy_key(const std::string& key) const override;
 
  private:
   std::vector<torch::nn::Conv2d> convs_;
