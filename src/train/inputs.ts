@@ -24,6 +24,7 @@ export function detectorInputs(batch: LoaderBatch): { images: Tensor<'float32'>[
     }
     images.push({ dtype: 'float32', shape: [c, h, w], data: out });
   }
-  const targets = batch.targets.map((t) => ({ boxes: t.boxes, labels: t.labels }));
+  // masks travel only when the loader made them (runs with a Mask R-CNN)
+  const targets = batch.targets.map((t) => (t.masks ? { boxes: t.boxes, labels: t.labels, masks: t.masks } : { boxes: t.boxes, labels: t.labels }));
   return { images, targets };
 }
