@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <algorithm>
@@ -13,7 +14,7 @@ namespace mtpd {
 
 RPNHeadImpl::RPNHeadImpl(int64_t c, int64_t num_anchors, int64_t conv_depth) {
   MTPD_CHECK_ARG(conv_depth >= 1, "rpn: conv_depth must be at least 1, got ", conv_depth);
-  torch::nn::Sequential tower;
+  torch::nn::ModuleList tower;  // conv.{i}: Sequential(conv, ReLU) -> names conv.{i}.0
   for (int64_t i = 0; i < conv_depth; ++i) {
     // Conv2dNormActivation(c, c, 3, norm_layer=None): Sequential(conv3x3 with bias, ReLU)
     torch::nn::Sequential block;
