@@ -5,7 +5,9 @@
  * name, and errors that name the bad target.
  */
 import t from 'tap';
+import { decode, fromCompressed } from '../../src/coco/mask.js';
 import { createDetector, resolveDetectorConfig } from '../../src/detector.js';
+import { maskToRle } from '../../src/predict.js';
 import { setSeed } from '../../src/runtime.js';
 import { tensor, toNumbers, type Tensor } from '../../src/tensor.js';
 import { haveAddon } from '../helpers.js';
@@ -92,6 +94,14 @@ if (haveAddon(t)) {
     const m = toNumbers(d0.masks as Tensor);
     t.ok(m.every((v) => v >= 0 && v <= 1), 'probabilities');
     t.ok(toNumbers(d0.labels).every((l) => l >= 0 && l < 3), 'labels are 0..num_classes-1');
+    if (n0 > 0) {
+      // the RLE of --json / segm evaluation is the mask at >= 0.5
+      const rle = maskToRle(d0.masks as Tensor, n0 - 1);
+      t.same(rle.size, [60, 80]);
+      const bin = decode(fromCompressed(rle));
+      const want = m.slice((n0 - 1) * 60 * 80, n0 * 60 * 80).map((v) => (v >= 0.5 ? 1 : 0));
+      t.same(Array.from(bin), want, 'RLE decodes to the binarized mask');
+    }
   });
 
   t.test('training lowers the loss on a fixed batch', async (t) => {
