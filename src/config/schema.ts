@@ -29,7 +29,7 @@ export const scheduleSchema = z
 
 export const modelSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names use letters, digits, _ . -').describe('unique name of this model in the run'),
-  arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn'),
+  arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, maskrcnn_resnet50_fpn, maskrcnn_resnet18_fpn'),
   widthMult: z.number().positive().max(4).default(1).describe('channel multiplier (same parameter names, narrower tensors)'),
   weights: z
     .string()

@@ -60,9 +60,15 @@ export function checkpointName(stage: string, iter: number): string {
   return `${stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`;
 }
 
-/** The training loader of a stage: shuffled with the stage's own seed. */
+/** True when a model of the run has a mask head (its training needs instance masks in the targets). */
+export function runHasMasks(config: Config): boolean {
+  return [config.student, ...config.teachers].some((m) => /^(maskrcnn_.+_fpn|mask_rcnn)$/.test(m.arch));
+}
+
+/** The training loader of a stage: shuffled with the stage's own seed; instance masks when a model of the run has a mask head. */
 export function loaderFor(splits: Splits, config: Config, seed: number, position?: LoaderPosition): DataLoader {
   return new DataLoader(splits.train, {
+    masks: runHasMasks(config),
     batchSize: config.data.batchSize,
     shuffle: true,
     seed,

@@ -28,7 +28,11 @@ export function detectorInputs(batch: LoaderBatch, modelLabels?: Int32Array): { 
     }
     images.push({ dtype: 'float32', shape: [c, h, w], data: out });
   }
-  const targets = batch.targets.map((t) => ({ boxes: t.boxes, labels: modelLabels ? relabel(t.labels, modelLabels) : t.labels }));
+  // masks travel only when the loader made them (runs with a Mask R-CNN)
+  const targets = batch.targets.map((t) => {
+    const labels = modelLabels ? relabel(t.labels, modelLabels) : t.labels;
+    return t.masks ? { boxes: t.boxes, labels, masks: t.masks } : { boxes: t.boxes, labels };
+  });
   return { images, targets };
 }
 

@@ -11,9 +11,11 @@ import { DataLoader } from '../data/loader.js';
 import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
+import { maskToRle } from '../predict.js';
 import { setSeed } from '../runtime.js';
 import { loadBackboneInto, type BackboneLoadReport } from '../weights/backbone-checkpoint.js';
 import { readWeights } from '../weights/index.js';
+import type { Tensor } from '../tensor.js';
 import { detectorInputs } from './inputs.js';
 import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
@@ -147,10 +149,15 @@ export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
   return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
 }
 
-/** COCO bbox evaluation of a detector on the validation split, with its detections (COCO results records). */
-export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[] }> {
+/**
+ * COCO bbox evaluation of a detector on the validation split, with its detections (COCO results
+ * records; a mask model's carry `segmentation`, its masks binarized at 0.5, and `segm` is the
+ * mask evaluation of the same detections).
+ */
+export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[]; segm?: Summary }> {
   const gt = readJsonFile(splits.val.annotationFile);
   const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
+  let segm: CocoEvaluator | null = null;
   const loader = evalLoader(splits.val, config.evaluation.batchSize);
   const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
   let done = 0;
@@ -164,8 +171,14 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
       const dets = await det.predict(images);
       dets.forEach((d, i) => {
         const imageId = batch.imageIds[i] as number;
-        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds }).filter((r) => r.category_id >= 0);
+        const n = d.scores.shape[0] as number;
+        const masks = d.masks ? Array.from({ length: n }, (_, k) => maskToRle(d.masks as Tensor, k)) : undefined;
+        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number), ...(masks ? { masks } : {}) }, { categoryIds }).filter((r) => r.category_id >= 0);
         evaluator.addDetections(recs, `predictions of image ${imageId}`);
+        if (masks) {
+          segm ??= new CocoEvaluator(gt, { iouType: 'segm', source: splits.val.annotationFile });
+          segm.addDetections(recs, `mask predictions of image ${imageId}`);
+        }
         for (const r of recs) detections.push(r);
       });
       onBatch?.(++done, total);
@@ -173,5 +186,6 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
   } finally {
     await loader.close();
   }
-  return { ...evaluator.summarize(), detections };
+  const s = segm as CocoEvaluator | null;
+  return { ...evaluator.summarize(), detections, ...(s ? { segm: s.summarize() } : {}) };
 }
