@@ -10,6 +10,7 @@ import { createDetector, type Detector } from '../detector.js';
 import { MtpdError } from '../errors.js';
 import { CocoEvaluator, predictionsToResults, readJsonFile, type CocoDetection, type Summary } from '../eval/index.js';
 import { setSeed } from '../runtime.js';
+import { dist, fromMainRank } from '../dist/context.js';
 import { detectorInputs } from './inputs.js';
 import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
@@ -72,34 +73,69 @@ export async function buildModel(m: ModelConfig | StudentConfig, config: Config,
   return det;
 }
 
-/** Evaluation loader over the validation split: no shuffling, flips or resizing. */
-export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
-  return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
+/**
+ * Evaluation loader over the validation split: no shuffling, flips or resizing. With a shard
+ * (data-parallel), each batch of batchSize x ranks images hands this rank its part.
+ */
+export function evalLoader(val: CocoDataset, batchSize: number, shard?: { rank: number; worldSize: number }): DataLoader {
+  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0, ...(shard ? { shard } : {}) });
 }
 
-/** COCO bbox evaluation of a detector on the validation split, with its detections (COCO results records). */
-export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[] }> {
-  const gt = readJsonFile(splits.val.annotationFile);
-  const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
-  const loader = evalLoader(splits.val, config.evaluation.batchSize);
-  const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
+/**
+ * COCO bbox evaluation of a detector on the validation split, with its detections (COCO results
+ * records). `distributed`: every rank of the job predicts its part of the images, the
+ * detections are gathered (in image order) and rank 0 scores them; every rank gets the result.
+ */
+export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void, options: { distributed?: boolean } = {}): Promise<Summary & { detections: CocoDetection[] }> {
+  const d = dist();
+  const group = options.distributed && d.group ? d.group : null;
+  const shard = group ? { rank: d.rank, worldSize: d.worldSize } : undefined;
+  const loader = evalLoader(splits.val, config.evaluation.batchSize, shard);
+  const total = Math.ceil(splits.val.length / (config.evaluation.batchSize * (shard?.worldSize ?? 1)));
   let done = 0;
-  const detections: CocoDetection[] = [];
+  // This rank's detections, one array per batch of the job (in image order).
+  const parts: CocoDetection[][] = [];
   try {
     await det.eval();
     for await (const batch of loader.epoch()) {
+      const part: CocoDetection[] = [];
+      parts.push(part);
+      if (batch.shareWeight === 0) continue; // a copy that keeps this rank in step
       const { images } = detectorInputs(batch);
       const dets = await det.predict(images);
-      dets.forEach((d, i) => {
+      dets.forEach((p, i) => {
         const imageId = batch.imageIds[i] as number;
-        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number) }, { categoryIds: splits.categoryIds });
-        evaluator.addDetections(recs, `predictions of image ${imageId}`);
-        for (const r of recs) detections.push(r);
+        for (const r of predictionsToResults(imageId, { boxes: p.boxes.data, scores: p.scores.data, labels: Array.from(p.labels.data, Number) }, { categoryIds: splits.categoryIds })) part.push(r);
       });
       onBatch?.(++done, total);
     }
   } finally {
     await loader.close();
   }
-  return { ...evaluator.summarize(), detections };
+  let detections: CocoDetection[];
+  if (group) {
+    const all = await group.allgatherJson(parts, 'gathering detections');
+    detections = [];
+    for (let b = 0; b < parts.length; b++) for (const rankParts of all) for (const r of rankParts[b] ?? []) detections.push(r);
+    const score = () => scoreDetections(splits, detections);
+    const summary = await fromMainRank('scoring detections', () => score());
+    return { ...summary, detections };
+  }
+  detections = parts.flat();
+  return { ...scoreDetections(splits, detections), detections };
+}
+
+function scoreDetections(splits: Splits, detections: CocoDetection[]): Summary {
+  const gt = readJsonFile(splits.val.annotationFile);
+  const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
+  // Image by image, as they were predicted.
+  let from = 0;
+  for (let i = 1; i <= detections.length; i++) {
+    if (i === detections.length || (detections[i] as CocoDetection).image_id !== (detections[from] as CocoDetection).image_id) {
+      const id = (detections[from] as CocoDetection).image_id;
+      evaluator.addDetections(detections.slice(from, i), `predictions of image ${id}`);
+      from = i;
+    }
+  }
+  return evaluator.summarize();
 }
