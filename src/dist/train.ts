@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { NativeGradSyncHandle } from './group.js';
+import { MtpdError } from '../errors.js';
 import { dist } from './context.js';
 
 /** The loader shard of this rank (undefined: one process). */
@@ -47,4 +48,18 @@ export async function agreeToStop(local: boolean): Promise<boolean> {
   if (!g) return local;
   const [t] = await g.allreduce([{ dtype: 'int32', shape: [1], data: Int32Array.of(local ? 1 : 0) }], 'stop vote');
   return ((t?.data as Int32Array)[0] ?? 0) > 0;
+}
+
+/**
+ * A failed step of a data-parallel job: when the failure came from the job's collectives (a peer
+ * died, hung or was stopped), an ERR_MTPD_DIST error that names the ranks that stopped; any
+ * other error as it is.
+ */
+export async function explainStepFailure(err: unknown, stage: string, iter: number): Promise<unknown> {
+  const g = dist().group;
+  if (!g) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  if (!/distributed|gloo|nccl|connection|timed out|peer/i.test(msg)) return err;
+  const who = await g.diagnose();
+  return new MtpdError('ERR_MTPD_DIST', `${stage}: step ${iter + 1} failed on rank ${g.rank} of ${g.worldSize}: ${who ?? 'every peer is still alive'} (${msg.split('\n')[0]})`, { cause: err });
 }

@@ -18,7 +18,7 @@ import { lrAt, totalIterations } from './schedule.js';
 import { rngState, setRngState, setSeed } from '../runtime.js';
 import { isMainRank, onMainRank } from '../dist/context.js';
 import type { NativeGradSyncHandle } from '../dist/group.js';
-import { agreeToStop, attachGradSync, describeJob, jobBatch, loaderShard, lrScale } from '../dist/train.js';
+import { agreeToStop, attachGradSync, describeJob, explainStepFailure, jobBatch, loaderShard, lrScale } from '../dist/train.js';
 
 export interface StageState {
   stage: string;
@@ -145,12 +145,16 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       total,
       startIter,
       lr: (i) => scale * lrAt(o.schedule, i, total),
-      step: async (_i, lr) => {
+      step: async (i, lr) => {
         const batch = await loader.next();
         position = batch.next;
         o.gradSync?.setWeight(batch.shareWeight);
         const { images, targets } = detectorInputs(batch);
-        return o.step(images, targets, lr);
+        try {
+          return await o.step(images, targets, lr);
+        } catch (err) {
+          throw o.gradSync ? await explainStepFailure(err, o.stage, i) : err;
+        }
       },
       checkpoint: async (iter, final) => {
         await onMainRank(`${o.stage}: checkpoint`, async () => {
