@@ -88,8 +88,9 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     };
     process.once('SIGINT', stop);
     const report = await train(config, { signal: ac.signal, resume: argv.resume, quiet: argv.quiet, ...(argv.baseline ? { only: argv.baseline } : {}) });
+    const main = isMainRank();
     await endDist(true);
-    if (isMainRank() || !env) process.stdout.write(`\nteacher order: ${report.order.join(' -> ')}\n\n${formatRunSummary(report)}\n\nevery model:\n${formatResults(report.results)}\n\nrun folder: ${report.output}\n`);
+    if (main) process.stdout.write(`\nteacher order: ${report.order.join(' -> ')}\n\n${formatRunSummary(report)}\n\nevery model:\n${formatResults(report.results)}\n\nrun folder: ${report.output}\n`);
     if (report.aborted) {
       process.stderr.write('mtpd: stopped before the end; continue with --resume\n');
       process.exitCode = 130;
