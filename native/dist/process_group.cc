@@ -131,7 +131,7 @@ ProcessGroup::~ProcessGroup() {
 
 std::string ProcessGroup::backends() const { return nccl_ ? "gloo+nccl" : "gloo"; }
 
-c10d::ProcessGroup& ProcessGroup::group_for(const at::Tensor& t) {
+Collectives& ProcessGroup::group_for(const at::Tensor& t) {
   if (t.is_cuda()) {
     MTPD_CHECK_ARG(nccl_, "distributed: a CUDA tensor, but the process group was made without CUDA (NCCL)");
     return *nccl_;

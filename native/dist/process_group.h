@@ -18,13 +18,24 @@
 #include <thread>
 #include <vector>
 
+#include <torch/version.h>
+
 namespace c10d {
 class Store;
 class ProcessGroup;
+class Backend;
 class Work;
 }  // namespace c10d
 
 namespace mtpd::dist {
+
+// ProcessGroupGloo / ProcessGroupNCCL derive from ProcessGroup in libtorch 1.x and from Backend
+// in 2.x; both have the same collectives.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
 
 struct GroupOptions {
   std::string host = "127.0.0.1";  // the rendezvous host (MASTER_ADDR)
@@ -71,12 +82,12 @@ class ProcessGroup {
   std::vector<int64_t> heartbeats();
 
  private:
-  c10d::ProcessGroup& group_for(const at::Tensor& t);
+  Collectives& group_for(const at::Tensor& t);
   std::vector<int64_t> beats(c10d::Store& store);
   GroupOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> gloo_;
-  c10::intrusive_ptr<c10d::ProcessGroup> nccl_;
+  c10::intrusive_ptr<Collectives> gloo_;
+  c10::intrusive_ptr<Collectives> nccl_;
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
   std::mutex beat_mutex_;
