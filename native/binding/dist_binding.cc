@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "binding/convert.h"
@@ -263,6 +265,14 @@ Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
       });
 }
 
+// exitNow(code): ends the process at once, without destructors. A rank whose peer hangs cannot
+// exit normally: tearing down its ProcessGroupGloo waits for the collective stuck on that peer.
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  const int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
 Napi::Value Backends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto b = dist::available_backends();
@@ -283,6 +293,7 @@ ExportRegistrar reg("dist", [](Napi::Env env, Napi::Object exports) {
   Napi::Object d = Napi::Object::New(env);
   d.Set("backends", Napi::Function::New<Backends>(env, "backends"));
   d.Set("createGroup", Napi::Function::New<CreateGroup>(env, "createGroup"));
+  d.Set("exitNow", Napi::Function::New<ExitNow>(env, "exitNow"));
   exports.Set("dist", d);
 });
 }  // namespace

@@ -33,6 +33,7 @@ declare module '../native.js' {
   interface Binding {
     dist: {
       backends(): string[];
+      exitNow(code: number): never;
       createGroup(options: { host: string; port: number; rank: number; worldSize: number; timeoutMs?: number; heartbeatMs?: number; cuda?: boolean }): Promise<NativeProcessGroupHandle>;
     };
   }
@@ -165,7 +166,8 @@ export class ProcessGroup {
       if (this.watchdog.stop) return;
       const msg = `mtpd: distributed: rank ${this.rank} of ${this.worldSize} stops: ${who} (ERR_MTPD_DIST)`;
       (this.options.onFatal ?? ((m: string) => process.stderr.write(`${m}\n`)))(msg);
-      process.exit(1);
+      // Not process.exit: tearing down the group would wait for the collective stuck on the peer.
+      native().dist.exitNow(1);
     };
     const poll = async () => {
       if (this.watchdog.stop) return;
