@@ -100,3 +100,6 @@ export { analyze, formatAnalysisMarkdown, normalizeFilters, powerIteration, rand
 export { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './train/student-setup.js';
 export { stageSeed } from './train/stage-seed.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';
+export { ProcessGroup, distBackends, type GroupOptions, type NativeGradSyncHandle } from './dist/group.js';
+export { dist, distEnv, endDist, initDist, isMainRank, type Dist, type DistEnv } from './dist/context.js';
+export { launch, type LaunchOptions, type LaunchResult } from './dist/launch.js';

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { MtpdError } from './errors.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
+import type { NativeGradSyncHandle } from './dist/group.js';
 import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export const ParamGroupSchema = z.strictObject({
@@ -47,6 +48,7 @@ export interface NativeOptimizerHandle {
   lr(): number;
   stateDict(): Promise<{ names: string[]; tensors: Tensor[] }>;
   loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
+  setGradSync(sync: unknown): Promise<void>;
 }
 
 /** snake_case options for the native side, validated here first (errors name the key). */
@@ -115,6 +117,15 @@ export class Optimizer {
   setLr(lr: number): void {
     if (!Number.isFinite(lr) || lr < 0) throw new MtpdError('ERR_MTPD_ARGUMENT', `learning rate must be >= 0, got ${lr}`);
     this.handle.setLr(lr);
+  }
+
+  /**
+   * Data-parallel training: every later step averages its gradients over the processes of a
+   * job (a gradient sync from a ProcessGroup; bucketed allreduce overlapped with backward) before
+   * clipping and the update. The parameters first take rank 0's values. null detaches it.
+   */
+  async setGradSync(sync: NativeGradSyncHandle | null): Promise<void> {
+    await this.queue(() => this.handle.setGradSync(sync));
   }
 
   info(): OptimizerInfo {

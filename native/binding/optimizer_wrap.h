@@ -27,6 +27,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   Napi::Value Lr(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value SetGradSync(const Napi::CallbackInfo& info);
   std::shared_ptr<train::Optimizer> optimizer_;
   const void* owner_ = nullptr;
   // The detector (its JS handle kept alive): state calls claim it and run on its compute thread.

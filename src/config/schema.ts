@@ -159,6 +159,15 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   checkpoint: z.strictObject({ every: positiveInt.default(200), keep: positiveInt.default(3) }).prefault({}),
+  dist: z
+    .strictObject({
+      timeout: z.number().positive().default(300).describe('seconds a rendezvous or a collective (gradient allreduce, barrier) may take before it fails'),
+      heartbeatTimeout: z.number().positive().default(30).describe('seconds without a heartbeat after which a rank is reported dead or hung and the others stop'),
+      bucketMb: z.number().positive().default(25).describe('gradient allreduce bucket size in MiB (as DDP bucket_cap_mb)'),
+      scaleLr: z.enum(['none', 'linear']).default('none').describe("learning rate with N processes: none = as configured (the batch of data.batchSize x N takes it as is), linear = times N (the linear scaling rule)"),
+    })
+    .prefault({})
+    .describe('data-parallel training (mtpd train --nproc N, or under torchrun): data.batchSize is per process'),
   evaluation: z
     .strictObject({ scoreThresh: z.number().min(0).max(1).default(0.05), detectionsPerImage: positiveInt.default(100), batchSize: positiveInt.default(8) })
     .prefault({}),

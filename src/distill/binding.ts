@@ -66,6 +66,7 @@ export interface NativeDistillStepHandle {
   setLr(lr: number): void;
   optimizerState(): Promise<{ names: string[]; tensors: Tensor[] }>;
   loadOptimizerState(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
+  setGradSync(sync: unknown): Promise<void>;
 }
 
 declare module '../native.js' {

@@ -19,6 +19,7 @@ import type { StageResult } from './loop.js';
 import { targetLabelsOf } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
+import { attachGradSync, jobBatch } from '../dist/train.js';
 import type { TeacherCache } from './teacher-cache.js';
 
 export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> {
@@ -111,11 +112,12 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   );
+  const gradSync = await attachGradSync(session, config);
   // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
   // (over those steps, and at its first step, where a new adapter is still random), smoothed in
   // every progress line, and a warning (once per stage) when distillation swamps detection.
   const log = o.log ?? (() => undefined);
-  const total = totalIterations(schedule, o.splits.train.length, config.data.batchSize);
+  const total = totalIterations(schedule, o.splits.train.length, jobBatch(config));
   const left = total - (resuming && state ? state.iter : 0);
   const window = { size: Math.max(1, Math.min(RATIO_WINDOW, left)), steps: 0, distill: 0, det: 0, first: NaN, done: false };
   let warned = false;
@@ -157,6 +159,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   const result = await runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
+    gradSync,
     optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
     targetLabels: targetLabelsOf(student),

@@ -16,6 +16,7 @@ import { setSeed } from '../runtime.js';
 import { loadBackboneInto, type BackboneLoadReport } from '../weights/backbone-checkpoint.js';
 import { readWeights } from '../weights/index.js';
 import type { Tensor } from '../tensor.js';
+import { dist, fromMainRank } from '../dist/context.js';
 import { detectorInputs } from './inputs.js';
 import { resolveStudentSetup, type StudentSetup } from './student-setup.js';
 
@@ -144,48 +145,82 @@ export async function loadBackbone(det: Detector, path: string, name = 'model'):
   return r;
 }
 
-/** Evaluation loader over the validation split: no shuffling, flips or resizing. */
-export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
-  return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
+/**
+ * Evaluation loader over the validation split: no shuffling, flips or resizing. With a shard
+ * (data-parallel), each batch of batchSize x ranks images hands this rank its part.
+ */
+export function evalLoader(val: CocoDataset, batchSize: number, shard?: { rank: number; worldSize: number }): DataLoader {
+  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0, ...(shard ? { shard } : {}) });
 }
 
 /**
  * COCO bbox evaluation of a detector on the validation split, with its detections (COCO results
- * records; a mask model's carry `segmentation`, its masks binarized at 0.5, and `segm` is the
- * mask evaluation of the same detections).
+ * records; a mask model's carry `segmentation`, its masks binarized at 0.5, and `segm` is the mask
+ * evaluation of the same detections). `distributed`: every rank of the job predicts its part of
+ * the images, the detections are gathered (in image order) and rank 0 scores them; every rank
+ * gets the result.
  */
-export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[]; segm?: Summary }> {
-  const gt = readJsonFile(splits.val.annotationFile);
-  const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
-  let segm: CocoEvaluator | null = null;
-  const loader = evalLoader(splits.val, config.evaluation.batchSize);
-  const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
+export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void, options: { distributed?: boolean } = {}): Promise<Summary & { detections: CocoDetection[]; segm?: Summary }> {
+  const d = dist();
+  const group = options.distributed && d.group ? d.group : null;
+  const shard = group ? { rank: d.rank, worldSize: d.worldSize } : undefined;
+  const loader = evalLoader(splits.val, config.evaluation.batchSize, shard);
+  const total = Math.ceil(splits.val.length / (config.evaluation.batchSize * (shard?.worldSize ?? 1)));
   let done = 0;
-  const detections: CocoDetection[] = [];
+  // This rank's detections, one array per batch of the job (in image order).
+  const parts: CocoDetection[][] = [];
   // model label -> dataset category id (-1: a class the dataset does not have, dropped)
   const categoryIds = classMappingOf(det)?.categoryIds ?? Int32Array.from(splits.categoryIds);
+  let masked = false;
   try {
     await det.eval();
     for await (const batch of loader.epoch()) {
+      const part: CocoDetection[] = [];
+      parts.push(part);
+      if (batch.shareWeight === 0) continue; // a copy that keeps this rank in step
       const { images } = detectorInputs(batch);
       const dets = await det.predict(images);
-      dets.forEach((d, i) => {
+      dets.forEach((p, i) => {
         const imageId = batch.imageIds[i] as number;
-        const n = d.scores.shape[0] as number;
-        const masks = d.masks ? Array.from({ length: n }, (_, k) => maskToRle(d.masks as Tensor, k)) : undefined;
-        const recs = predictionsToResults(imageId, { boxes: d.boxes.data, scores: d.scores.data, labels: Array.from(d.labels.data, Number), ...(masks ? { masks } : {}) }, { categoryIds }).filter((r) => r.category_id >= 0);
-        evaluator.addDetections(recs, `predictions of image ${imageId}`);
-        if (masks) {
-          segm ??= new CocoEvaluator(gt, { iouType: 'segm', source: splits.val.annotationFile });
-          segm.addDetections(recs, `mask predictions of image ${imageId}`);
-        }
-        for (const r of recs) detections.push(r);
+        const n = p.scores.shape[0] as number;
+        const masks = p.masks ? Array.from({ length: n }, (_, k) => maskToRle(p.masks as Tensor, k)) : undefined;
+        if (masks) masked = true;
+        const recs = predictionsToResults(imageId, { boxes: p.boxes.data, scores: p.scores.data, labels: Array.from(p.labels.data, Number), ...(masks ? { masks } : {}) }, { categoryIds });
+        for (const r of recs) if (r.category_id >= 0) part.push(r);
       });
       onBatch?.(++done, total);
     }
   } finally {
     await loader.close();
   }
-  const s = segm as CocoEvaluator | null;
-  return { ...evaluator.summarize(), detections, ...(s ? { segm: s.summarize() } : {}) };
+  let detections: CocoDetection[];
+  if (group) {
+    const all = await group.allgatherJson(parts, 'gathering detections');
+    detections = [];
+    for (let b = 0; b < parts.length; b++) for (const rankParts of all) for (const r of rankParts[b] ?? []) detections.push(r);
+    const anyMasks = detections.some((r) => 'segmentation' in r);
+    const summary = await fromMainRank('scoring detections', () => scoreDetections(splits, detections, anyMasks));
+    return { ...summary, detections };
+  }
+  detections = parts.flat();
+  return { ...scoreDetections(splits, detections, masked), detections };
+}
+
+/** COCO scores of a validation split's detections (bbox; and segm when `masks`). */
+function scoreDetections(splits: Splits, detections: CocoDetection[], masks: boolean): Summary & { segm?: Summary } {
+  const gt = readJsonFile(splits.val.annotationFile);
+  const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
+  const segm = masks ? new CocoEvaluator(gt, { iouType: 'segm', source: splits.val.annotationFile }) : null;
+  // Image by image, as they were predicted.
+  let from = 0;
+  for (let i = 1; i <= detections.length; i++) {
+    if (i === detections.length || (detections[i] as CocoDetection).image_id !== (detections[from] as CocoDetection).image_id) {
+      const id = (detections[from] as CocoDetection).image_id;
+      const recs = detections.slice(from, i);
+      evaluator.addDetections(recs, `predictions of image ${id}`);
+      segm?.addDetections(recs, `mask predictions of image ${id}`);
+      from = i;
+    }
+  }
+  return { ...evaluator.summarize(), ...(segm ? { segm: segm.summarize() } : {}) };
 }

@@ -35,9 +35,11 @@ import type { TrainEvent } from './loop.js';
 import { MetricsLog } from './metrics.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from './models.js';
 import { totalIterations } from './schedule.js';
+import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
 import { TeacherCache } from './teacher-cache.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
+import { isMainRank, onMainRank } from '../dist/context.js';
 
 export type { Baseline } from './baselines.js';
 
@@ -205,7 +207,8 @@ export class Run {
   ) {
     this.checkpoints = new CheckpointManager(config.output, config.checkpoint.keep);
     this.metrics = new MetricsLog(join(config.output, 'metrics.jsonl'));
-    this.log = options.log ?? ((s) => process.stderr.write(`${s}\n`));
+    // Data-parallel: rank 0 speaks for the job (the others fail loudly through their errors).
+    this.log = isMainRank() ? (options.log ?? ((s) => process.stderr.write(`${s}\n`))) : () => undefined;
   }
 
   path(...p: string[]): string {
@@ -254,8 +257,10 @@ export class Run {
       log: this.log,
     });
     if (!r.completed) throw new MtpdError('ERR_MTPD_ABORTED', `${stage}: stopped at step ${r.iter}; a checkpoint was saved (resume with --resume)`);
-    await mkdir(this.path('models'), { recursive: true });
-    await det.saveWeights(out, { 'mtpd.arch': m.arch, 'mtpd.stage': stage });
+    await onMainRank(`${stage}: saving ${out}`, async () => {
+      await mkdir(this.path('models'), { recursive: true });
+      await det.saveWeights(out, { 'mtpd.arch': m.arch, 'mtpd.stage': stage });
+    });
     return out;
   }
 
@@ -282,11 +287,13 @@ export class Run {
     const cached = this.cachedResult(name, weights);
     if (cached) return { ...cached, role, ...extra };
     const cache = evalPaths(this.config.output, name);
-    const s = await evaluateModel(det, splits, this.config);
+    const s = await evaluateModel(det, splits, this.config, undefined, { distributed: true });
     const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights, ...extra };
-    await mkdir(this.path('eval'), { recursive: true });
-    await writeDetections(cache.detections, s.detections);
-    await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
+    await onMainRank(`${name}: saving its evaluation`, async () => {
+      await mkdir(this.path('eval'), { recursive: true });
+      await writeDetections(cache.detections, s.detections);
+      await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
+    });
     this.event({ type: 'evaluated', model: name, stats: s.stats });
     this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}`);
     return r;
@@ -337,8 +344,10 @@ export class Run {
       r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
     }
     if (!r.completed) return null;
-    await mkdir(this.path('models'), { recursive: true });
-    await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
+    await onMainRank(`${plan.name}: saving ${out}`, async () => {
+      await mkdir(this.path('models'), { recursive: true });
+      await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
+    });
     return this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }
@@ -349,7 +358,7 @@ export async function ensureDataset(config: Config, run: Pick<Run, 'event' | 'lo
   if (!synth || existsSync(join(config.data.root, config.data.train.annotations))) return;
   run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
   run.log(`making the demo dataset in ${config.data.root}`);
-  await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty });
+  await onMainRank('making the demo dataset', () => writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty }));
 }
 
 /**
@@ -366,8 +375,10 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   const setup = resolveStudentSetup(config.student);
   const resolved: Config = structuredClone(config);
   Object.assign(resolved.student, setup);
-  await mkdir(config.output, { recursive: true });
-  await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
+  await onMainRank('writing config.yaml', async () => {
+    await mkdir(config.output, { recursive: true });
+    await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
+  });
   const run = new Run(resolved, options);
   const slow = blasWarning();
   if (slow) run.log(`warning: ${slow}`);
@@ -399,15 +410,16 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     const costsFile = run.path('costs.json');
     if (!existsSync(costsFile)) {
       run.event({ type: 'phase', phase: 'costs' });
-      await runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) });
+      // (the cost matrix runs on rank 0; the other ranks wait for costs.json)
+      await onMainRank('cost matrix', () => runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) }));
     }
     const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
     order = backwardGreedySelection(table, resolved.student.name, resolved.order.k).order;
   }
   if (order.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', 'order: the teacher order is empty (order.given needs at least one teacher)');
-  await writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]);
+  await onMainRank('writing order.json', () => writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]));
   run.log(`teacher order: ${order.join(' -> ')}`);
-  const stageIterations = totalIterations(resolved.schedule, splits.train.length, resolved.data.batchSize);
+  const stageIterations = totalIterations(resolved.schedule, splits.train.length, jobBatch(resolved));
   return { run, splits, resolved, results, order, setup, stageIterations };
 }
 
@@ -459,6 +471,8 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     student: { name: resolved.student.name, ...setup },
     budget: { stages: order.length, stageIterations },
   };
+  // The report is rank 0's (the other ranks return the same results without spreads).
+  if (!isMainRank()) return report;
   report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
