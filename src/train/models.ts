@@ -170,7 +170,9 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
   // This rank's detections, one array per batch of the job (in image order).
   const parts: CocoDetection[][] = [];
   // model label -> dataset category id (-1: a class the dataset does not have, dropped)
-  const categoryIds = classMappingOf(det)?.categoryIds ?? Int32Array.from(splits.categoryIds);
+  // (a model with the dataset's own classes: label i is the dataset's i-th category)
+  const mapping = classMappingOf(det);
+  const categoryIds = mapping && mapping.kind !== 'dataset' ? mapping.categoryIds : Int32Array.from(splits.categoryIds);
   let masked = false;
   try {
     await det.eval();
