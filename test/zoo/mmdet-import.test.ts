@@ -61,6 +61,6 @@ if (haveAddon(t)) {
     t.same(fb.p6!.data, fa.p6!.data, 'P6 the same');
     t.not(Buffer.from(fb.p7!.data.buffer).equals(Buffer.from(fa.p7!.data.buffer)), true, 'P7 differs: no ReLU before it');
     await t.rejects(createDetector({ ...base, options: { anchor_style: 'detectron' } }), /anchor_style must be "torchvision" or "mmdet"/);
-    await t.rejects(createDetector({ ...base, options: { extra_blocks: 'p6' } }), /extra_blocks must be "p5", "c5", "c5_norelu" or "none"/);
+    await t.rejects(createDetector({ ...base, options: { extra_blocks: 'p6' } }), /extra_blocks must be "p5", "c5", "c5_norelu", "pool" or "none"/);
   });
 }
