@@ -5,6 +5,9 @@ import { loadSafetensors } from '../../src/weights/safetensors.js';
 import { haveAddon } from '../helpers.js';
 import { config, maxDiff, MODELS, port, run, setup, tail, weights, writeConfig } from './common.js';
 
+// Several multi-process pipeline runs: longer than the suite's 600 s per file on a busy 2-core machine.
+t.setTimeout(1_800_000);
+
 t.test('data-parallel: 2 processes x batch 2 = 1 process x batch 4 after every stage kind', async (t) => {
   if (!haveAddon(t)) return;
   const { dir, teachers, data } = await setup(t);

@@ -1,5 +1,5 @@
 /**
- * Shared set-up of the data-parallel tests (test/dist/*.test.ts). Data-parallel training on CPU with Gloo (c10d), through `mtpd train`:
+ * Shared set-up of the data-parallel tests (test/data-parallel/*.test.ts). Data-parallel training on CPU with Gloo (c10d), through `mtpd train`:
  *  - 2 processes x batch 2 end with the weights of 1 process x batch 4 (float tolerance: the
  *    gradient sums run in another order) after every stage kind: a detection stage (the
  *    off-the-shelf student, and the longer baseline), progressive distillation stages, direct

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { haveAddon } from '../helpers.js';
 import { config, maxDiff, MODELS, port, run, setup, tail, weights, writeConfig } from './common.js';
 
+// Several multi-process pipeline runs: longer than the suite's 600 s per file on a busy 2-core machine.
+t.setTimeout(1_800_000);
+
 t.test('data-parallel: a run stopped with 2 processes x batch 2 resumes with 1 process x batch 4 to the uninterrupted weights', async (t) => {
   if (!haveAddon(t)) return;
   const { dir, teachers, data } = await setup(t);
