@@ -91,6 +91,21 @@ std::vector<double> opt_numbers(const Json& o, const std::string& key, std::vect
   return out;
 }
 
+std::vector<int64_t> opt_ints(const Json& o, const std::string& key, std::vector<int64_t> fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  if (it->is_number()) return {opt_int(o, key, 0)};
+  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an integer or an array of integers, got ", it->dump());
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& v = (*it)[i];
+    MTPD_CHECK_ARG(v.is_number_integer() || (v.is_number() && std::floor(v.get<double>()) == v.get<double>()),
+                   "option \"", key, "[", i, "]\" must be an integer, got ", v.dump());
+    out.push_back(v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>()));
+  }
+  return out;
+}
+
 void check_known_options(const Json& o, const std::string& what, const std::vector<std::string>& known) {
   for (auto it = o.begin(); it != o.end(); ++it) {
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) {

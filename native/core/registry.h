@@ -71,6 +71,8 @@ int64_t opt_int(const Json& o, const std::string& key, int64_t fallback);
 bool opt_bool(const Json& o, const std::string& key, bool fallback);
 std::string opt_string(const Json& o, const std::string& key, const std::string& fallback);
 std::vector<double> opt_numbers(const Json& o, const std::string& key, std::vector<double> fallback);
+// An integer or an array of integers (a single integer reads as a one-element list).
+std::vector<int64_t> opt_ints(const Json& o, const std::string& key, std::vector<int64_t> fallback);
 int64_t req_int(const Json& o, const std::string& key);
 // Throws ArgumentError naming the first key of `o` that is not in `known`.
 void check_known_options(const Json& o, const std::string& what, const std::vector<std::string>& known);

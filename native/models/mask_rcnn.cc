@@ -13,21 +13,6 @@ namespace mtpd {
 
 namespace {
 
-std::vector<int64_t> ints(const Json& o, const std::string& key, std::vector<int64_t> fallback) {
-  auto it = o.find(key);
-  if (it == o.end() || it->is_null()) return fallback;
-  if (it->is_number()) return {opt_int(o, key, 0)};
-  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an integer or an array of integers, got ", it->dump());
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < it->size(); ++i) {
-    const Json& v = (*it)[i];
-    MTPD_CHECK_ARG(v.is_number() && std::floor(v.get<double>()) == v.get<double>(), "option \"", key, "[", i,
-                   "]\" must be an integer, got ", v.dump());
-    out.push_back(static_cast<int64_t>(v.get<double>()));
-  }
-  return out;
-}
-
 int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
 
 const std::vector<std::string> kKnownOptions = {
@@ -60,15 +45,15 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
   MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn", what,
                  ": norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
-  b.returned_layers = ints(o, "returned_layers", b.returned_layers);
+  b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
   b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
   b.groups = opt_int(o, "groups", 0);
   b.width_per_group = opt_int(o, "width_per_group", 0);
-  b.layers = ints(o, "layers", {});
+  b.layers = opt_ints(o, "layers", {});
   b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
   r.num_classes = opt_int(o, "num_classes", r.num_classes);
   MTPD_CHECK_ARG(r.num_classes > 0, what, ": num_classes must be positive, got ", r.num_classes);
-  r.transform.min_size = ints(o, "min_size", r.transform.min_size);
+  r.transform.min_size = opt_ints(o, "min_size", r.transform.min_size);
   r.transform.max_size = opt_int(o, "max_size", r.transform.max_size);
   auto triple = [&](const std::string& key, std::array<double, 3> fb) {
     auto v = opt_numbers(o, key, {fb[0], fb[1], fb[2]});
@@ -115,7 +100,7 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   h.bbox_reg_weights = {w[0], w[1], w[2], w[3]};
   h.representation_size = opt_int(o, "representation_size", h.representation_size);
   const int64_t mc = opt_int(o, "mask_channels", 256);
-  h.mask_layers = ints(o, "mask_layers", {mc, mc, mc, mc});
+  h.mask_layers = opt_ints(o, "mask_layers", {mc, mc, mc, mc});
   h.mask_dim_reduced = mc;
   h.mask_dilation = opt_int(o, "mask_dilation", h.mask_dilation);
   h.aligned = opt_bool(o, "roi_aligned", h.aligned);

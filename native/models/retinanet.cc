@@ -12,21 +12,6 @@ namespace mtpd {
 
 namespace {
 
-std::vector<int64_t> opt_ints(const Json& o, const std::string& key, std::vector<int64_t> fallback) {
-  auto it = o.find(key);
-  if (it == o.end() || it->is_null()) return fallback;
-  if (it->is_number()) return {opt_int(o, key, 0)};
-  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an integer or an array of integers, got ", it->dump());
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < it->size(); ++i) {
-    const Json& v = (*it)[i];
-    MTPD_CHECK_ARG(v.is_number_integer() || (v.is_number() && std::floor(v.get<double>()) == v.get<double>()),
-                   "option \"", key, "[", i, "]\" must be an integer, got ", v.dump());
-    out.push_back(v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>()));
-  }
-  return out;
-}
-
 std::array<double, 3> opt_triple(const Json& o, const std::string& key, std::array<double, 3> fallback) {
   auto v = opt_numbers(o, key, {fallback[0], fallback[1], fallback[2]});
   MTPD_CHECK_ARG(v.size() == 3, "option \"", key, "\" needs 3 numbers (one per channel), got ", v.size());
