@@ -6,6 +6,7 @@
  * bytes); boxes are xyxy in the pixels of the images as given. Every call is queued per model, so
  * at most one runs natively at a time.
  */
+import { disposedError } from './dispose.js';
 import { MtpdError, withCallSite } from './errors.js';
 import { Module } from './module.js';
 import { native, type NativeModuleHandle, type RawModuleInfo } from './native.js';
@@ -55,6 +56,8 @@ export interface RunWhat {
   losses?: boolean;
   features?: boolean;
   detections?: boolean;
+  /** Mixed precision: the forward pass under CUDA autocast (float16); results come back float32. CUDA only. */
+  amp?: boolean;
 }
 
 export interface RunResult {
@@ -197,6 +200,7 @@ export class Detector extends Module {
   }
 
   override info(): DetectorInfo {
+    if (this.disposed) throw disposedError(this.kind, 'info');
     return this.detectorHandle.info();
   }
 
@@ -249,11 +253,11 @@ export class Detector extends Module {
    * grad. With `{layout: true}`, a FeatureBatch: the maps with each image's resized size and each
    * tap's stride, which say where every image lies in the maps.
    */
-  async features(images: Tensor[]): Promise<Record<string, Tensor<'float32'>>>;
-  async features(images: Tensor[], options: { layout: true }): Promise<FeatureBatch>;
-  async features(images: Tensor[], options?: { layout?: boolean }): Promise<Record<string, Tensor<'float32'>> | FeatureBatch>;
-  async features(images: Tensor[], options: { layout?: boolean } = {}): Promise<Record<string, Tensor<'float32'>> | FeatureBatch> {
-    const r = await this.run(images, null, { features: true });
+  async features(images: Tensor[], options?: { amp?: boolean }): Promise<Record<string, Tensor<'float32'>>>;
+  async features(images: Tensor[], options: { layout: true; amp?: boolean }): Promise<FeatureBatch>;
+  async features(images: Tensor[], options?: { layout?: boolean; amp?: boolean }): Promise<Record<string, Tensor<'float32'>> | FeatureBatch>;
+  async features(images: Tensor[], options: { layout?: boolean; amp?: boolean } = {}): Promise<Record<string, Tensor<'float32'>> | FeatureBatch> {
+    const r = await this.run(images, null, { features: true, ...(options.amp ? { amp: true } : {}) });
     if (!options.layout) return r.features;
     return { maps: r.features, imageSizes: r.imageSizes, strides: this.featureStrides };
   }
