@@ -72,16 +72,16 @@ export async function buildModel(m: ModelConfig | StudentConfig, config: Config,
   return det;
 }
 
-/** Evaluation loader over the validation split: no shuffling, flips or resizing. */
-export function evalLoader(val: CocoDataset, batchSize: number): DataLoader {
-  return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 });
+/** Evaluation loader over the validation split: no shuffling, flips or resizing; decoding in `workers` threads (data.workers). */
+export function evalLoader(val: CocoDataset, batchSize: number, workers = 0): DataLoader {
+  return new DataLoader(val, { batchSize, shuffle: false, train: false, resize: 'none', output: 'uint8', workers });
 }
 
 /** COCO bbox evaluation of a detector on the validation split, with its detections (COCO results records). */
 export async function evaluateModel(det: Detector, splits: Splits, config: Config, onBatch?: (done: number, total: number) => void): Promise<Summary & { detections: CocoDetection[] }> {
   const gt = readJsonFile(splits.val.annotationFile);
   const evaluator = new CocoEvaluator(gt, { iouType: 'bbox', source: splits.val.annotationFile });
-  const loader = evalLoader(splits.val, config.evaluation.batchSize);
+  const loader = evalLoader(splits.val, config.evaluation.batchSize, config.data.workers);
   const total = Math.ceil(splits.val.length / config.evaluation.batchSize);
   let done = 0;
   const detections: CocoDetection[] = [];
