@@ -230,8 +230,11 @@ export class Detector extends Module {
 
   /** Detections in original image pixels (eval mode). */
   async predict(images: Tensor[]): Promise<Detection[]> {
-    await this.eval();
-    return (await this.run(images, null, { detections: true })).detections;
+    // Eval mode and the run in one queued call, so a dispose() right after still lets it finish.
+    return this.enqueue(async () => {
+      this.detectorHandle.setTraining(false);
+      return (await this.detectorHandle.run(images, null, { detections: true }, false)).detections;
+    });
   }
 
   /** Feature tap strides in input pixels, by tap name ({p3: 8, ..., p7: 128}). */
@@ -275,8 +278,10 @@ export class Detector extends Module {
   /** Train mode, forward with losses, one backward, clip, optimizer step. */
   async trainStep(optimizer: Optimizer, images: Tensor[], targets: Target[]): Promise<TrainStepResult> {
     const nt = targets.map(toNativeTarget);
-    await this.train(true);
-    return this.enqueue(() => this.detectorHandle.trainStep(optimizer.handle, images, nt));
+    return this.enqueue(async () => {
+      this.detectorHandle.setTraining(true);
+      return this.detectorHandle.trainStep(optimizer.handle, images, nt);
+    });
   }
 }
 
