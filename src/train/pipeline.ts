@@ -296,7 +296,7 @@ export class Run {
       const cached = this.cachedResult(plan.name, out);
       if (cached) return { ...cached, role: plan.role, ...extra };
       await using det = await buildModel({ ...resolved.student, weights: out }, resolved, splits.numClasses);
-      return this.evaluate(plan.name, det, splits, plan.role, out, extra);
+      return await this.evaluate(plan.name, det, splits, plan.role, out, extra);
     }
     this.event({ type: 'phase', phase: plan.name });
     const seed = stageSeed(resolved.seed, plan.name);
@@ -333,7 +333,7 @@ export class Run {
     if (!r.completed) return null;
     await mkdir(this.path('models'), { recursive: true });
     await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
-    return this.evaluate(plan.name, student, splits, plan.role, out, extra);
+    return await this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }
 
