@@ -8,14 +8,17 @@
 // "Maximum resident set size" is printed. The maps stream through the on-disk feature cache, so
 // the peak should not grow with the images.
 //
-// MTPD_BENCH_COST_IMAGES="8,32" (image counts), MTPD_BENCH_COST_DIST=path/to/dist (another build to
-// compare, e.g. one that kept every map in memory).
+// MTPD_BENCH_COST_IMAGES="8,32" (image counts), MTPD_BENCH_COST_INPUT="800x1333" (the input size
+// the maps are made for), MTPD_BENCH_COST_DIST=path/to/dist (another build to compare, e.g. one
+// that kept every map in memory).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = fileURLToPath(import.meta.url);
-const LEVELS = { p3: [100, 167, 8], p4: [50, 84, 16], p5: [25, 42, 32], p6: [13, 21, 64], p7: [7, 11, 128] };
+const [INPUT_H, INPUT_W] = (process.env.MTPD_BENCH_COST_INPUT ?? '800x1333').split('x').map(Number);
+// tap -> [H, W, stride] of the FPN maps of one input image.
+const LEVELS = Object.fromEntries([8, 16, 32, 64, 128].map((s, i) => [`p${i + 3}`, [Math.ceil(INPUT_H / s), Math.ceil(INPUT_W / s), s]]));
 
 if (process.argv[2] === '--child') {
   const [, , , dist, imagesArg] = process.argv;
@@ -38,7 +41,7 @@ if (process.argv[2] === '--child') {
         }
         maps[tap] = { dtype: 'float32', shape: [imgs.length, 256, h, w], data };
       }
-      return { maps, imageSizes: imgs.map(() => [800, 1333]), strides: Object.fromEntries(Object.entries(LEVELS).map(([k, v]) => [k, v[2]])) };
+      return { maps, imageSizes: imgs.map(() => [INPUT_H, INPUT_W]), strides: Object.fromEntries(Object.entries(LEVELS).map(([k, v]) => [k, v[2]])) };
     },
   });
   // Tiny placeholder images: the models above only read an id from them.
