@@ -8,10 +8,28 @@
  */
 import { disposedError } from './dispose.js';
 import { MtpdError, withCallSite } from './errors.js';
-import { Module } from './module.js';
-import { native, type NativeModuleHandle, type RawModuleInfo } from './native.js';
+import { type LoadReport, Module } from './module.js';
+import { native, type NativeModuleHandle, type RawModuleInfo, type RawParameterInfo } from './native.js';
 import { createNativeOptimizer, type Optimizer, type OptimizerOptions } from './optim.js';
 import { tensor, type Tensor } from './tensor.js';
+import type { StateDict } from './weights/safetensors.js';
+
+/**
+ * torchvision's renames of older two-stage checkpoints (its versioned _load_from_state_dict, as in
+ * maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth): RPNHead "rpn.head.conv.{weight,bias}" ->
+ * "rpn.head.conv.0.0.*", MaskRCNNHeads "roi_heads.mask_head.mask_fcn{i}.*" -> "roi_heads.mask_head.{i-1}.0.*".
+ * Keys the model has under their own name are left alone.
+ */
+export function renameLegacyTwoStageKeys(dict: StateDict): StateDict {
+  const out: StateDict = new Map();
+  for (const [k, v] of dict) {
+    let n = k.replace(/^((?:.*\.)?rpn\.head\.conv)\.(weight|bias)$/, '$1.0.0.$2');
+    n = n.replace(/^((?:.*\.)?roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$/, (_, p: string, i: string, t: string) => `${p}.${Number(i) - 1}.0.${t}`);
+    if (out.has(n)) throw new MtpdError('ERR_MTPD_ARGUMENT', `state dict has "${k}" and its new name "${n}"`);
+    out.set(n, v);
+  }
+  return out;
+}
 
 /** What `createDetector` accepts. Keys map onto the native "retinanet" options (torchvision's keyword names). */
 export interface DetectorConfig {
@@ -41,6 +59,8 @@ export interface Target {
   boxes: Tensor | number[][];
   /** (K) class indices. */
   labels: Tensor | number[];
+  /** (K, H, W) uint8 instance masks in the image's pixels (Mask R-CNN's losses need them). */
+  masks?: Tensor;
 }
 
 export interface Detection {
@@ -50,6 +70,8 @@ export interface Detection {
   scores: Tensor<'float32'>;
   /** (D) int64 raw label indices. */
   labels: Tensor<'int64'>;
+  /** Mask R-CNN: (D, 1, H, W) float32 mask probabilities in original image pixels (binarize at 0.5). */
+  masks?: Tensor<'float32'>;
 }
 
 export interface RunWhat {
@@ -105,6 +127,14 @@ export interface NativeDetectorHandle extends Omit<NativeModuleHandle, 'info' | 
  * occupies the top-left ceil(h/s) x ceil(w/s) cells of a tap of stride strides[tap] = s; the
  * rest is padding (see src/distill/align.ts).
  */
+export interface HvpResult {
+  losses: Record<string, number>;
+  /** Their sum: the detection loss the product is of. */
+  loss: number;
+  gradient: Map<string, Tensor<'float32'>>;
+  product: Map<string, Tensor<'float32'>>;
+}
+
 export interface FeatureBatch {
   /** Named FPN maps, (N, C, H, W) over the padded batch. */
   maps: Record<string, Tensor<'float32'>>;
@@ -117,6 +147,7 @@ export interface FeatureBatch {
 interface NativeTarget {
   boxes: Tensor;
   labels: Tensor;
+  masks?: Tensor;
 }
 
 declare module './native.js' {
@@ -127,10 +158,46 @@ declare module './native.js' {
 }
 
 const BUILDER = /^retinanet_(.+?)_fpn(_v2)?$/;
+/** torchvision's two-stage builders: maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout). */
+const TWO_STAGE = /^(maskrcnn|fasterrcnn)_(.+?)_fpn$/;
+
+/** True for the names of two-stage (Faster/Mask R-CNN) detectors. */
+export function isTwoStage(arch: string): boolean {
+  return TWO_STAGE.test(arch) || arch === 'mask_rcnn' || arch === 'faster_rcnn';
+}
+
+function resolveTwoStage(config: DetectorConfig): { name: string; options: Record<string, unknown> } {
+  const options: Record<string, unknown> = {};
+  const m = TWO_STAGE.exec(config.arch);
+  const name = m ? (m[1] === 'maskrcnn' ? 'mask_rcnn' : 'faster_rcnn') : config.arch;
+  if (m) options.backbone = m[2];
+  if (config.backbone !== undefined) {
+    if (m && config.backbone !== m[2]) throw new MtpdError('ERR_MTPD_ARGUMENT', `arch ${config.arch} and backbone ${config.backbone} disagree`);
+    options.backbone = config.backbone;
+  }
+  if (config.topkCandidates !== undefined) {
+    throw new MtpdError('ERR_MTPD_ARGUMENT', `topkCandidates is a RetinaNet option; ${config.arch} takes rpn_pre_nms_top_n_test in options`);
+  }
+  const map: [keyof DetectorConfig, string][] = [
+    ['numClasses', 'num_classes'],
+    ['minSize', 'min_size'],
+    ['maxSize', 'max_size'],
+    ['scoreThresh', 'box_score_thresh'],
+    ['nmsThresh', 'box_nms_thresh'],
+    ['detectionsPerImg', 'box_detections_per_img'],
+    ['widthMult', 'width_mult'],
+    ['trainableLayers', 'trainable_layers'],
+    ['normLayer', 'norm_layer'],
+  ];
+  for (const [k, n] of map) if (config[k] !== undefined) options[n] = config[k];
+  Object.assign(options, config.options ?? {});
+  return { name, options };
+}
 
 /** Maps a builder name and config onto the native registry name and options. */
 export function resolveDetectorConfig(config: DetectorConfig): { name: string; options: Record<string, unknown> } {
   if (!config || typeof config.arch !== 'string') throw new MtpdError('ERR_MTPD_ARGUMENT', 'detector config needs an arch');
+  if (isTwoStage(config.arch)) return resolveTwoStage(config);
   const options: Record<string, unknown> = {};
   const m = BUILDER.exec(config.arch);
   if (m) {
@@ -139,7 +206,7 @@ export function resolveDetectorConfig(config: DetectorConfig): { name: string; o
   } else if (config.arch !== 'retinanet') {
     throw new MtpdError(
       'ERR_MTPD_ARGUMENT',
-      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, or retinanet with backbone)`,
+      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn, fasterrcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn with backbone)`,
     );
   }
   if (config.backbone !== undefined) {
@@ -176,7 +243,7 @@ function toNativeTarget(t: Target, i: number): NativeTarget {
     boxes = tensor('float32', [rows.length, 4], rows.flat());
   } else boxes = t.boxes;
   const labels = Array.isArray(t.labels) ? tensor('int64', [t.labels.length], t.labels) : t.labels;
-  return { boxes, labels };
+  return t.masks ? { boxes, labels, masks: t.masks } : { boxes, labels };
 }
 
 export class Detector extends Module {
@@ -202,6 +269,11 @@ export class Detector extends Module {
   override info(): DetectorInfo {
     if (this.disposed) throw disposedError(this.kind, 'info');
     return this.detectorHandle.info();
+  }
+
+  /** Loads by name; two-stage models first take torchvision's renames of older checkpoints. */
+  override async loadStateDict(dict: StateDict, options: { strict?: boolean } = {}): Promise<LoadReport> {
+    return super.loadStateDict(isTwoStage(this.resolved.name) ? renameLegacyTwoStageKeys(dict) : dict, options);
   }
 
   /** Feature tap names, finest first ("p3".."p7"). */
@@ -268,6 +340,39 @@ export class Detector extends Module {
   /** Named losses on `targets` in the current mode, without grad. */
   async losses(images: Tensor[], targets: Target[]): Promise<Record<string, number>> {
     return (await this.run(images, targets, { losses: true })).losses;
+  }
+
+  /** Every parameter (not buffers) under its dotted state-dict name, with its shape and whether it trains. */
+  parameters(): RawParameterInfo[] {
+    return native().detectorParameters(this.detectorHandle);
+  }
+
+  /**
+   * A Hessian-vector product of the detection loss (the sum of the named losses) on `targets`,
+   * in the current mode, by double backward: for each named parameter, (H v) and the gradient,
+   * with the losses at the current weights. `vectors` maps parameter names to tensors of their shapes.
+   */
+  async hessianVectorProduct(images: Tensor[], targets: Target[], vectors: Map<string, Tensor>): Promise<HvpResult> {
+    const nt = targets.map(toNativeTarget);
+    const names = [...vectors.keys()];
+    const r = await this.enqueue(() => native().detectorHvp(this.detectorHandle, images, nt, names, [...vectors.values()]));
+    const loss = Object.values(r.losses).reduce((a, b) => a + b, 0);
+    return {
+      losses: r.losses,
+      loss,
+      gradient: new Map(r.names.map((n, i) => [n, r.gradient[i] as Tensor<'float32'>])),
+      product: new Map(r.names.map((n, i) => [n, r.product[i] as Tensor<'float32'>])),
+    };
+  }
+
+  /**
+   * Writes the weights as safetensors with what rebuilds the model in the metadata (`mtpd.arch`,
+   * `mtpd.num_classes`, `mtpd.width_mult`; read by `mtpd export`), atomically.
+   */
+  override async saveWeights(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    const own: Record<string, string> = { 'mtpd.arch': this.config.arch, 'mtpd.num_classes': String(this.numClasses) };
+    if (this.config.widthMult !== undefined) own['mtpd.width_mult'] = String(this.config.widthMult);
+    await super.saveWeights(path, { ...own, ...metadata });
   }
 
   /** An optimizer over this model's trainable parameters. */

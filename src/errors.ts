@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_MTPD_EVAL'
   | 'ERR_MTPD_NONFINITE_LOSS'
   | 'ERR_MTPD_ABORTED'
+  | 'ERR_MTPD_DIST'
   | 'ERR_MTPD_NATIVE';
 
 export class MtpdError extends Error {

@@ -27,6 +27,7 @@ export {
   evaluate,
   evaluateFiles,
   formatSummary,
+  ignoredCategoriesWarning,
   modelOf,
   pairOf,
   predictionsToResults,
@@ -96,6 +97,10 @@ export { describeComparison, formatSummaryMarkdown, formatSummaryTable, type Com
 export { curriculumStages, runCurriculum, type Method, type StagePlan, type StageRunner } from './train/curriculum.js';
 export { baselineStage, budgetSchedule, runBaseline, BASELINES } from './train/baselines.js';
 export { formatOrders, orderStages, runOrders, type OrderRow, type OrdersOptions, type OrdersReport } from './train/orders.js';
+export { analyze, formatAnalysisMarkdown, normalizeFilters, powerIteration, randomDirection, type AnalysisResult, type AnalyzeOptions, type Observation } from './analyze/index.js';
 export { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './train/student-setup.js';
 export { stageSeed } from './train/stage-seed.js';
 export { runDemo, demoConfig, DEMO_POOL, type DemoOptions } from './demo.js';
+export { ProcessGroup, distBackends, type GroupOptions, type NativeGradSyncHandle } from './dist/group.js';
+export { dist, distEnv, endDist, initDist, isMainRank, type Dist, type DistEnv } from './dist/context.js';
+export { launch, type LaunchOptions, type LaunchResult } from './dist/launch.js';

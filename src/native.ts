@@ -41,6 +41,19 @@ export interface RawModuleInfo {
   hasForward: boolean;
 }
 
+export interface RawHvpResult {
+  losses: Record<string, number>;
+  names: string[];
+  gradient: Tensor<'float32'>[];
+  product: Tensor<'float32'>[];
+}
+
+export interface RawParameterInfo {
+  name: string;
+  shape: number[];
+  trainable: boolean;
+}
+
 /** A libtorch module held by the addon. One call in flight at a time (else ERR_MTPD_BUSY). */
 export interface NativeModuleHandle {
   info(): RawModuleInfo;
@@ -63,6 +76,10 @@ export interface Binding {
   listModules(): Record<string, string>;
   checkDevice(device: string): string;
   createModule(name: string, optionsJson: string, device: string): Promise<NativeModuleHandle>;
+  /** H v of a detector's detection loss (double backward) w.r.t. the named parameters, in its current mode. */
+  detectorHvp(detector: unknown, images: Tensor[], targets: unknown[], names: string[], vectors: Tensor[]): Promise<RawHvpResult>;
+  /** A detector's parameters: dotted names, shapes, whether they train. */
+  detectorParameters(detector: unknown): RawParameterInfo[];
   ops: {
     matmul(a: Tensor, b: Tensor, device: string): Promise<Tensor>;
     toDevice(t: Tensor, device: string): Promise<Tensor>;

@@ -9,6 +9,7 @@ import { disposedError } from './dispose.js';
 import { MtpdError } from './errors.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
+import type { NativeGradSyncHandle } from './dist/group.js';
 import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export const ParamGroupSchema = z.strictObject({
@@ -49,6 +50,7 @@ export interface NativeOptimizerHandle {
   stateDict(): Promise<{ names: string[]; tensors: Tensor[] }>;
   loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
   dispose(): void;
+  setGradSync(sync: unknown): Promise<void>;
 }
 
 /** snake_case options for the native side, validated here first (errors name the key). */
@@ -152,6 +154,16 @@ export class Optimizer {
     this.check('setLr');
     if (!Number.isFinite(lr) || lr < 0) throw new MtpdError('ERR_MTPD_ARGUMENT', `learning rate must be >= 0, got ${lr}`);
     this.handle.setLr(lr);
+  }
+
+  /**
+   * Data-parallel training: every later step averages its gradients over the processes of a
+   * job (a gradient sync from a ProcessGroup; bucketed allreduce overlapped with backward) before
+   * clipping and the update. The parameters first take rank 0's values. null detaches it.
+   */
+  async setGradSync(sync: NativeGradSyncHandle | null): Promise<void> {
+    this.check('setGradSync');
+    await this.queue(() => this.handle.setGradSync(sync));
   }
 
   info(): OptimizerInfo {

@@ -1,24 +1,31 @@
 /**
- * Numerical parity against torchvision golden files (scripts/golden/torchvision_retinanet.py):
- * loads the torchvision state dict strictly by name, then compares FPN features (eval), final
- * detections (eval) and losses on the same targets (train mode) as relative errors
+ * Numerical parity against torchvision golden files (scripts/golden/torchvision_retinanet.py,
+ * scripts/golden/torchvision_maskrcnn.py): loads the torchvision state dict strictly by name, then
+ * compares FPN features (eval), final detections with their masks (eval) and losses on the same
+ * targets (train mode; two-stage samplers draw from the generator seeded as the golden run's) as
+ * relative errors
  * max|mtpd - torchvision| / max|torchvision|.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector, type Target } from './detector.js';
+import { setSeed } from './runtime.js';
 import { type Tensor, toNumbers } from './tensor.js';
 import { loadSafetensors } from './weights/index.js';
 
 export interface Golden {
   name: string;
   weights: string;
+  /** Native registry name ("retinanet", "mask_rcnn"). */
+  arch: string;
   config: Record<string, unknown>;
+  /** Seed of the generator before the training-mode pass (two-stage samplers), when the file has one. */
+  lossSeed?: number;
   images: Tensor[];
   targets: Target[];
   features: Record<string, Tensor>;
   losses: Record<string, number>;
-  detections: { boxes: Tensor; scores: Tensor; labels: Tensor }[];
+  detections: { boxes: Tensor; scores: Tensor; labels: Tensor; masks?: Tensor }[];
 }
 
 export function goldenNames(dir: string): string[] {
@@ -38,6 +45,8 @@ export async function loadGolden(dir: string, name: string): Promise<Golden> {
   const g: Golden = {
     name,
     weights: join(dir, `${name}.weights.safetensors`),
+    arch: metadata.arch ?? 'retinanet',
+    ...(metadata.loss_seed !== undefined ? { lossSeed: Number(metadata.loss_seed) } : {}),
     config: JSON.parse(metadata.config ?? '{}') as Record<string, unknown>,
     images: [],
     targets: [],
@@ -47,8 +56,10 @@ export async function loadGolden(dir: string, name: string): Promise<Golden> {
   };
   for (let i = 0; tensors.has(`image.${i}`); i++) {
     g.images.push(get(`image.${i}`));
-    g.targets.push({ boxes: get(`target.${i}.boxes`), labels: get(`target.${i}.labels`) });
-    g.detections.push({ boxes: get(`det.${i}.boxes`), scores: get(`det.${i}.scores`), labels: get(`det.${i}.labels`) });
+    const masks = tensors.get(`target.${i}.masks`);
+    g.targets.push({ boxes: get(`target.${i}.boxes`), labels: get(`target.${i}.labels`), ...(masks ? { masks } : {}) });
+    const dm = tensors.get(`det.${i}.masks`);
+    g.detections.push({ boxes: get(`det.${i}.boxes`), scores: get(`det.${i}.scores`), labels: get(`det.${i}.labels`), ...(dm ? { masks: dm } : {}) });
   }
   for (const [k, v] of tensors) {
     if (k.startsWith('features.')) g.features[k.slice(9)] = v;
@@ -88,7 +99,7 @@ export interface ParityReport {
 /** Runs one golden model through mtpd and compares every output to `tol` relative. */
 export async function checkParity(dir: string, name: string, tol = 1e-4, device = 'cpu'): Promise<ParityReport> {
   const g = await loadGolden(dir, name);
-  const det = await createDetector({ arch: 'retinanet', device, options: g.config });
+  const det = await createDetector({ arch: g.arch, device, options: g.config });
   const rep = await det.loadWeights(g.weights, { strict: false });
   const checks: ParityCheck[] = [];
   const add = (what: string, error: number, detail?: string) => checks.push({ what, error, ok: error <= tol, ...(detail ? { detail } : {}) });
@@ -111,8 +122,10 @@ export async function checkParity(dir: string, name: string, tol = 1e-4, device 
     const lb = toNumbers(ref.labels);
     const wrong = la.filter((v, j) => v !== lb[j]).length;
     add(`det.${i}.labels`, wrong ? Infinity : 0, wrong ? `${wrong} of ${n} labels differ` : undefined);
+    if (ref.masks) add(`det.${i}.masks`, d.masks ? relErr(d.masks, ref.masks) : Infinity);
   });
   await det.train();
+  if (g.lossSeed !== undefined) setSeed(g.lossSeed);
   const losses = await det.losses(g.images, g.targets);
   for (const [k, ref] of Object.entries(g.losses)) {
     const got = losses[k];

@@ -1,4 +1,5 @@
 /** Image files in, COCO-style detections out (what `mtpd predict` prints). */
+import { encode, toCompressed, type CompressedRle } from './coco/mask.js';
 import { MtpdError } from './errors.js';
 import { createDetector, type DetectorConfig } from './detector.js';
 import { setThreads } from './runtime.js';
@@ -25,6 +26,18 @@ export interface CocoDetection {
   bbox: [number, number, number, number];
   score: number;
   category_id: number;
+  /** Mask R-CNN: the mask binarized at 0.5, as COCO's compressed RLE (what `segm` evaluation reads). */
+  segmentation?: CompressedRle;
+}
+
+/** Detection k's mask of (D, 1, H, W) probabilities, binarized at >= 0.5, as a compressed RLE. */
+export function maskToRle(masks: Tensor, k: number): CompressedRle {
+  const [, , h, w] = masks.shape as [number, number, number, number];
+  const data = masks.data as Float32Array;
+  const bin = new Uint8Array(h * w);
+  const off = k * h * w;
+  for (let i = 0; i < h * w; i++) bin[i] = (data[off + i] as number) >= 0.5 ? 1 : 0;
+  return toCompressed(encode(bin, h, w));
 }
 
 /** Decodes an image file to a (H, W, 3) uint8 tensor (EXIF orientation applied, alpha dropped). */
@@ -65,7 +78,9 @@ export async function predictFiles(o: PredictOptions): Promise<CocoDetection[]> 
         const y1 = boxes[4 * k + 1] as number;
         const x2 = boxes[4 * k + 2] as number;
         const y2 = boxes[4 * k + 3] as number;
-        out.push({ file: files[j] as string, bbox: [x1, y1, x2 - x1, y2 - y1], score: scores[k] as number, category_id: labels[k] as number });
+        const r: CocoDetection = { file: files[j] as string, bbox: [x1, y1, x2 - x1, y2 - y1], score: scores[k] as number, category_id: labels[k] as number };
+        if (d.masks) r.segmentation = maskToRle(d.masks, k);
+        out.push(r);
       }
     });
   }

@@ -85,6 +85,8 @@ Napi::Object result_to_js(Napi::Env env, RunResult& r) {
     d.Set("boxes", tensor_to_js(env, r.detections[i].boxes));
     d.Set("scores", tensor_to_js(env, r.detections[i].scores));
     d.Set("labels", tensor_to_js(env, r.detections[i].labels));
+    // Mask R-CNN: (D, 1, H, W) mask probabilities in the original image's pixels
+    if (r.detections[i].masks.defined()) d.Set("masks", tensor_to_js(env, r.detections[i].masks));
     dets.Set(static_cast<uint32_t>(i), d);
   }
   o.Set("detections", dets);
@@ -115,9 +117,11 @@ RunResult host_result(DetectorOutput& out) {
   RunResult r;
   for (auto& [k, v] : out.losses) r.losses[k] = v.detach().to(at::kCPU, at::kDouble).item<double>();
   for (auto& [k, v] : out.features) r.features[k] = host(v.to(at::kFloat));
-  // float32 boxes and scores also when the forward pass ran under autocast (a no-op otherwise).
-  for (auto& d : out.detections)
-    r.detections.push_back({host(d.boxes.to(at::kFloat)), host(d.scores.to(at::kFloat)), host(d.labels), {}});
+  // float32 boxes, scores and masks also when the forward pass ran under autocast (a no-op otherwise).
+  for (auto& d : out.detections) {
+    r.detections.push_back({host(d.boxes.to(at::kFloat)), host(d.scores.to(at::kFloat)), host(d.labels),
+                            d.masks.defined() ? host(d.masks.to(at::kFloat)) : at::Tensor()});
+  }
   r.image_sizes = out.image_sizes;
   r.original_sizes = out.original_sizes;
   r.batch_size = out.batch_size;

@@ -9,6 +9,7 @@
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
 #include "binding/dispose.h"
+#include "binding/dist_js.h"
 #include "binding/exports.h"
 #include "binding/layout_js.h"
 #include "binding/module_wrap.h"
@@ -51,7 +52,8 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
                         InstanceMethod<&DistillStepWrap::Info>("info"), InstanceMethod<&DistillStepWrap::SetLr>("setLr"),
                         InstanceMethod<&DistillStepWrap::OptimizerState>("optimizerState"),
                         InstanceMethod<&DistillStepWrap::LoadOptimizerState>("loadOptimizerState"),
-                        InstanceMethod<&DistillStepWrap::Dispose>("dispose")});
+                        InstanceMethod<&DistillStepWrap::Dispose>("dispose"),
+                        InstanceMethod<&DistillStepWrap::SetGradSync>("setGradSync")});
   }
 
   explicit DistillStepWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DistillStepWrap>(info) {
@@ -341,6 +343,26 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
         env,
         [step, sd = std::move(sd)] {
           step->optimizer().load_state_dict(sd);
+          return 0;
+        },
+        [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);
+  }
+
+  // setGradSync(sync | null) -> Promise: later steps average the student's and the distillers'
+  // gradients over the processes; they first take rank 0's values on every rank.
+  Napi::Value SetGradSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto sync = grad_sync_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "sync");
+    auto done = claim_all(env, "setGradSync");
+    auto step = step_;
+    return run_async<int>(
+        env,
+        [step, sync] {
+          if (sync) {
+            std::vector<at::Tensor> params = step->optimizer().params();
+            sync->broadcast(params, 0);
+          }
+          step->optimizer().set_grad_hook(sync);
           return 0;
         },
         [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);

@@ -5,6 +5,7 @@
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
 #include "binding/dispose.h"
+#include "binding/dist_js.h"
 #include "binding/exports.h"
 #include "binding/worker.h"
 #include "core/errors.h"
@@ -59,7 +60,8 @@ Napi::Function OptimizerWrap::Define(Napi::Env env) {
                      {InstanceMethod<&OptimizerWrap::Info>("info"), InstanceMethod<&OptimizerWrap::SetLr>("setLr"),
                       InstanceMethod<&OptimizerWrap::Lr>("lr"), InstanceMethod<&OptimizerWrap::StateDict>("stateDict"),
                       InstanceMethod<&OptimizerWrap::LoadStateDict>("loadStateDict"),
-                      InstanceMethod<&OptimizerWrap::Dispose>("dispose")});
+                      InstanceMethod<&OptimizerWrap::Dispose>("dispose"),
+                      InstanceMethod<&OptimizerWrap::SetGradSync>("setGradSync")});
 }
 
 OptimizerWrap::OptimizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimizerWrap>(info) {
@@ -174,6 +176,30 @@ Napi::Value OptimizerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
       env,
       [opt, exec, sd = std::move(sd)] {
         exec->run([&] { opt->load_state_dict(sd); });
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);
+}
+
+// setGradSync(sync | null) -> Promise: every later step averages its gradients over the
+// processes (dist/grad_sync.h); the parameters first take rank 0's values on every rank.
+Napi::Value OptimizerWrap::SetGradSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check_alive(env, "setGradSync");
+  auto sync = grad_sync_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "sync");
+  auto done = detector_->claim(env, "optimizer.setGradSync");
+  auto opt = optimizer_;
+  auto exec = detector_->executor();
+  return run_async<int>(
+      env,
+      [opt, exec, sync] {
+        exec->run([&] {
+          if (sync) {
+            std::vector<at::Tensor> params = opt->params();
+            sync->broadcast(params, 0);
+          }
+          opt->set_grad_hook(sync);
+        });
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, done);

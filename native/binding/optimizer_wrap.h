@@ -32,6 +32,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   // dispose(): drops the optimizer state (momentum buffers, moments, its references to the
   // parameters) and the hold on the detector's handle; idempotent.
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value SetGradSync(const Napi::CallbackInfo& info);
   std::shared_ptr<train::Optimizer> optimizer_;
   const void* owner_ = nullptr;
   // The detector (its JS handle kept alive): state calls claim it and run on its compute thread.

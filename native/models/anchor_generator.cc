@@ -8,7 +8,8 @@
 
 namespace mtpd {
 
-AnchorGenerator::AnchorGenerator(std::vector<std::vector<double>> sizes, std::vector<std::vector<double>> ratios)
+AnchorGenerator::AnchorGenerator(std::vector<std::vector<double>> sizes, std::vector<std::vector<double>> ratios,
+                                 bool round)
     : sizes_(std::move(sizes)), ratios_(std::move(ratios)) {
   MTPD_CHECK_ARG(!sizes_.empty() && sizes_.size() == ratios_.size(),
                  "AnchorGenerator: sizes and aspect_ratios need one entry per level (got ", sizes_.size(), " and ",
@@ -24,7 +25,8 @@ AnchorGenerator::AnchorGenerator(std::vector<std::vector<double>> sizes, std::ve
     at::Tensor ws = (w_ratios.unsqueeze(1) * scales.unsqueeze(0)).view(-1);
     at::Tensor hs = (h_ratios.unsqueeze(1) * scales.unsqueeze(0)).view(-1);
     at::Tensor base = at::stack({-ws, -hs, ws, hs}, 1) / 2;
-    cell_anchors_.push_back(base.round());
+    // mmdetection (center_offset 0): [-0.5 ws, -0.5 hs, 0.5 ws, 0.5 hs], not rounded
+    cell_anchors_.push_back(round ? base.round() : base);
   }
 }
 

@@ -15,7 +15,9 @@ namespace mtpd {
 
 class AnchorGenerator {
  public:
-  AnchorGenerator(std::vector<std::vector<double>> sizes, std::vector<std::vector<double>> aspect_ratios);
+  // round = false: mmdetection's unrounded cell anchors
+  AnchorGenerator(std::vector<std::vector<double>> sizes, std::vector<std::vector<double>> aspect_ratios,
+                  bool round = true);
   // RetinaNet's default: sizes (x, int(x 2^(1/3)), int(x 2^(2/3))) for x in 32..512, ratios (0.5, 1, 2).
   static AnchorGenerator retinanet_default();
 

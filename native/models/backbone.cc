@@ -1,5 +1,7 @@
 #include "models/backbone.h"
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 
 #include "core/errors.h"
@@ -26,8 +28,9 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
                    "] must be in 1..4, got ", o.returned_layers[i]);
     MTPD_CHECK_ARG(i == 0 || o.returned_layers[i] > o.returned_layers[i - 1], "returned_layers must be increasing");
   }
-  MTPD_CHECK_ARG(o.extra_blocks == "p5" || o.extra_blocks == "c5" || o.extra_blocks == "none",
-                 "extra_blocks must be \"p5\", \"c5\" or \"none\", got \"", o.extra_blocks, "\"");
+  MTPD_CHECK_ARG(o.extra_blocks == "p5" || o.extra_blocks == "c5" || o.extra_blocks == "c5_norelu" || o.extra_blocks == "pool" ||
+                     o.extra_blocks == "none",
+                 "extra_blocks must be \"p5\", \"c5\", \"c5_norelu\", \"pool\" or \"none\", got \"", o.extra_blocks, "\"");
   std::vector<int64_t> stage_channels;
   if (ResNetOptions::is_known(o.name)) {
     ResNetOptions r = ResNetOptions::named(o.name);
@@ -61,7 +64,7 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
   const int64_t out = std::max<int64_t>(1, static_cast<int64_t>(std::lround(o.fpn_channels * o.width_mult)));
   int64_t extra_in = 0;
   if (o.extra_blocks == "p5") extra_in = out;
-  if (o.extra_blocks == "c5") {
+  if (o.extra_blocks == "c5" || o.extra_blocks == "c5_norelu") {
     extra_in = in_list.back();
     // LastLevelP6P7 decides P5 vs C5 by in == out; a C5 with exactly `out` channels would be
     // taken as P5, as in torchvision.
@@ -70,14 +73,18 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
     levels_.push_back(levels_.back() + 1);
     levels_.push_back(levels_.back() + 1);
   }
-  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in));
+  if (o.extra_blocks == "pool") levels_.push_back(levels_.back() + 1);  // LastLevelMaxPool
+  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in, o.extra_blocks != "c5_norelu"));
 }
 
 std::vector<at::Tensor> BackboneWithFPNImpl::forward(const at::Tensor& x) {
   std::vector<at::Tensor> stages = body_forward_(x);
   std::vector<at::Tensor> picked;
   for (int64_t l : options_.returned_layers) picked.push_back(stages[static_cast<size_t>(l - 1)]);
-  return fpn_->forward(picked);
+  std::vector<at::Tensor> out = fpn_->forward(picked);
+  // torchvision's LastLevelMaxPool (Faster/Mask R-CNN): "pool" = max_pool2d(P5, 1, 2, 0), no parameters
+  if (options_.extra_blocks == "pool") out.push_back(at::max_pool2d(out.back(), {1, 1}, {2, 2}, {0, 0}));
+  return out;
 }
 
 }  // namespace mtpd

@@ -17,8 +17,8 @@ torch::nn::Conv2d fpn_conv(int64_t in, int64_t out, int64_t k, int64_t stride, i
 }
 }  // namespace
 
-LastLevelP6P7Impl::LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels)
-    : use_p5_(in_channels == out_channels) {
+LastLevelP6P7Impl::LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels, bool relu)
+    : use_p5_(in_channels == out_channels), relu_(relu) {
   p6 = register_module("p6", fpn_conv(in_channels, out_channels, 3, 2, 1));
   p7 = register_module("p7", fpn_conv(out_channels, out_channels, 3, 2, 1));
 }
@@ -26,13 +26,13 @@ LastLevelP6P7Impl::LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels)
 void LastLevelP6P7Impl::forward(std::vector<at::Tensor>& p, const std::vector<at::Tensor>& c) {
   const at::Tensor& x = use_p5_ ? p.back() : c.back();
   at::Tensor y6 = p6->forward(x);
-  at::Tensor y7 = p7->forward(at::relu(y6));
+  at::Tensor y7 = p7->forward(relu_ ? at::relu(y6) : y6);
   p.push_back(y6);
   p.push_back(y7);
 }
 
 FeaturePyramidNetworkImpl::FeaturePyramidNetworkImpl(std::vector<int64_t> in_channels_list, int64_t out_channels,
-                                                     int64_t extra_in_channels)
+                                                     int64_t extra_in_channels, bool extra_relu)
     : out_channels_(out_channels) {
   MTPD_CHECK_ARG(!in_channels_list.empty(), "FeaturePyramidNetwork: in_channels_list is empty");
   MTPD_CHECK_ARG(out_channels > 0, "FeaturePyramidNetwork: out_channels must be positive");
@@ -50,7 +50,7 @@ FeaturePyramidNetworkImpl::FeaturePyramidNetworkImpl(std::vector<int64_t> in_cha
   }
   register_module("inner_blocks", inner);
   register_module("layer_blocks", layer);
-  if (extra_in_channels > 0) extra_ = register_module("extra_blocks", LastLevelP6P7(extra_in_channels, out_channels));
+  if (extra_in_channels > 0) extra_ = register_module("extra_blocks", LastLevelP6P7(extra_in_channels, out_channels, extra_relu));
 }
 
 std::vector<at::Tensor> FeaturePyramidNetworkImpl::forward(const std::vector<at::Tensor>& x) {

@@ -4,7 +4,9 @@
 //
 // LastLevelP6P7(in, out): P6 = conv3x3/2(P5 if in == out else C5); P7 = conv3x3/2(relu(P6)).
 // torchvision's retinanet_resnet50_fpn (v1) builds LastLevelP6P7(256, 256), so P6 comes from
-// P5; retinanet_resnet50_fpn_v2 builds LastLevelP6P7(2048, 256), so P6 comes from C5.
+// P5; retinanet_resnet50_fpn_v2 builds LastLevelP6P7(2048, 256), so P6 comes from C5. relu = false:
+// P7 = conv3x3/2(P6): mmdetection's FPN with add_extra_convs="on_input" and
+// relu_before_extra_convs=False (its RetinaNet configs).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,7 +21,7 @@ namespace mtpd {
 
 class LastLevelP6P7Impl : public torch::nn::Module {
  public:
-  LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels);
+  LastLevelP6P7Impl(int64_t in_channels, int64_t out_channels, bool relu = true);
   // p: FPN outputs, c: backbone inputs; appends P6, P7 to p.
   void forward(std::vector<at::Tensor>& p, const std::vector<at::Tensor>& c);
   bool use_p5() const { return use_p5_; }
@@ -27,6 +29,7 @@ class LastLevelP6P7Impl : public torch::nn::Module {
  private:
   torch::nn::Conv2d p6{nullptr}, p7{nullptr};
   bool use_p5_;
+  bool relu_;
 };
 TORCH_MODULE(LastLevelP6P7);
 
@@ -34,7 +37,7 @@ class FeaturePyramidNetworkImpl : public torch::nn::Module {
  public:
   // extra_in_channels: 0 for no extra block, else LastLevelP6P7(extra_in_channels, out_channels).
   FeaturePyramidNetworkImpl(std::vector<int64_t> in_channels_list, int64_t out_channels,
-                            int64_t extra_in_channels);
+                            int64_t extra_in_channels, bool extra_relu = true);
   // x: backbone maps, finest first. Returns FPN maps finest first (+ P6, P7).
   std::vector<at::Tensor> forward(const std::vector<at::Tensor>& x);
   int64_t out_channels() const { return out_channels_; }

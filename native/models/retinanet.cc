@@ -38,7 +38,7 @@ const std::vector<std::string> kKnownOptions = {
     "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "extra_blocks",
     "groups", "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "score_thresh",
     "nms_thresh", "detections_per_img", "fg_iou_thresh", "bg_iou_thresh", "topk_candidates", "prior_probability",
-    "focal_alpha", "focal_gamma", "box_loss", "head_norm"};
+    "focal_alpha", "focal_gamma", "box_loss", "head_norm", "anchor_style"};
 
 }  // namespace
 
@@ -78,6 +78,9 @@ RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
   r.aspect_ratios = opt_numbers(o, "aspect_ratios", r.aspect_ratios);
   for (double s : r.anchor_sizes) MTPD_CHECK_ARG(s > 0, "retinanet: anchor_sizes must be positive");
   for (double a : r.aspect_ratios) MTPD_CHECK_ARG(a > 0, "retinanet: aspect_ratios must be positive");
+  r.anchor_style = opt_string(o, "anchor_style", r.anchor_style);
+  MTPD_CHECK_ARG(r.anchor_style == "torchvision" || r.anchor_style == "mmdet",
+                 "retinanet: anchor_style must be \"torchvision\" or \"mmdet\", got \"", r.anchor_style, "\"");
   r.score_thresh = opt_number(o, "score_thresh", r.score_thresh);
   r.nms_thresh = opt_number(o, "nms_thresh", r.nms_thresh);
   r.detections_per_img = opt_int(o, "detections_per_img", r.detections_per_img);
@@ -115,6 +118,7 @@ Json RetinaNetOptions::to_json() const {
   o["size_divisible"] = transform.size_divisible;
   o["anchor_sizes"] = anchor_sizes;
   o["aspect_ratios"] = aspect_ratios;
+  o["anchor_style"] = anchor_style;
   o["score_thresh"] = score_thresh;
   o["nms_thresh"] = nms_thresh;
   o["detections_per_img"] = detections_per_img;
@@ -134,12 +138,18 @@ AnchorGenerator make_anchor_generator(const RetinaNetOptions& o, size_t levels) 
   MTPD_CHECK_ARG(o.anchor_sizes.size() == levels, "retinanet: anchor_sizes has ", o.anchor_sizes.size(),
                  " entries but the FPN has ", levels, " levels");
   std::vector<std::vector<double>> sizes, ratios;
+  const bool mmdet = o.anchor_style == "mmdet";
   for (double x : o.anchor_sizes) {
-    // tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in ...)
-    sizes.push_back({x, std::trunc(x * std::pow(2.0, 1.0 / 3)), std::trunc(x * std::pow(2.0, 2.0 / 3))});
+    if (mmdet) {
+      // stride * octave_base_scale * 2 ** (i / scales_per_octave), i = 0..2
+      sizes.push_back({x, x * std::pow(2.0, 1.0 / 3), x * std::pow(2.0, 2.0 / 3)});
+    } else {
+      // tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in ...)
+      sizes.push_back({x, std::trunc(x * std::pow(2.0, 1.0 / 3)), std::trunc(x * std::pow(2.0, 2.0 / 3))});
+    }
     ratios.push_back(o.aspect_ratios);
   }
-  return AnchorGenerator(sizes, ratios);
+  return AnchorGenerator(sizes, ratios, /*round=*/!mmdet);
 }
 }  // namespace
 

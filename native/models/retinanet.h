@@ -24,6 +24,9 @@ struct RetinaNetOptions {
   TransformOptions transform;
   std::vector<double> anchor_sizes{32, 64, 128, 256, 512};  // per level x -> (x, int(x 2^1/3), int(x 2^2/3))
   std::vector<double> aspect_ratios{0.5, 1.0, 2.0};
+  // "torchvision": sizes (x, int(x 2^1/3), int(x 2^2/3)), cell anchors rounded; "mmdet": mmdetection's
+  // AnchorGenerator(octave_base_scale, scales_per_octave=3, center_offset=0): x 2^(i/3) unrounded
+  std::string anchor_style = "torchvision";
   double score_thresh = 0.05;
   double nms_thresh = 0.5;
   int64_t detections_per_img = 300;

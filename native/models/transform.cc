@@ -17,11 +17,13 @@ GeneralizedRCNNTransform::GeneralizedRCNNTransform(TransformOptions o) : options
 }
 
 ImageSize GeneralizedRCNNTransform::resized_size(int64_t h, int64_t w, double min_size) const {
-  // scale = min(min_size / min(h, w), max_size / max(h, w)) in float32 (torchvision computes it
-  // on float32 tensors), then .item() -> double; interpolate: floor(double(size) * scale).
+  // scale = min(min_size / min(h, w), max_size / max(h, w)) in float32: torchvision divides a
+  // Python float by a float32 0-dim tensor, which torch evaluates as tensor.reciprocal() * number
+  // (two float32 roundings, not one correctly rounded division: 1 pixel apart for some shapes);
+  // then .item() -> double; interpolate: floor(double(size) * scale).
   const float mn = static_cast<float>(std::min(h, w)), mx = static_cast<float>(std::max(h, w));
-  const float a = static_cast<float>(min_size) / mn;
-  const float b = static_cast<float>(options_.max_size) / mx;
+  const float a = (1.0f / mn) * static_cast<float>(min_size);
+  const float b = (1.0f / mx) * static_cast<float>(options_.max_size);
   const double scale = static_cast<double>(std::min(a, b));
   return {static_cast<int64_t>(std::floor(static_cast<double>(h) * scale)),
           static_cast<int64_t>(std::floor(static_cast<double>(w) * scale))};

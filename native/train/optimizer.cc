@@ -229,9 +229,11 @@ StepResult Optimizer::step(const at::Tensor& loss) {
   MTPD_CHECK_ARG(loss.requires_grad(), "optimizer.step: loss does not require grad (no trainable parameter in it)");
   StepResult r;
   opt_->zero_grad();
+  if (grad_hook_) grad_hook_->before_backward(all_params_);
   if (options_.amp) {
     r.scale = scale_.item<float>();
     (loss.to(at::kFloat) * scale_).sum().backward();
+    if (grad_hook_) grad_hook_->after_backward(all_params_);
     std::vector<at::Tensor> grads;
     for (auto& p : all_params_)
       if (p.grad().defined()) grads.push_back(p.grad());
@@ -250,6 +252,7 @@ StepResult Optimizer::step(const at::Tensor& loss) {
     at::_amp_update_scale_(scale_, growth_tracker_, found_inf, 2.0, 0.5, options_.growth_interval);
   } else {
     loss.backward();
+    if (grad_hook_) grad_hook_->after_backward(all_params_);
     r.grad_norm = options_.max_grad_norm > 0
                       ? torch::nn::utils::clip_grad_norm_(all_params_, options_.max_grad_norm)
                       : torch::nn::utils::clip_grad_norm_(all_params_, std::numeric_limits<double>::infinity());

@@ -22,6 +22,7 @@
 
 #include "core/registry.h"
 #include "core/state_dict.h"
+#include "train/grad_hook.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -79,6 +80,11 @@ class Optimizer {
   // (group name, number of tensors, number of elements) for logs and tests.
   std::vector<std::tuple<std::string, int64_t, int64_t>> group_summary() const;
   int64_t steps() const { return steps_; }
+  // A hook around backward (data-parallel gradient averaging); null removes it.
+  void set_grad_hook(std::shared_ptr<GradHook> hook) { grad_hook_ = std::move(hook); }
+  const std::shared_ptr<GradHook>& grad_hook() const { return grad_hook_; }
+  // The trainable parameters, in the order the constructor was given them.
+  const std::vector<at::Tensor>& params() const { return all_params_; }
 
   // The optimizer's state as named tensors, for checkpoints (so that a resumed run takes the
   // same steps as an uninterrupted one):
@@ -101,6 +107,7 @@ class Optimizer {
   std::unique_ptr<torch::optim::Optimizer> opt_;
   at::Tensor scale_, growth_tracker_;  // AMP grad scaler state (CUDA)
   int64_t steps_ = 0;
+  std::shared_ptr<GradHook> grad_hook_;
 };
 
 // CUDA autocast on/off for the calling thread (libtorch 1.13 and 2.x spellings); returns the

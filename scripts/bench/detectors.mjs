@@ -1,9 +1,14 @@
 // RetinaNet train step and inference, mtpd against torchvision 0.14 on the same libtorch
-// (Debian's /usr/bin/python3), same models (ResNet-18 / ResNet-50 FPN, FrozenBatchNorm2d,
-// trainable_backbone_layers 3, 91 classes), same input (batch 2 of 512x512), all cores, in
-// this run. Each measurement runs in its own process; peak memory is that process's max RSS.
-// Times are the best of MTPD_BENCH_REPS (default 4) after a warm-up. Env: MTPD_BENCH_SIZE (512),
-// MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
+// (Debian's /usr/bin/python3), same models (ResNet-18 / ResNet-50 FPN with FrozenBatchNorm2d and
+// trainable_backbone_layers 3, Swin-T FPN; 91 classes), same input (batch 2 of 512x512), in this
+// run. Every measurement is a whole process (its peak memory is that process's max RSS), run in
+// turn: torchvision, mtpd, torchvision, mtpd, ... (MTPD_BENCH_ROUNDS rounds, default 3), each
+// process timing the median of MTPD_BENCH_REPS steps (default 4) after a warm-up. Printed: per
+// model the median over rounds of each figure with its spread (min..max), and the ratio
+// mtpd/torchvision per round, as median (min..max): below 1 is faster or smaller. Single-shot
+// figures on a shared machine swing by 2x; quote the ratios with their spreads.
+// Env: MTPD_BENCH_ARCHS (resnet18,resnet50,swin_t), MTPD_BENCH_ROUNDS, MTPD_BENCH_REPS,
+// MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,37 +16,56 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const reps = process.env.MTPD_BENCH_REPS ?? '4';
+const rounds = Number(process.env.MTPD_BENCH_ROUNDS ?? 3);
 const size = process.env.MTPD_BENCH_SIZE ?? '512';
 const batch = process.env.MTPD_BENCH_BATCH ?? '2';
 const threads = process.env.MTPD_BENCH_THREADS ?? String(cpus().length);
+const archs = (process.env.MTPD_BENCH_ARCHS ?? 'resnet18,resnet50,swin_t').split(',');
 
 function run(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 1_200_000 });
   if (r.status !== 0) {
     console.error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
     return null;
   }
-  const line = r.stdout.trim().split('\n').pop();
-  return JSON.parse(line);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
-console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads, best of ${reps} after 1 warm-up`);
-console.log('arch       impl                 inference     train step    peak RSS');
+const median = (a) => {
+  const s = [...a].sort((x, y) => x - y);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+const spread = (a, d = 1) => `${median(a).toFixed(d)} (${Math.min(...a).toFixed(d)}..${Math.max(...a).toFixed(d)})`;
+const FIELDS = [
+  ['infer_ms', 'inference ms'],
+  ['train_ms', 'train step ms'],
+  ['peak_mb', 'peak RSS MiB'],
+  ['sys_s', 'system CPU s'],
+];
+
+console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads; ${rounds} rounds of whole processes in turn (torchvision, mtpd), median of ${reps} steps each after 1 warm-up`);
 let ok = true;
-for (const arch of ['resnet18', 'resnet50']) {
-  const tv = run('/usr/bin/python3', [join(here, 'detectors', 'reference.py'), arch, batch, size, reps, threads]);
-  const mt = run(process.execPath, [join(here, 'detectors', 'worker.mjs'), arch, batch, size, reps, threads]);
-  if (!tv || !mt) {
-    ok = false;
-    continue;
+for (const arch of archs) {
+  const res = { tv: [], mt: [] };
+  for (let r = 0; r < rounds; r++) {
+    const tv = run('/usr/bin/python3', [join(here, 'detectors', 'reference.py'), arch, batch, size, reps, threads]);
+    const mt = run(process.execPath, [join(here, 'detectors', 'worker.mjs'), arch, batch, size, reps, threads]);
+    if (!tv || !mt) {
+      ok = false;
+      break;
+    }
+    res.tv.push(tv);
+    res.mt.push(mt);
   }
-  for (const r of [tv, mt]) {
-    console.log(
-      `${arch.padEnd(10)} ${r.impl.padEnd(20)} ${r.infer_ms.toFixed(1).padStart(8)} ms  ${r.train_ms.toFixed(1).padStart(8)} ms  ${r.peak_mb.toFixed(0).padStart(6)} MB`,
-    );
+  if (res.tv.length === 0) continue;
+  console.log(`\n${arch} (${res.tv.length} rounds)`);
+  console.log(`  ${'figure'.padEnd(16)} ${'torchvision'.padEnd(26)} ${'mtpd'.padEnd(26)} ratio mtpd/torchvision`);
+  for (const [k, name] of FIELDS) {
+    const tv = res.tv.map((x) => x[k]);
+    const mt = res.mt.map((x) => x[k]);
+    const ratio = mt.map((m, i) => m / tv[i]);
+    console.log(`  ${name.padEnd(16)} ${spread(tv, k === 'sys_s' ? 2 : 1).padEnd(26)} ${spread(mt, k === 'sys_s' ? 2 : 1).padEnd(26)} ${spread(ratio, 3)}`);
   }
-  console.log(
-    `${arch.padEnd(10)} ratio mtpd/torchvision   inference ${(mt.infer_ms / tv.infer_ms).toFixed(3)}x   train ${(mt.train_ms / tv.train_ms).toFixed(3)}x   peak memory ${(mt.peak_mb / tv.peak_mb).toFixed(3)}x`,
-  );
 }
 process.exit(ok ? 0 : 1);

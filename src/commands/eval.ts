@@ -5,6 +5,7 @@ interface EvalArgs {
   dets: string;
   'iou-type': 'bbox' | 'segm';
   json: boolean;
+  strict: boolean;
 }
 
 export const evalCommand: CommandModule<object, EvalArgs> = {
@@ -15,14 +16,17 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option('gt', { type: 'string', demandOption: true, describe: 'ground truth, COCO instances JSON' })
       .option('dets', { type: 'string', demandOption: true, describe: 'detections, COCO results JSON (an array)' })
       .option('iou-type', { choices: ['bbox', 'segm'] as const, default: 'bbox' as const, describe: 'what IoU is computed on' })
-      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {stats, perCategory}' }),
+      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {stats, perCategory, ignoredCategories}' })
+      .option('strict', { type: 'boolean', default: false, describe: 'refuse detections of categories the ground truth does not list (default: ignore them with a warning, as pycocotools does)' }),
   handler: async (argv) => {
-    const { evaluateFiles, formatSummary } = await import('../eval/index.js');
-    const r = evaluateFiles(argv.gt, argv.dets, { iouType: argv['iou-type'] });
+    const { evaluateFiles, formatSummary, ignoredCategoriesWarning } = await import('../eval/index.js');
+    const r = evaluateFiles(argv.gt, argv.dets, { iouType: argv['iou-type'], unknownCategories: argv.strict ? 'error' : 'ignore' });
+    const warning = ignoredCategoriesWarning(r.ignoredCategories, argv.dets);
+    if (warning) process.stderr.write(`${warning} (--strict refuses them)\n`);
     if (argv.json) {
       const perCategory: Record<string, unknown> = {};
       for (const [id, c] of Object.entries(r.perCategory)) perCategory[id] = { name: c.name, ...c.stats };
-      process.stdout.write(`${JSON.stringify({ stats: r.stats, perCategory })}\n`);
+      process.stdout.write(`${JSON.stringify({ stats: r.stats, perCategory, ignoredCategories: r.ignoredCategories ?? {} })}\n`);
       return;
     }
     let text = formatSummary(r);

@@ -3,6 +3,9 @@ import { isMap, isScalar, isSeq, type Node, Document } from 'yaml';
 import type { z } from 'zod';
 import { type ConfigInput, configSchema } from './schema.js';
 
+/** mmdetection's RetinaNet architecture where it differs from torchvision's (what `mtpd import` prints). */
+const MMDET = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', detections_per_img: 100 };
+
 /** The paper's setting on COCO: a RetinaNet-R50 student and a pool of stronger RetinaNets. */
 export function templateConfig(): ConfigInput {
   return {
@@ -20,11 +23,12 @@ export function templateConfig(): ConfigInput {
       batchSize: 16,
       workers: 8,
     },
-    student: { name: 'student', arch: 'retinanet_resnet50_fpn', weights: 'weights/retinanet_resnet50_fpn_1x.pth' },
+    // every model is an mmdetection COCO checkpoint converted by `mtpd import` (see the README's "Teachers from the model zoos")
+    student: { name: 'student', arch: 'retinanet_resnet50_fpn', weights: 'weights/retinanet_r50_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
     teachers: [
-      { name: 'r101', arch: 'retinanet_resnet101_fpn', weights: 'weights/retinanet_r101_fpn_1x.safetensors' },
-      { name: 'x101', arch: 'retinanet_resnext101_64x4d_fpn', weights: 'weights/retinanet_x101_64x4d_fpn_1x.safetensors' },
-      { name: 'swin_t', arch: 'retinanet_swin_t_fpn', weights: 'weights/retinanet_swin_t_fpn_3x.safetensors' },
+      { name: 'r101', arch: 'retinanet_resnet101_fpn', weights: 'weights/retinanet_r101_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
+      { name: 'x101', arch: 'retinanet_resnext101_64x4d_fpn', weights: 'weights/retinanet_x101_64x4d_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
+      { name: 'swin_t', arch: 'retinanet_swin_t_fpn', weights: 'weights/retinanet_swin_t_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
     ],
     schedule: { epochs: 12, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4, warmupIterations: 500, policy: 'step', milestones: [8 / 12, 11 / 12] },
     distill: { loss: 'pkd', weight: 1 },

@@ -35,7 +35,7 @@ export const scheduleSchema = z
 
 export const modelSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names use letters, digits, _ . -').describe('unique name of this model in the run'),
-  arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn'),
+  arch: z.string().describe('detector builder, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, maskrcnn_resnet50_fpn, maskrcnn_resnet18_fpn'),
   widthMult: z.number().positive().max(4).default(1).describe('channel multiplier (same parameter names, narrower tensors)'),
   weights: z
     .string()
@@ -43,6 +43,23 @@ export const modelSchema = z.strictObject({
     .default(null)
     .describe('weights file (safetensors or torch.save .pth); null: train it here first (from scratch; a teacher with trainable BatchNorm and every stage trainable, the student as student.norm / student.trainableLayers say)'),
   weightsKey: z.string().optional().describe('for .pth checkpoints that nest the state dict: its key (model, state_dict, ...)'),
+  backbone: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe(
+      "ImageNet checkpoint the backbone starts from when the model is trained here (weights null): torchvision's resnet50-0676ba61.pth / swin_t-704ceda3.pth layouts, timm and the official Swin release, an mmdetection or mtpd detector; loaded into the backbone only (what it holds besides is reported as unused); the student's auto setup then is frozen BatchNorm with 3 trainable stages, as torchvision's weights_backbone",
+    ),
+  classes: z
+    .enum(['dataset', 'coco91', 'coco80'])
+    .default('dataset')
+    .describe(
+      "what the model's class outputs stand for: dataset = one per dataset category (models trained here); coco91 = torchvision's COCO checkpoints (91 outputs indexed by COCO category id); coco80 = mmdetection's COCO checkpoints (80 contiguous outputs in COCO order); matched to the dataset's categories by id or name (classMatch), so a COCO checkpoint is evaluated and trained with the right labels",
+    ),
+  classMatch: z
+    .enum(['auto', 'id', 'name'])
+    .default('auto')
+    .describe("how coco91/coco80 classes meet the dataset's categories: id, name, or auto (by id when every dataset category's id names the same class, else by name)"),
   minSize: positiveInt.optional().describe("this model's input resolution (shorter side); default: data.minSize"),
   maxSize: positiveInt.optional(),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('extra detector options (torchvision keyword names)'),
@@ -107,6 +124,11 @@ export const distillLossSchema = z.strictObject({
     ),
   options: z.record(z.string(), z.unknown()).prefault({}).describe('loss hyperparameters (method.md names: tau, temp, alpha, beta, ...)'),
   levels: z.array(z.string()).optional().describe('feature taps to distill (default: every level the student and teacher share)'),
+  cacheGiB: z
+    .number()
+    .min(0)
+    .default(1)
+    .describe("disk for the frozen teachers' FPN maps, computed once per (image, flip, teacher resolution) and reused by every stage and baseline of the run (<output>/features); full: further maps are computed on every use; 0: no cache"),
 });
 
 export const costSchema = z.strictObject({
@@ -143,6 +165,15 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   checkpoint: z.strictObject({ every: positiveInt.default(200), keep: positiveInt.default(3) }).prefault({}),
+  dist: z
+    .strictObject({
+      timeout: z.number().positive().default(300).describe('seconds a rendezvous or a collective (gradient allreduce, barrier) may take before it fails'),
+      heartbeatTimeout: z.number().positive().default(30).describe('seconds without a heartbeat after which a rank is reported dead or hung and the others stop'),
+      bucketMb: z.number().positive().default(25).describe('gradient allreduce bucket size in MiB (as DDP bucket_cap_mb)'),
+      scaleLr: z.enum(['none', 'linear']).default('none').describe("learning rate with N processes: none = as configured (the batch of data.batchSize x N takes it as is), linear = times N (the linear scaling rule)"),
+    })
+    .prefault({})
+    .describe('data-parallel training (mtpd train --nproc N, or under torchrun): data.batchSize is per process'),
   evaluation: z
     .strictObject({ scoreThresh: z.number().min(0).max(1).default(0.05), detectionsPerImage: positiveInt.default(100), batchSize: positiveInt.default(8) })
     .prefault({}),

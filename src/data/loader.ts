@@ -60,6 +60,13 @@ export interface LoaderOptions {
   stride?: number;
   /** Resume from a saved position. */
   position?: LoaderPosition;
+  /**
+   * Data-parallel sharding (a distributed sampler): batchSize is then the batch of all ranks
+   * together, the loader's order and position are those of the whole job, and each batch hands
+   * this rank only its contiguous part of it (the parts as even as they can be). A position saved
+   * by any rank resumes any number of ranks on the same samples.
+   */
+  shard?: { rank: number; worldSize: number };
 }
 
 export interface Target {
@@ -87,6 +94,12 @@ export interface LoaderBatch {
   skipped: number;
   /** Milliseconds `next()` waited for this batch to be ready (0 when prefetching keeps up). */
   waitMs: number;
+  /**
+   * This rank's share of the job's batch: its samples / the batch's samples over all ranks (1
+   * without sharding). 0: the job's batch had fewer samples than ranks and this rank got a copy of
+   * one of them to keep in step; its gradient must count for nothing.
+   */
+  shareWeight: number;
 }
 
 interface EpochPlan {
@@ -102,12 +115,13 @@ function checkInt(name: string, v: unknown, lo: number): number {
 }
 
 export class DataLoader {
-  private readonly opts: Required<Omit<LoaderOptions, 'position' | 'minSize'>> & { minSizes: number[] };
+  private readonly opts: Required<Omit<LoaderOptions, 'position' | 'minSize' | 'shard'>> & { minSizes: number[] };
   private readonly pool: WorkerPool<SampleJob, PreparedSample> | null;
   private readonly plans = new Map<number, EpochPlan>();
   private consumed: LoaderPosition;
   private scheduled: { epoch: number; index: number };
-  private readonly queue: { epoch: number; index: number; end: number; promise: Promise<PreparedSample[]> }[] = [];
+  private readonly queue: { epoch: number; index: number; end: number; weight: number; promise: Promise<PreparedSample[]> }[] = [];
+  private readonly shard: { rank: number; worldSize: number };
   private closed = false;
   readonly bad: BadDataLog;
 
@@ -145,6 +159,10 @@ export class DataLoader {
       throw new MtpdError('ERR_MTPD_CONFIG', `loader: dropLast with batchSize ${this.opts.batchSize} leaves no batch from ${dataset.length} images`);
     }
     this.bad = dataset.bad;
+    this.shard = options.shard ?? { rank: 0, worldSize: 1 };
+    checkInt('shard.worldSize', this.shard.worldSize, 1);
+    checkInt('shard.rank', this.shard.rank, 0);
+    if (this.shard.rank >= this.shard.worldSize) throw new MtpdError('ERR_MTPD_CONFIG', `loader: shard.rank ${this.shard.rank} must be below shard.worldSize ${this.shard.worldSize}`);
     const pos = options.position;
     if (pos) {
       checkInt('position.epoch', pos.epoch, 0);
@@ -228,13 +246,28 @@ export class DataLoader {
       }
       const plan = this.planOf(epoch);
       const end = Math.min(index + this.opts.batchSize, this.epochEnd());
+      const { from, to, weight } = this.part(index, end);
       const jobs: SampleJob[] = [];
-      for (let p = index; p < end; p++) jobs.push(this.job(plan, p));
+      for (let p = from; p < to; p++) jobs.push(this.job(plan, p));
       const promise = Promise.all(jobs.map((j) => (this.pool ? this.pool.run(j) : prepareSample(j))));
       promise.catch(() => {}); // surfaced when the batch is taken
-      this.queue.push({ epoch, index, end, promise });
+      this.queue.push({ epoch, index, end, weight, promise });
       this.scheduled = { epoch, index: end };
     }
+  }
+
+  /** This rank's contiguous part [from, to) of the job's batch [index, end), and its share. */
+  private part(index: number, end: number): { from: number; to: number; weight: number } {
+    const { rank, worldSize } = this.shard;
+    const n = end - index;
+    if (worldSize === 1) return { from: index, to: end, weight: 1 };
+    const base = Math.floor(n / worldSize);
+    const extra = n % worldSize;
+    const from = index + rank * base + Math.min(rank, extra);
+    const len = base + (rank < extra ? 1 : 0);
+    // Fewer samples than ranks: a copy of the first keeps this rank in step, with no weight.
+    if (len === 0) return { from: index, to: index + 1, weight: 0 };
+    return { from, to: from + len, weight: len / n };
   }
 
   /** The next batch (crossing into the next epoch after the last batch of one). */
@@ -260,8 +293,13 @@ export class DataLoader {
       } else {
         this.consumed = { epoch: item.epoch, index: item.end, rngState: [...plan.state] as RngState };
       }
-      if (good.length === 0) continue; // every sample of this batch was skipped
-      return this.collate(item.epoch, item.index, good, samples.length - good.length, performance.now() - t0);
+      if (good.length === 0) {
+        // Every sample of this batch was skipped. Ranks of a job must take the same steps, so
+        // a sharded loader cannot skip a batch on its own.
+        if (this.shard.worldSize > 1) throw new MtpdError('ERR_MTPD_DATA', `loader: rank ${this.shard.rank}'s part of the batch at epoch ${item.epoch}, position ${item.index} is all bad data (${samples.length} sample(s) skipped); run \`mtpd data check\` and fix or drop those images`);
+        continue;
+      }
+      return { ...this.collate(item.epoch, item.index, good, samples.length - good.length, performance.now() - t0), shareWeight: item.weight };
     }
   }
 
@@ -271,7 +309,7 @@ export class DataLoader {
     while (this.consumed.epoch === e) yield await this.next();
   }
 
-  private collate(epoch: number, index: number, samples: PreparedSample[], skipped: number, waitMs: number): LoaderBatch {
+  private collate(epoch: number, index: number, samples: PreparedSample[], skipped: number, waitMs: number): Omit<LoaderBatch, 'shareWeight'> {
     const imgs = samples.map((s) => s.image);
     const batch = this.opts.output === 'uint8' ? batchImages(imgs as { data: Uint8Array; height: number; width: number; channels: number }[], this.opts.stride) : batchImages(imgs as { data: Float32Array; height: number; width: number; channels: number }[], this.opts.stride);
     return {

@@ -3,7 +3,8 @@
  *
  * Parity with torchvision 0.14's GeneralizedRCNNTransform (what RetinaNet uses):
  * - to_tensor: float32 x / 255; normalize: (x - mean) / std with ImageNet mean/std, in float32;
- * - resize: scale = min(min_size / min(h, w), max_size / max(h, w)) computed in float32; output size
+ * - resize: scale = min(min_size / min(h, w), max_size / max(h, w)) computed in float32 as torch
+ *   does (reciprocal(min(h, w)) * min_size, two float32 roundings); output size
  *   floor(h * scale), floor(w * scale) (F.interpolate with recompute_scale_factor=True); the image is
  *   resampled bilinearly on the normalized float tensor with align_corners=False and no antialias,
  *   using the recomputed ratio in/out per axis (src = (dst + 0.5) * in/out - 0.5, clamped at 0);
@@ -47,7 +48,8 @@ export interface ResizePlan {
 export function resizePlan(height: number, width: number, minSize: number, maxSize: number): ResizePlan {
   const lo = f(Math.min(height, width));
   const hi = f(Math.max(height, width));
-  const scale = Math.min(f(f(minSize) / lo), f(f(maxSize) / hi));
+  // torch evaluates `python_float / tensor` as tensor.reciprocal() * number, in float32
+  const scale = Math.min(f(f(1 / lo) * f(minSize)), f(f(1 / hi) * f(maxSize)));
   return { scale, height: Math.floor(height * scale), width: Math.floor(width * scale) };
 }
 

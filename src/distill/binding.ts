@@ -68,6 +68,7 @@ export interface NativeDistillStepHandle {
   loadOptimizerState(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
   /** Frees the step's optimizer and its holds on the models (idempotent). */
   dispose(): void;
+  setGradSync(sync: unknown): Promise<void>;
 }
 
 declare module '../native.js' {

@@ -14,6 +14,7 @@ import type { Detector, Target } from '../detector.js';
 import { disposedError } from '../dispose.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
+import type { NativeGradSyncHandle } from '../dist/group.js';
 import { nativeOptimizerOptions, type OptimizerOptions } from '../optim.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { FeatureMaps, NativeDistillStepHandle } from './binding.js';
@@ -222,6 +223,11 @@ export class DistillSession {
   /** Restores optimizerState() (a session over the same student and distillers). */
   async loadOptimizerState(state: StateDict): Promise<void> {
     await this.enqueue(() => this.handle.loadOptimizerState([...state.keys()], [...state.values()], true));
+  }
+
+  /** Data-parallel training: see Optimizer.setGradSync (the student's and the distillers' gradients). */
+  async setGradSync(sync: NativeGradSyncHandle | null): Promise<void> {
+    await this.enqueue(() => this.handle.setGradSync(sync));
   }
 
   /** Names of every parameter the optimizer updates ("student.*", "distill.<teacher>.*"). */

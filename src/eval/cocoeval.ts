@@ -55,6 +55,11 @@ export interface EvalResult {
   /** AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl */
   stats: number[];
   perCategory: Record<string, CategoryStats>;
+  /**
+   * Detections of categories the ground truth does not list, by category id: left out of the
+   * evaluation, as pycocotools does (set by CocoEvaluator, evaluate and evaluateFiles).
+   */
+  ignoredCategories?: Record<string, number>;
 }
 
 /** Sorts idx[0..n) by score descending, ties by index ascending (a total order, so stable). */

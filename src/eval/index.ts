@@ -35,6 +35,23 @@ export interface EvalOptions {
   iouType?: IouType;
   /** Evaluate only these images (pycocotools' params.imgIds); default all gt images. */
   imgIds?: readonly number[];
+  /**
+   * Detections of categories the ground truth does not list: 'ignore' (default, as pycocotools,
+   * counted in the result's ignoredCategories) or 'error' (refused, naming the record).
+   */
+  unknownCategories?: 'ignore' | 'error';
+}
+
+/**
+ * The warning for detections of categories the ground truth does not list (null when there are
+ * none): how many, and which categories with their counts.
+ */
+export function ignoredCategoriesWarning(ignored: Record<string, number> | undefined, source = 'detections'): string | null {
+  const rows = Object.entries(ignored ?? {}).sort((a, b) => Number(a[0]) - Number(b[0]));
+  if (rows.length === 0) return null;
+  const total = rows.reduce((n, [, c]) => n + c, 0);
+  const list = rows.map(([id, c]) => `${id} (${c})`).join(', ');
+  return `warning: ${source}: ${total} detection${total === 1 ? '' : 's'} of ${rows.length} categor${rows.length === 1 ? 'y' : 'ies'} the ground truth does not list were ignored, as pycocotools does: category_id ${list}`;
 }
 
 /** Largest file JSON.parse can take as one string (V8's string length limit). */
@@ -128,6 +145,7 @@ export class CocoEvaluator {
   readonly params: EvalParams;
   private dets: Detections;
   private readonly imgIds: readonly number[] | undefined;
+  private readonly unknownCategories: 'ignore' | 'error';
 
   constructor(gt: CocoDataset | GroundTruth | unknown, options: EvalOptions & { source?: string } = {}) {
     this.iouType = options.iouType ?? 'bbox';
@@ -135,7 +153,10 @@ export class CocoEvaluator {
     this.gt = gt instanceof GroundTruth ? gt : new GroundTruth(gt, this.iouType, options.source);
     if (this.gt.masks === null && this.iouType === 'segm') evalError('the GroundTruth was built for bbox; segm needs masks');
     this.params = defaultParams(this.iouType);
-    this.dets = new Detections(this.gt, this.iouType);
+    const unknown = options.unknownCategories ?? 'ignore';
+    if (unknown !== 'ignore' && unknown !== 'error') evalError(`unknownCategories must be "ignore" or "error", got ${JSON.stringify(unknown)}`);
+    this.unknownCategories = unknown;
+    this.dets = new Detections(this.gt, this.iouType, unknown);
     this.imgIds = options.imgIds;
   }
 
@@ -153,14 +174,19 @@ export class CocoEvaluator {
     this.dets.add(predictionsToResults(imageId, pred, options), `predictions of image ${imageId}`);
   }
 
+  /** Detections left out so far because the ground truth does not list their category, by category id. */
+  get ignoredCategories(): Record<string, number> {
+    return Object.fromEntries([...this.dets.ignored].sort((a, b) => a[0] - b[0]).map(([id, n]) => [String(id), n]));
+  }
+
   /** Drops all detections (e.g. before the next validation pass). */
   reset(): void {
-    this.dets = new Detections(this.gt, this.iouType);
+    this.dets = new Detections(this.gt, this.iouType, this.unknownCategories);
   }
 
   /** evaluate + accumulate: precision/recall arrays, the 12 stats and per-category stats. */
   evaluate(): EvalResult {
-    return runEval(this.gt, this.dets, this.params, this.imgIds);
+    return { ...runEval(this.gt, this.dets, this.params, this.imgIds), ignoredCategories: this.ignoredCategories };
   }
 
   summarize(): Summary {

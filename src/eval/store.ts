@@ -294,11 +294,21 @@ export class Detections {
   readonly masks: RlePool | null;
   /** loadRes' branch, fixed by the first detection: area from the bbox, or from the mask. */
   areaFrom: 'bbox' | 'mask' | null = null;
+  /**
+   * Detections whose category the ground truth does not list, by category id: pycocotools
+   * evaluates only the ground truth's categories (params.catIds), so they are counted, not kept.
+   */
+  readonly ignored = new Map<number, number>();
   private readonly scratch = new RlePool();
 
+  /**
+   * `unknownCategories`: 'ignore' (default, as pycocotools) counts detections of categories the
+   * ground truth does not list in `ignored`; 'error' refuses them, naming the record.
+   */
   constructor(
     readonly gt: GroundTruth,
     readonly iouType: IouType,
+    readonly unknownCategories: 'ignore' | 'error' = 'ignore',
   ) {
     this.masks = iouType === 'segm' ? new RlePool() : null;
   }
@@ -326,6 +336,7 @@ export class Detections {
     const base = this.n;
     const areaFrom0 = this.areaFrom;
     const m0 = this.masks ? [this.masks.n, this.masks.used] : [0, 0];
+    const ignored0 = new Map(this.ignored);
     try {
       this.addUnchecked(batch, where);
     } catch (e) {
@@ -333,6 +344,8 @@ export class Detections {
       this.n = base;
       this.areaFrom = areaFrom0;
       if (this.masks) [this.masks.n, this.masks.used] = m0 as [number, number];
+      this.ignored.clear();
+      for (const [k, v] of ignored0) this.ignored.set(k, v);
       throw e;
     }
   }
@@ -347,12 +360,20 @@ export class Detections {
       const ip = gt.imgPos.get(d.image_id as number);
       if (ip === undefined) evalError(`${at}.image_id ${JSON.stringify(d.image_id)} is not an image of the ground truth`);
       const cp = gt.catPos.get(d.category_id as number);
-      if (cp === undefined) evalError(`${at}.category_id ${JSON.stringify(d.category_id)} is not a category of the ground truth`);
+      if (cp === undefined && (this.unknownCategories === 'error' || !Number.isInteger(d.category_id))) {
+        evalError(`${at}.category_id ${JSON.stringify(d.category_id)} is not a category of the ground truth`);
+      }
       const score = finiteNumber(d.score, `${at}.score`);
       if (this.areaFrom === null) {
+        // loadRes picks its branch from the first result, whatever its category
         if (Array.isArray(d.bbox) && d.bbox.length > 0) this.areaFrom = 'bbox';
         else if (d.segmentation !== undefined) this.areaFrom = 'mask';
         else evalError(`${at} has neither a bbox nor a segmentation`);
+      }
+      if (cp === undefined) {
+        const id = d.category_id as number;
+        this.ignored.set(id, (this.ignored.get(id) ?? 0) + 1);
+        continue;
       }
       const k = this.n;
       const hasBox = d.bbox !== undefined;

@@ -91,7 +91,7 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   // Every model built here is freed when the costs are done (or fail).
   await using owned = new Disposer();
   const models: { cfg: ModelConfig; det: Detector }[] = [];
-  for (const m of all) models.push({ cfg: m, det: owned.add(await buildModel(m, config, splits.numClasses)) });
+  for (const m of all) models.push({ cfg: m, det: owned.add(await buildModel(m, config, splits)) });
   const aps = options.aps ?? (await modelAps(config, splits, models, log));
 
   const c = config.order.costs;

@@ -6,6 +6,7 @@ import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { writeFileAtomic } from '../weights/atomic.js';
+import type { LossPoint } from './losses.js';
 
 export type VegaLiteSpec = vl.TopLevelSpec;
 
@@ -84,4 +85,31 @@ export function lineSpec(points: { x: number; y: number; series: string }[], opt
       color: { field: 'series', type: 'nominal', title: null },
     },
   } as VegaLiteSpec;
+}
+
+/**
+ * The run's loss plot, one panel per kind of loss (splitLosses in losses.ts): the detection loss
+ * of every student on one axis (the teacher budget in steps), the distillation loss of the
+ * distilling students, and the total loss of the models trained from scratch.
+ */
+export function lossPanelsSpec(parts: { detection: LossPoint[]; distillation: LossPoint[]; scratch: LossPoint[]; window: number }): VegaLiteSpec {
+  const panel = (points: LossPoint[], title: string, x: string, y: string, logY: boolean) => ({
+    title,
+    width: 520,
+    height: 220,
+    data: { values: points },
+    mark: { type: 'line', strokeWidth: 1.5 },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: x },
+      y: { field: 'y', type: 'quantitative', title: y, scale: logY ? { type: 'log' } : { zero: false } },
+      color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 360 } },
+    },
+  });
+  const avg = parts.window > 1 ? ` (moving average over ${parts.window} steps)` : '';
+  const panels = [
+    ...(parts.detection.length ? [panel(parts.detection, `Detection loss (classification + box regression) of every student${avg}`, 'teacher budget (steps; progressive stages one after another)', 'detection loss', false)] : []),
+    ...(parts.distillation.length ? [panel(parts.distillation, `Distillation loss${avg}`, 'teacher budget (steps)', 'distillation loss', true)] : []),
+    ...(parts.scratch.length ? [panel(parts.scratch, `Training from scratch: total loss${avg}`, 'step', 'loss', true)] : []),
+  ];
+  return { $schema: 'https://vega.github.io/schema/vega-lite/v5.json', vconcat: panels } as VegaLiteSpec;
 }

@@ -4,7 +4,7 @@
  * carry the loader position so a resumed stage continues on the same batches.
  */
 import type { Config, Schedule } from '../config/schema.js';
-import { DataLoader, type LoaderPosition } from '../data/loader.js';
+import { DataLoader, type LoaderBatch, type LoaderPosition } from '../data/loader.js';
 import type { Detector, Target } from '../detector.js';
 import type { Tensor } from '../tensor.js';
 import type { StateDict } from '../weights/safetensors.js';
@@ -13,9 +13,12 @@ import type { CheckpointManager, LoadedCheckpoint } from './checkpoint.js';
 import { detectorInputs } from './inputs.js';
 import { runStage, type StageResult, type TrainEvent } from './loop.js';
 import type { MetricsLog } from './metrics.js';
-import type { Splits } from './models.js';
+import { targetLabelsOf, type Splits } from './models.js';
 import { lrAt, totalIterations } from './schedule.js';
 import { rngState, setRngState, setSeed } from '../runtime.js';
+import { isMainRank, onMainRank } from '../dist/context.js';
+import type { NativeGradSyncHandle } from '../dist/group.js';
+import { agreeToStop, attachGradSync, describeJob, explainStepFailure, jobBatch, loaderShard, lrScale } from '../dist/train.js';
 
 export interface StageState {
   stage: string;
@@ -61,10 +64,21 @@ export function checkpointName(stage: string, iter: number): string {
   return `${stage.replace(/[^A-Za-z0-9_.-]/g, '_')}_${String(iter).padStart(7, '0')}`;
 }
 
-/** The training loader of a stage: shuffled with the stage's own seed. */
+/** True when a model of the run has a mask head (its training needs instance masks in the targets). */
+export function runHasMasks(config: Config): boolean {
+  return [config.student, ...config.teachers].some((m) => /^(maskrcnn_.+_fpn|mask_rcnn)$/.test(m.arch));
+}
+
+/**
+ * The training loader of a stage: shuffled with the stage's own seed. In a data-parallel job it
+ * yields the job's batch (data.batchSize per process) and hands this rank its part.
+ */
 export function loaderFor(splits: Splits, config: Config, seed: number, position?: LoaderPosition): DataLoader {
+  const shard = loaderShard();
   return new DataLoader(splits.train, {
-    batchSize: config.data.batchSize,
+    masks: runHasMasks(config),
+    batchSize: jobBatch(config),
+    ...(shard ? { shard } : {}),
     shuffle: true,
     seed,
     train: true,
@@ -96,10 +110,16 @@ export interface LoaderStageSpec {
   resume?: LoadedCheckpoint | null | undefined;
   /** The stage's optimizer: its state goes into every checkpoint and comes back on resume. */
   optimizer: { stateDict(): Promise<StateDict>; loadStateDict(state: StateDict): Promise<void> };
-  /** One optimizer step on a batch at learning rate lr; returns the named losses. */
-  step(images: Tensor[], targets: Target[], lr: number): Promise<Record<string, number>>;
+  /** One optimizer step on a batch at learning rate lr (the loader batch: image ids, flips); returns the named losses. */
+  step(images: Tensor[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
+  /** Where the stage's notes go (the job's batch and learning rate). */
+  log?: ((line: string) => void) | undefined;
+  /** Data-parallel: the optimizer's gradient sync (its weight follows each batch's share). */
+  gradSync?: NativeGradSyncHandle | null;
+  /** Dataset label -> the trained model's label, when its classes are not the dataset's own (class-map.ts). */
+  targetLabels?: Int32Array | undefined;
 }
 
 /**
@@ -108,11 +128,18 @@ export interface LoaderStageSpec {
  * loader position with the stage's weights.
  */
 export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
-  const total = totalIterations(o.schedule, o.splits.train.length, o.config.data.batchSize);
+  const total = totalIterations(o.schedule, o.splits.train.length, jobBatch(o.config));
   const startIter = o.resumeState?.iter ?? 0;
+  // Data-parallel: rank 0 writes the metrics, progress and checkpoints; all ranks stop together.
+  const main = isMainRank();
+  const metrics = main ? o.metrics : undefined;
+  const job = describeJob(o.config, o.schedule.lr);
+  if (job && main && startIter < total) (o.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`${o.stage}: ${job}`);
+  const scale = lrScale(o.config);
+  const stop = new AbortController();
   // Steps of this stage logged past the point it continues from (a killed or stopped run) are
   // dropped, so metrics.jsonl has each step once.
-  o.metrics?.retain((r) => r.stage !== o.stage || typeof r.iter !== 'number' || r.iter <= startIter);
+  metrics?.retain((r) => r.stage !== o.stage || typeof r.iter !== 'number' || r.iter <= startIter);
   if (o.resumeState && o.resume) {
     // Optimizer state (momentum, moments) and the default generators (stochastic depth,
     // dropout) come back too, so a resumed run takes the same steps as an uninterrupted one.
@@ -126,23 +153,31 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       stage: o.stage,
       total,
       startIter,
-      lr: (i) => lrAt(o.schedule, i, total),
-      step: async (_i, lr) => {
+      lr: (i) => scale * lrAt(o.schedule, i, total),
+      step: async (i, lr) => {
         const batch = await loader.next();
         position = batch.next;
-        const { images, targets } = detectorInputs(batch);
-        return o.step(images, targets, lr);
+        o.gradSync?.setWeight(batch.shareWeight);
+        const { images, targets } = detectorInputs(batch, o.targetLabels);
+        try {
+          return await o.step(images, targets, lr, batch);
+        } catch (err) {
+          throw o.gradSync ? await explainStepFailure(err, o.stage, i) : err;
+        }
       },
       checkpoint: async (iter, final) => {
-        const state: StageState = { stage: o.stage, iter, total, loader: position };
-        const weights = { ...(await o.weights()), optimizer: await o.optimizer.stateDict(), rng: rngState() };
-        await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state, permanent: final });
+        await onMainRank(`${o.stage}: checkpoint`, async () => {
+          const state: StageState = { stage: o.stage, iter, total, loader: position };
+          const weights = { ...(await o.weights()), optimizer: await o.optimizer.stateDict(), rng: rngState() };
+          await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state, permanent: final });
+        });
       },
       checkpointEvery: o.config.checkpoint.every,
-      signal: o.signal,
-      metrics: o.metrics,
+      signal: o.gradSync ? stop.signal : o.signal,
+      ...(o.gradSync ? { hooks: { beforeStep: async () => { if (await agreeToStop(o.signal?.aborted ?? false)) stop.abort(); } } } : {}),
+      metrics,
       onEvent: o.onEvent,
-      progress: { quiet: o.quiet ?? false },
+      progress: { quiet: (o.quiet ?? false) || !main },
       ...(o.tags ? { tags: o.tags } : {}),
       ...(o.progressNote ? { progressNote: o.progressNote } : {}),
     });
@@ -160,10 +195,13 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
   // The stage's optimizer state is freed when the stage ends (the detector belongs to the caller).
   await using optimizer = await det.createOptimizer(optimizerFor(o.schedule));
+  const gradSync = await attachGradSync(optimizer, o.config);
   return await runLoaderStage({
     ...o,
     resumeState,
     optimizer,
+    gradSync,
+    targetLabels: targetLabelsOf(det),
     step: async (images, targets, lr) => {
       optimizer.setLr(lr);
       return (await det.trainStep(optimizer, images, targets)).losses;

@@ -9,6 +9,7 @@
 import type { Config } from '../config/schema.js';
 import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
+import type { FeatureMaps } from '../distill/binding.js';
 import { DistillSession } from '../distill/step.js';
 import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
@@ -16,14 +17,19 @@ import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { targetLabelsOf } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
+import { attachGradSync, jobBatch } from '../dist/train.js';
+import type { TeacherCache } from './teacher-cache.js';
 
 export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> {
   student: Detector;
   teachers: { name: string; det: Detector }[];
   /** Several teachers: 'maps' (the student matches the mean of the aligned teachers' maps, one distiller), 'sum' or 'mean' of per-teacher losses. */
   ensemble?: 'sum' | 'mean' | 'maps';
+  /** The run's teacher maps (computed once per image, flip and teacher); none: teachers run on every step. */
+  teacherCache?: TeacherCache | null;
 }
 
 /** Above this distillation/detection loss ratio a stage warns that distillation swamps detection. */
@@ -110,11 +116,12 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   ));
+  const gradSync = await attachGradSync(session, config);
   // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
   // (over those steps, and at its first step, where a new adapter is still random), smoothed in
   // every progress line, and a warning (once per stage) when distillation swamps detection.
   const log = o.log ?? (() => undefined);
-  const total = totalIterations(schedule, o.splits.train.length, config.data.batchSize);
+  const total = totalIterations(schedule, o.splits.train.length, jobBatch(config));
   const left = total - (resuming && state ? state.iter : 0);
   const window = { size: Math.max(1, Math.min(RATIO_WINDOW, left)), steps: 0, distill: 0, det: 0, first: NaN, done: false };
   let warned = false;
@@ -151,15 +158,27 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       warnIf(ratio);
     }
   };
-  return await runLoaderStage({
+  const cache = o.teacherCache;
+  const before = cache ? { hits: cache.hits, misses: cache.misses, unwritten: cache.unwritten } : null;
+  const result = await runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
+    gradSync,
     optimizer: { stateDict: () => session.optimizerState(), loadStateDict: (sd) => session.loadOptimizerState(sd) },
     tags: { teachers: o.teachers.map((t) => t.name).join('+') },
+    targetLabels: targetLabelsOf(student),
     progressNote: () => `distill/det ${fmtRatio(ratioOf(emaDistill ?? 0, emaDet ?? 0))}`,
-    step: async (images, targets, lr) => {
+    step: async (images, targets, lr, batch) => {
       session.setLr(lr);
-      const losses = (await session.step({ images, targets })).losses;
+      let teacherFeatures: FeatureMaps[] | undefined;
+      if (cache) {
+        const meta = batch.imageIds.map((id, i) => ({ id, flipped: batch.flipped[i] ?? false }));
+        teacherFeatures = [];
+        for (const [i, t] of o.teachers.entries()) {
+          teacherFeatures.push(await cache.batch(t.name, t.det, meta, images, (x) => session.teacherFeatures(i, x)));
+        }
+      }
+      const losses = (await session.step({ images, targets, ...(teacherFeatures ? { teacherFeatures } : {}) })).losses;
       onLosses(losses);
       return losses;
     },
@@ -171,4 +190,9 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       return weights;
     },
   });
+  if (cache && before) {
+    const full = cache.unwritten > before.unwritten ? `; ${cache.unwritten - before.unwritten} not kept (distill.cacheGiB is full)` : '';
+    log(`${o.stage}: teacher maps: ${cache.hits - before.hits} read from the run's cache, ${cache.misses - before.misses} computed${full}`);
+  }
+  return result;
 }

@@ -9,7 +9,11 @@ import type { LoaderBatch } from '../data/loader.js';
 import type { Target } from '../detector.js';
 import type { Tensor } from '../tensor.js';
 
-export function detectorInputs(batch: LoaderBatch): { images: Tensor<'float32' | 'uint8'>[]; targets: Target[] } {
+/**
+ * `modelLabels` (dataset label -> model label, for a model whose classes are not the dataset's
+ * own, see class-map.ts) renumbers the targets' labels.
+ */
+export function detectorInputs(batch: LoaderBatch, modelLabels?: Int32Array): { images: Tensor<'float32' | 'uint8'>[]; targets: Target[] } {
   const [n, c, hp, wp] = batch.images.shape as [number, number, number, number];
   const src = batch.images.data as Uint8Array | Float32Array;
   const images: Tensor<'float32' | 'uint8'>[] = [];
@@ -28,6 +32,22 @@ export function detectorInputs(batch: LoaderBatch): { images: Tensor<'float32' |
     }
     images.push(out instanceof Uint8Array ? { dtype: 'uint8', shape: [c, h, w], data: out } : { dtype: 'float32', shape: [c, h, w], data: out });
   }
-  const targets = batch.targets.map((t) => ({ boxes: t.boxes, labels: t.labels }));
+  // masks travel only when the loader made them (runs with a Mask R-CNN)
+  const targets = batch.targets.map((t) => {
+    const labels = modelLabels ? relabel(t.labels, modelLabels) : t.labels;
+    return t.masks ? { boxes: t.boxes, labels, masks: t.masks } : { boxes: t.boxes, labels };
+  });
   return { images, targets };
+}
+
+/** (K) int64 dataset labels -> (K) int64 model labels; a label without a model class is an error. */
+function relabel(labels: Tensor<'int64'>, modelLabels: Int32Array): Tensor<'int64'> {
+  const src = labels.data as BigInt64Array;
+  const out = new BigInt64Array(src.length);
+  for (let k = 0; k < src.length; k++) {
+    const l = modelLabels[Number(src[k])];
+    if (l === undefined || l < 0) throw new RangeError(`target label ${src[k]} has no class in the model (see the model's classes)`);
+    out[k] = BigInt(l);
+  }
+  return { dtype: 'int64', shape: [src.length], data: out };
 }

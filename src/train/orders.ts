@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../weights/atomic.js';
 import type { StagePlan } from './curriculum.js';
 import { formatResults, type ModelResult, prepareRun, STATS_HEAD, type TrainOptions } from './pipeline.js';
 import { totalIterations } from './schedule.js';
+import { jobBatch } from '../dist/train.js';
 import { formatStudentSetup, type StudentSetup } from './student-setup.js';
 
 export interface OrdersOptions extends TrainOptions {
@@ -126,7 +127,7 @@ export async function runOrders(config: Config, options: OrdersOptions = {}): Pr
   // The order BGS picks for this k is the one to mark.
   const withBgs: Config = { ...config, order: { ...config.order, method: 'bgs', k } };
   const { run, splits, resolved, results, order: bgs, setup } = await prepareRun(withBgs, options);
-  const stageIterations = totalIterations(resolved.schedule, splits.train.length, resolved.data.batchSize);
+  const stageIterations = totalIterations(resolved.schedule, splits.train.length, jobBatch(resolved));
   const iterations = options.iterations ?? Math.max(1, Math.round(stageIterations / 4));
   const nodes = orderStages(resolved.teachers.map((t) => t.name), k, resolved.schedule, iterations);
   const max = options.maxStages ?? 64;

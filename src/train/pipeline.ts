@@ -37,8 +37,11 @@ import type { TrainEvent } from './loop.js';
 import { MetricsLog } from './metrics.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from './models.js';
 import { totalIterations } from './schedule.js';
+import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
+import { TeacherCache } from './teacher-cache.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
+import { isMainRank, onMainRank } from '../dist/context.js';
 
 export type { Baseline } from './baselines.js';
 
@@ -206,7 +209,8 @@ export class Run {
   ) {
     this.checkpoints = new CheckpointManager(config.output, config.checkpoint.keep);
     this.metrics = new MetricsLog(join(config.output, 'metrics.jsonl'));
-    this.log = options.log ?? ((s) => process.stderr.write(`${s}\n`));
+    // Data-parallel: rank 0 speaks for the job (the others fail loudly through their errors).
+    this.log = isMainRank() ? (options.log ?? ((s) => process.stderr.write(`${s}\n`))) : () => undefined;
   }
 
   path(...p: string[]): string {
@@ -238,7 +242,7 @@ export class Run {
     const stage = `train:${m.name}`;
     this.event({ type: 'phase', phase: stage });
     const seed = stageSeed(this.config.seed, stage);
-    await using det = await buildModel(m, this.config, splits.numClasses, { loadWeights: false, seed });
+    await using det = await buildModel(m, this.config, splits, { loadWeights: false, seed });
     const r = await trainDetectionStage({
       stage,
       det,
@@ -255,9 +259,22 @@ export class Run {
       log: this.log,
     });
     if (!r.completed) throw new MtpdError('ERR_MTPD_ABORTED', `${stage}: stopped at step ${r.iter}; a checkpoint was saved (resume with --resume)`);
-    await mkdir(this.path('models'), { recursive: true });
-    await det.saveWeights(out, { 'mtpd.arch': m.arch, 'mtpd.stage': stage });
+    await onMainRank(`${stage}: saving ${out}`, async () => {
+      await mkdir(this.path('models'), { recursive: true });
+      await det.saveWeights(out, { 'mtpd.arch': m.arch, 'mtpd.stage': stage });
+    });
     return out;
+  }
+
+  private teacherMaps: TeacherCache | null | undefined;
+
+  /** The run's teacher maps in <output>/features, shared by every stage (null: distill.cacheGiB 0). */
+  teacherCache(splits: Splits): TeacherCache | null {
+    if (this.teacherMaps === undefined) {
+      const gib = this.config.distill.cacheGiB;
+      this.teacherMaps = gib > 0 ? new TeacherCache(this.path('features'), gib * 2 ** 30, splits.train.annotationFile) : null;
+    }
+    return this.teacherMaps;
   }
 
   /** The cached evaluation of `name` when it was made from these very weights (stats and detections, eval-cache.ts). */
@@ -272,11 +289,13 @@ export class Run {
     const cached = this.cachedResult(name, weights);
     if (cached) return { ...cached, role, ...extra };
     const cache = evalPaths(this.config.output, name);
-    const s = await evaluateModel(det, splits, this.config);
+    const s = await evaluateModel(det, splits, this.config, undefined, { distributed: true });
     const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights, ...extra };
-    await mkdir(this.path('eval'), { recursive: true });
-    await writeDetections(cache.detections, s.detections);
-    await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
+    await onMainRank(`${name}: saving its evaluation`, async () => {
+      await mkdir(this.path('eval'), { recursive: true });
+      await writeDetections(cache.detections, s.detections);
+      await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
+    });
     this.event({ type: 'evaluated', model: name, stats: s.stats });
     this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}`);
     return r;
@@ -295,7 +314,7 @@ export class Run {
     if (existsSync(out)) {
       const cached = this.cachedResult(plan.name, out);
       if (cached) return { ...cached, role: plan.role, ...extra };
-      await using det = await buildModel({ ...resolved.student, weights: out }, resolved, splits.numClasses);
+      await using det = await buildModel({ ...resolved.student, weights: out }, resolved, splits);
       return await this.evaluate(plan.name, det, splits, plan.role, out, extra);
     }
     this.event({ type: 'phase', phase: plan.name });
@@ -303,7 +322,7 @@ export class Run {
     // Everything the stage builds (the student, its teachers) is freed when it ends, however it
     // ends: native memory stays flat from stage to stage instead of waiting for V8's collector.
     await using models = new Disposer();
-    const student = models.add(await buildModel({ ...resolved.student, weights: from }, resolved, splits.numClasses, { seed }));
+    const student = models.add(await buildModel({ ...resolved.student, weights: from }, resolved, splits, { seed }));
     const common = {
       stage: plan.name,
       splits,
@@ -326,13 +345,15 @@ export class Run {
       for (const t of plan.teachers) {
         const tc = resolved.teachers.find((x) => x.name === t);
         if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
-        teachers.push({ name: t, det: models.add(await buildModel(tc, resolved, splits.numClasses)) });
+        teachers.push({ name: t, det: models.add(await buildModel(tc, resolved, splits)) });
       }
-      r = await trainDistillStage({ ...common, student, teachers, ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
+      r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
     }
     if (!r.completed) return null;
-    await mkdir(this.path('models'), { recursive: true });
-    await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
+    await onMainRank(`${plan.name}: saving ${out}`, async () => {
+      await mkdir(this.path('models'), { recursive: true });
+      await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
+    });
     return await this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }
@@ -343,7 +364,7 @@ export async function ensureDataset(config: Config, run: Pick<Run, 'event' | 'lo
   if (!synth || existsSync(join(config.data.root, config.data.train.annotations))) return;
   run.event({ type: 'phase', phase: 'data', detail: `writing the demo dataset to ${config.data.root}` });
   run.log(`making the demo dataset in ${config.data.root}`);
-  await writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty });
+  await onMainRank('making the demo dataset', () => writeSynthDataset({ out: config.data.root, images: synth.images, valImages: synth.valImages, size: synth.size, seed: synth.seed, difficulty: synth.difficulty }));
 }
 
 /**
@@ -361,15 +382,17 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   const setup = resolveStudentSetup(config.student);
   const resolved: Config = structuredClone(config);
   Object.assign(resolved.student, setup);
-  await mkdir(config.output, { recursive: true });
-  await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
+  await onMainRank('writing config.yaml', async () => {
+    await mkdir(config.output, { recursive: true });
+    await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
+  });
   const run = new Run(resolved, options);
   const slow = blasWarning();
   if (slow) run.log(`warning: ${slow}`);
   run.log(`student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage${config.student.norm === 'auto' || config.student.trainableLayers === 'auto' ? ` (auto: ${config.student.weights === null ? 'trained from scratch here' : 'starts from given weights'})` : ''}`);
   await ensureDataset(config, run);
   const splits = await openSplits(config);
-  await checkPairs(resolved, splits.numClasses);
+  await checkPairs(resolved, splits);
 
   // Teachers and the off-the-shelf student.
   const all = [resolved.student, ...resolved.teachers];
@@ -386,7 +409,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
       results.push(cached);
       continue;
     }
-    await using det = await buildModel(m, resolved, splits.numClasses);
+    await using det = await buildModel(m, resolved, splits);
     results.push(await run.evaluate(m.name, det, splits, role, weights));
   }
 
@@ -400,24 +423,25 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     const costsFile = run.path('costs.json');
     if (!existsSync(costsFile)) {
       run.event({ type: 'phase', phase: 'costs' });
-      await runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) });
+      // (the cost matrix runs on rank 0; the other ranks wait for costs.json)
+      await onMainRank('cost matrix', () => runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) }));
     }
     const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
     order = backwardGreedySelection(table, resolved.student.name, resolved.order.k).order;
   }
   if (order.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', 'order: the teacher order is empty (order.given needs at least one teacher)');
-  await writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]);
+  await onMainRank('writing order.json', () => writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]));
   run.log(`teacher order: ${order.join(' -> ')}`);
-  const stageIterations = totalIterations(resolved.schedule, splits.train.length, resolved.data.batchSize);
+  const stageIterations = totalIterations(resolved.schedule, splits.train.length, jobBatch(resolved));
   return { run, splits, resolved, results, order, setup, stageIterations };
 }
 
 /** Every teacher shares FPN levels (and config.distill.levels) with the student; errors name the teacher. */
-async function checkPairs(config: Config, numClasses: number): Promise<void> {
+async function checkPairs(config: Config, data: Splits): Promise<void> {
   const { sharedLevels } = await import('./distill-stage.js');
-  await using student = await buildModel(config.student, config, numClasses, { loadWeights: false });
+  await using student = await buildModel(config.student, config, data, { loadWeights: false });
   for (const t of config.teachers) {
-    await using det = await buildModel(t, config, numClasses, { loadWeights: false });
+    await using det = await buildModel(t, config, data, { loadWeights: false });
     try {
       sharedLevels(student, det, config);
     } catch (err) {
@@ -460,6 +484,8 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     student: { name: resolved.student.name, ...setup },
     budget: { stages: order.length, stageIterations },
   };
+  // The report is rank 0's (the other ranks return the same results without spreads).
+  if (!isMainRank()) return report;
   report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
@@ -496,10 +522,11 @@ function runSpreads(report: TrainReport, valAnnotations: string, log: (s: string
 }
 
 async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void> {
-  const { lineSpec, writePlot } = await import('../report/plot.js');
-  const recs = run.metrics.read().filter((r) => typeof r.iter === 'number' && typeof r.loss === 'number');
-  const points = recs.map((r) => ({ x: r.iter as number, y: r.loss as number, series: String(r.stage) }));
-  if (points.length) await writePlot(run.path('loss'), lineSpec(points, { title: 'Training loss per stage', x: 'step', y: 'loss', logY: true }));
+  const { lineSpec, lossPanelsSpec, writePlot } = await import('../report/plot.js');
+  const { splitLosses } = await import('../report/losses.js');
+  // Detection and distillation losses apart: the total is dominated by distillation.
+  const parts = splitLosses(run.metrics.read());
+  if (parts.detection.length || parts.scratch.length) await writePlot(run.path('loss'), lossPanelsSpec(parts));
   // AP against the teacher budget spent: the curriculum stage by stage, each baseline at its
   // whole budget, every series starting at the off-the-shelf student.
   const ots = results.find((r) => r.role === 'student');

@@ -8,7 +8,8 @@ export interface ProgressUpdate {
   iter: number;
   total: number;
   loss: number;
-  lr: number;
+  /** Omitted from the line when absent (work that is not training). */
+  lr?: number;
   itPerSec: number;
   /** Appended to the line (e.g. "distill/det 1.2"). */
   note?: string;
@@ -32,19 +33,19 @@ export function createProgress(stage: string, total: number, options: { stream?:
     const bar = new cliProgress.SingleBar(
       {
         stream,
-        format: `${stage} |{bar}| {value}/{total} loss {loss} lr {lr} {rate} it/s ETA {eta_h}{note}`,
+        format: `${stage} |{bar}| {value}/{total} loss {loss}{lr} {rate} it/s ETA {eta_h}{note}`,
         barsize: 24,
         hideCursor: true,
         clearOnComplete: false,
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(total, 0, { loss: '-', lr: '-', rate: '-', eta_h: '?', note: '' });
+    bar.start(total, 0, { loss: '-', lr: '', rate: '-', eta_h: '?', note: '' });
     return {
       update: (u) =>
         bar.update(u.iter, {
           loss: u.loss.toFixed(4),
-          lr: u.lr.toExponential(2),
+          lr: u.lr === undefined ? '' : ` lr ${u.lr.toExponential(2)}`,
           rate: u.itPerSec.toFixed(2),
           eta_h: fmtEta((u.total - u.iter) / Math.max(u.itPerSec, 1e-9)),
           note: u.note ? ` ${u.note}` : '',
@@ -57,7 +58,7 @@ export function createProgress(stage: string, total: number, options: { stream?:
     update: (u) => {
       if (u.iter % every === 0 || u.iter === u.total) {
         stream.write(
-          `${stage} ${u.iter}/${u.total} loss ${u.loss.toFixed(4)} lr ${u.lr.toExponential(2)} ${u.itPerSec.toFixed(2)} it/s ETA ${fmtEta((u.total - u.iter) / Math.max(u.itPerSec, 1e-9))}${u.note ? ` ${u.note}` : ''}\n`,
+          `${stage} ${u.iter}/${u.total} loss ${u.loss.toFixed(4)}${u.lr === undefined ? '' : ` lr ${u.lr.toExponential(2)}`} ${u.itPerSec.toFixed(2)} it/s ETA ${fmtEta((u.total - u.iter) / Math.max(u.itPerSec, 1e-9))}${u.note ? ` ${u.note}` : ''}\n`,
         );
       }
     },

@@ -18,8 +18,9 @@ export interface StudentSetup {
 }
 
 /** The concrete setup of a student config: 'auto' decided by whether it starts from given weights. */
-export function resolveStudentSetup(student: Pick<StudentConfig, 'weights' | 'norm' | 'trainableLayers'>): StudentSetup {
-  const scratch = student.weights === null;
+export function resolveStudentSetup(student: Pick<StudentConfig, 'weights' | 'norm' | 'trainableLayers'> & { backbone?: string | null }): StudentSetup {
+  // a pretrained backbone (student.backbone) starts from given weights too, as torchvision's weights_backbone
+  const scratch = student.weights === null && !student.backbone;
   return {
     norm: student.norm === 'auto' ? (scratch ? 'bn' : 'frozen_bn') : student.norm,
     trainableLayers: student.trainableLayers === 'auto' ? (scratch ? 5 : 3) : student.trainableLayers,

@@ -242,6 +242,8 @@ export interface PthFile {
   key: string | null;
   /** Entries of the state dict that are not tensors (skipped). */
   skipped: string[];
+  /** The top-level dict when the state dict is nested in one (e.g. mmdetection's {meta, state_dict}), else null. */
+  top: Map<unknown, unknown> | null;
 }
 
 const NESTED_KEYS = ['state_dict', 'model', 'model_state_dict', 'module', 'net', 'network', 'weights', 'params', 'student'];
@@ -356,7 +358,7 @@ export async function loadPth(path: string, options: { key?: string } = {}): Pro
       }
       tensors.set(name, materialize(v, bytes, path, name));
     }
-    return { tensors, key, skipped };
+    return { tensors, key, skipped, top: key !== null && top instanceof Map ? top : null };
   } finally {
     zip.close();
   }

@@ -37,7 +37,7 @@ t.test('a minimal YAML config gets every default, with paths resolved against th
   t.same(config.baselines, ['longer', 'direct', 'ensemble']);
   t.equal(config.student.norm, 'auto', "the student's setup is decided by whether it has weights");
   t.equal(config.student.trainableLayers, 'auto');
-  t.same(config.distill, { loss: 'pkd', weight: 1, options: {} }, 'a scale-free default distillation loss');
+  t.same(config.distill, { loss: 'pkd', weight: 1, options: {}, cacheGiB: 1 }, 'a scale-free default distillation loss, teacher maps cached (1 GiB)');
 });
 
 t.test('an unknown or misspelled key is an error naming it with file:line', async (t) => {

@@ -24,7 +24,7 @@ t.test('--json prints exactly one JSON object with the golden stats', async (t) 
   const r = run('--gt', gtPath, '--dets', detsPath, '--iou-type', 'segm', '--json');
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { stats: number[]; perCategory: Record<string, { name: string; AP: number }> };
-  t.same(Object.keys(out), ['stats', 'perCategory']);
+  t.same(Object.keys(out), ['stats', 'perCategory', 'ignoredCategories']);
   t.equal(out.stats.length, 12);
   out.stats.forEach((v, i) => t.ok(Math.abs(v - c.expected.stats[i]!) <= 1e-12, `stat ${i}`));
   for (const [id, s] of Object.entries(c.expected.perCategory)) t.ok(Math.abs(out.perCategory[id]!.AP - s[0]!) <= 1e-12, `AP of ${id}`);
@@ -38,6 +38,18 @@ t.test('the table is pycocotools summarize() text', async (t) => {
   t.equal(lines[11], ` Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ] = ${c.expected.stats[11]!.toFixed(3)}`);
 });
 
+t.test('detections of categories the ground truth does not list: ignored with a warning naming them and their counts', async (t) => {
+  const extra = [...c.dets.slice(0, 3).map((d) => ({ ...d, category_id: 999 })), { ...c.dets[0], category_id: 1234 }];
+  const p = join(dir, 'extra.json');
+  writeFileSync(p, JSON.stringify([...c.dets, ...extra]));
+  const r = run('--gt', gtPath, '--dets', p, '--iou-type', 'segm', '--json');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /warning: .*extra\.json: 4 detections of 2 categories the ground truth does not list were ignored, as pycocotools does: category_id 999 \(3\), 1234 \(1\) \(--strict refuses them\)/);
+  const out = JSON.parse(r.stdout) as { stats: number[]; ignoredCategories: Record<string, number> };
+  t.same(out.ignoredCategories, { 999: 3, 1234: 1 });
+  for (let i = 0; i < 12; i++) t.ok(Math.abs(out.stats[i]! - c.expected.stats[i]!) <= 1e-12, `stat ${i} as without them`);
+});
+
 t.test('bad files: clear error, exit code 1', async (t) => {
   const bad = (name: string, text: string) => {
     const p = join(dir, name);
@@ -48,7 +60,6 @@ t.test('bad files: clear error, exit code 1', async (t) => {
     [bad('notjson.json', '[{"image_id": 1'), /notjson\.json is not valid JSON/],
     [bad('obj.json', '{"a": 1}'), /obj\.json: a results file must be a JSON array/],
     [bad('img.json', JSON.stringify([{ ...c.dets[0], image_id: 123456789 }])), /img\.json\[0\]\.image_id 123456789 is not an image/],
-    [bad('cat.json', JSON.stringify([{ ...c.dets[0], category_id: 999 }])), /cat\.json\[0\]\.category_id 999 is not a category/],
     [bad('box.json', JSON.stringify([{ ...c.dets[0], bbox: [1, 2, 'x', 4] }])), /box\.json\[0\]\.bbox must be 4 finite numbers/],
     [bad('mask.json', JSON.stringify([{ ...c.dets[0], segmentation: { size: [3, 3], counts: [1, 2] } }])), /mask\.json\[0\]\.segmentation: RLE counts sum to 3, expected h\*w = 9/],
     [join(dir, 'missing.json'), /cannot read .*missing\.json: ENOENT/],
@@ -59,6 +70,9 @@ t.test('bad files: clear error, exit code 1', async (t) => {
     t.match(r.stderr, re);
     t.equal(r.stdout, '');
   }
+  const strict = run('--gt', gtPath, '--dets', bad('cat.json', JSON.stringify([c.dets[0], { ...c.dets[0], category_id: 999 }])), '--iou-type', 'segm', '--strict');
+  t.equal(strict.status, 1, '--strict refuses a category the ground truth does not list');
+  t.match(strict.stderr, /cat\.json\[1\]\.category_id 999 is not a category/);
   const r = run('--gt', detsPath, '--dets', detsPath);
   t.equal(r.status, 1);
   t.match(r.stderr, /results\.json: expected a COCO object/);

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { CocoEvaluator, evaluate, defaultParams, type CocoDataset, type CocoDetection } from '../../src/eval/index.js';
+import { CocoEvaluator, evaluate, defaultParams, ignoredCategoriesWarning, type CocoDataset, type CocoDetection } from '../../src/eval/index.js';
 
 interface GoldenCase {
   name: string;
@@ -114,12 +114,34 @@ t.test('bad detections get errors naming the record and field; a failed batch ad
   const ok = { image_id: 7, category_id: 1, score: 0.5, bbox: [0, 0, 1, 1] };
   t.throws(() => ev.addDetections([ok, { ...ok, image_id: 999 }]), /detections\[1\]\.image_id 999 is not an image/);
   t.equal(ev.numDetections, 0);
-  t.throws(() => ev.addDetections([{ ...ok, category_id: 4 }]), /category_id 4 is not a category/);
+  t.throws(() => new CocoEvaluator(gt, { unknownCategories: 'error' }).addDetections([ok, { ...ok, category_id: 4 }]), /detections\[1\]\.category_id 4 is not a category/);
+  t.throws(() => ev.addDetections([{ ...ok, category_id: 'x' }]), /category_id "x" is not a category/);
   t.throws(() => ev.addDetections([{ ...ok, score: 'x' }]), /score must be a finite number/);
   t.throws(() => ev.addDetections([{ ...ok, bbox: [0, 0, 1] }]), /bbox must be \[x, y, width, height\]/);
   t.throws(() => ev.addDetections([{ ...ok, bbox: [0, 0, -1, 1] }]), /negative width/);
   t.throws(() => ev.addDetections({}), /must be an array/);
   t.throws(() => new CocoEvaluator(gt, { iouType: 'segm' }), /annotations\[0\]\.segmentation is missing/, 'gt without segmentation rejected for segm');
+});
+
+t.test('detections of categories the ground truth does not list are ignored and counted, as pycocotools does', async (t) => {
+  const c = golden.cases[0]!;
+  const gt = golden.gts[c.gt]!;
+  const known = new Set((gt as { categories: { id: number }[] }).categories.map((x) => x.id));
+  const extra = c.dets.slice(0, 7).map((d, i) => ({ ...d, category_id: i < 5 ? 1000 : 1001, score: 0.99 }));
+  t.ok(!known.has(1000) && !known.has(1001));
+  const ev = new CocoEvaluator(gt);
+  ev.addDetections([...extra.slice(0, 3), ...c.dets, ...extra.slice(3)]);
+  const r = ev.evaluate();
+  t.same(r.ignoredCategories, { 1000: 5, 1001: 2 });
+  t.same(r.stats, evaluate(gt, c.dets).stats, 'the stats of the listed categories alone');
+  t.same(evaluate(gt, c.dets).ignoredCategories, {});
+  t.equal(ev.numDetections, c.dets.length);
+  t.match(ignoredCategoriesWarning(r.ignoredCategories, 'r.json')!, /r\.json: 7 detections of 2 categories the ground truth does not list were ignored, as pycocotools does: category_id 1000 \(5\), 1001 \(2\)/);
+  t.equal(ignoredCategoriesWarning({}), null);
+  // a failed batch takes back its counts too
+  t.throws(() => ev.addDetections([extra[0], { ...extra[0], score: 'x' }]), /score must be a finite number/);
+  t.same(ev.ignoredCategories, { 1000: 5, 1001: 2 });
+  t.throws(() => new CocoEvaluator(gt, { unknownCategories: 'warn' as 'error' }), /unknownCategories must be "ignore" or "error"/);
 });
 
 t.test('bad ground truth gets errors naming the field', async (t) => {

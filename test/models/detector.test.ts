@@ -34,7 +34,7 @@ t.test('builder names map onto the retinanet options', async (t) => {
   });
   t.equal(resolveDetectorConfig({ arch: 'retinanet_swin_t_fpn' }).options.backbone, 'swin_t');
   t.equal(resolveDetectorConfig({ arch: 'retinanet_resnext101_64x4d_fpn', minSize: 600 }).options.min_size, 600);
-  t.throws(() => resolveDetectorConfig({ arch: 'fasterrcnn_resnet50_fpn' }), /unknown detector arch "fasterrcnn_resnet50_fpn"/);
+  t.throws(() => resolveDetectorConfig({ arch: 'fcos_resnet50_fpn' }), /unknown detector arch "fcos_resnet50_fpn"/);
   t.throws(() => resolveDetectorConfig({ arch: 'retinanet_resnet18_fpn', backbone: 'resnet50' }), /disagree/);
 });
 

@@ -1,8 +1,10 @@
 /**
  * Numerical parity with torchvision 0.14 on the committed golden fixtures (reduced-width
  * RetinaNet R18 / R50 / ResNeXt-50 / R18 with BatchNorm / Swin-T, made by
- * scripts/golden/torchvision_retinanet.py): the torchvision state dict loads strictly by name, and
- * FPN features, losses on the same targets and final detections agree to 1e-4 relative.
+ * scripts/golden/torchvision_retinanet.py; Mask R-CNN R18 / R50, made by
+ * scripts/golden/torchvision_maskrcnn.py): the torchvision state dict loads strictly by name, and
+ * FPN features, losses on the same targets (Mask R-CNN: with the samplers' draws from the same
+ * seed) and final detections (with their pasted masks) agree to 1e-4 relative.
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +16,8 @@ const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'mod
 
 if (haveAddon(t)) {
   const names = goldenNames(dir);
-  t.ok(names.length >= 5, 'golden fixtures present');
+  t.ok(names.length >= 7, 'golden fixtures present');
+  t.ok(names.filter((n) => n.startsWith('maskrcnn_')).length >= 2, 'Mask R-CNN fixtures present');
   for (const name of names) {
     t.test(name, async (t) => {
       const r = await checkParity(dir, name, 1e-4);

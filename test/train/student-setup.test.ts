@@ -15,6 +15,7 @@ t.test("auto: trainable BatchNorm and every stage for a student trained here, to
   t.equal(scratch.student.trainableLayers, 'auto');
   t.same(resolveStudentSetup(scratch.student), { norm: 'bn', trainableLayers: 5 });
   t.same(resolveStudentSetup(cfg({ weights: 'ots.safetensors' }).student), { norm: 'frozen_bn', trainableLayers: 3 });
+  t.same(resolveStudentSetup(cfg({ backbone: 'resnet50-0676ba61.pth' }).student), { norm: 'frozen_bn', trainableLayers: 3 }, 'a pretrained backbone is given weights too');
   t.same(resolveStudentSetup(cfg({ norm: 'frozen_bn' }).student), { norm: 'frozen_bn', trainableLayers: 5 }, 'each half on its own');
   t.same(resolveStudentSetup(cfg({ weights: 'w', norm: 'bn', trainableLayers: 0 }).student), { norm: 'bn', trainableLayers: 0 });
   t.equal(formatStudentSetup({ norm: 'bn', trainableLayers: 5 }), 'trainable BatchNorm, 5 of 5 backbone stages trainable');

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """torchvision side of scripts/bench/detectors.mjs: one RetinaNet, timed inference and SGD train
-steps on random 512x512 images, printed as one JSON line. Same setup as the mtpd side:
-FrozenBatchNorm2d backbone with trainable_backbone_layers=3, 91 classes, min/max size 512."""
+steps on random images, printed as one JSON line (median of the reps after a warm-up, and the
+process's peak RSS, user and system CPU seconds). Same setup as the mtpd side: FrozenBatchNorm2d
+ResNet backbone with trainable_backbone_layers=3 (Swin-T: features.0-1 frozen, as mtpd's
+trainable_layers 3; stochastic depth 0.2), 91 classes, min/max size = the image size."""
 import json
 import os
 import resource
@@ -10,6 +12,8 @@ import time
 
 import torch
 import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "golden"))
 from torchvision.models import resnet18, resnet50
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -21,27 +25,36 @@ def main():
     arch, batch, size, reps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    body = {"resnet18": resnet18, "resnet50": resnet50}[arch](norm_layer=FrozenBatchNorm2d)
-    backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    if arch == "swin_t":
+        from torchvision_retinanet import swin_backbone  # mtpd's Swin body + FPN, in torchvision modules
+        backbone = swin_backbone(1.0, [2, 2, 6, 2], 0.2, 256)
+        for name, p in backbone.body.features.named_parameters():
+            if name.split(".")[0] in ("0", "1"):
+                p.requires_grad_(False)
+    else:
+        body = {"resnet18": resnet18, "resnet50": resnet50}[arch](norm_layer=FrozenBatchNorm2d)
+        backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
     model = RetinaNet(backbone, 91, min_size=size, max_size=size)
     images = [torch.rand(3, size, size) for _ in range(batch)]
     targets = [{"boxes": torch.tensor([[40.0, 60.0, 200.0, 220.0], [300.0, 100.0, 420.0, 380.0]]),
                 "labels": torch.tensor([1, 7])} for _ in range(batch)]
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4)
 
-    def best_of(fn):
-        # best of `reps` after a warm-up (as the mtpd side)
+    def median_of(fn):
+        # median of `reps` after a warm-up (as the mtpd side)
         fn()
-        best = float("inf")
+        times = []
         for _ in range(reps):
             t0 = time.perf_counter()
             fn()
-            best = min(best, time.perf_counter() - t0)
-        return best
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        n = len(times)
+        return times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
 
     model.eval()
     with torch.no_grad():
-        infer = best_of(lambda: model(images))
+        infer = median_of(lambda: model(images))
     model.train()
 
     def step():
@@ -51,10 +64,11 @@ def main():
         loss.backward()
         opt.step()
 
-    train = best_of(step)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    train = median_of(step)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"impl": "torchvision " + torchvision.__version__, "arch": arch, "infer_ms": infer * 1e3,
-                      "train_ms": train * 1e3, "peak_mb": peak, "threads": torch.get_num_threads()}))
+                      "train_ms": train * 1e3, "peak_mb": ru.ru_maxrss / 1024.0, "user_s": ru.ru_utime,
+                      "sys_s": ru.ru_stime, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

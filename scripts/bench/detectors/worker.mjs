@@ -9,7 +9,14 @@ const size = Number(sizeS);
 const reps = Number(repsS);
 const threads = setThreads(Number(threadsS));
 
-const det = await createDetector({ arch: `retinanet_${arch}_fpn`, numClasses: 91, minSize: size, maxSize: size, trainableLayers: 3 });
+const det = await createDetector({
+  arch: `retinanet_${arch}_fpn`,
+  numClasses: 91,
+  minSize: size,
+  maxSize: size,
+  trainableLayers: 3,
+  ...(arch.startsWith('swin') ? { options: { stochastic_depth_prob: 0.2 } } : {}),
+});
 const images = Array.from({ length: batch }, () => {
   const data = new Float32Array(3 * size * size);
   for (let i = 0; i < data.length; i++) data[i] = Math.random();
@@ -24,20 +31,22 @@ const targets = images.map(() => ({
 }));
 const opt = await det.createOptimizer({ type: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
 
-// Best of `reps` after a warm-up: the least disturbed by other processes on a shared machine.
+// Median of `reps` after a warm-up (as the reference side).
 async function timeIt(fn) {
   await fn();
-  let best = Infinity;
+  const times = [];
   for (let i = 0; i < reps; i++) {
     const t0 = process.hrtime.bigint();
     await fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return best;
+  times.sort((a, b) => a - b);
+  const n = times.length;
+  return n % 2 ? times[(n - 1) / 2] : (times[n / 2 - 1] + times[n / 2]) / 2;
 }
 
 await det.eval();
 const infer = await timeIt(() => det.run(images, null, { detections: true }));
 const train = await timeIt(() => det.trainStep(opt, images, targets));
-const peak = process.resourceUsage().maxRSS / 1024;
-console.log(JSON.stringify({ impl: 'mtpd', arch, infer_ms: infer, train_ms: train, peak_mb: peak, threads }));
+const ru = process.resourceUsage();
+console.log(JSON.stringify({ impl: 'mtpd', arch, infer_ms: infer, train_ms: train, peak_mb: ru.maxRSS / 1024, user_s: ru.userCPUTime / 1e6, sys_s: ru.systemCPUTime / 1e6, threads }));

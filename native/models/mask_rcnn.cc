@@ -1,0 +1,298 @@
+#include "models/mask_rcnn.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "models/paste_masks.h"
+
+namespace mtpd {
+
+namespace {
+
+std::vector<int64_t> ints(const Json& o, const std::string& key, std::vector<int64_t> fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  if (it->is_number()) return {opt_int(o, key, 0)};
+  MTPD_CHECK_ARG(it->is_array(), "option \"", key, "\" must be an integer or an array of integers, got ", it->dump());
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& v = (*it)[i];
+    MTPD_CHECK_ARG(v.is_number() && std::floor(v.get<double>()) == v.get<double>(), "option \"", key, "[", i,
+                   "]\" must be an integer, got ", v.dump());
+    out.push_back(static_cast<int64_t>(v.get<double>()));
+  }
+  return out;
+}
+
+int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
+
+const std::vector<std::string> kKnownOptions = {
+    "backbone", "num_classes", "min_size", "max_size", "image_mean", "image_std", "size_divisible", "width_mult",
+    "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "groups",
+    "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "rpn_conv_depth",
+    "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test",
+    "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_batch_size_per_image", "rpn_positive_fraction",
+    "rpn_score_thresh", "box_score_thresh", "box_nms_thresh", "box_detections_per_img", "box_fg_iou_thresh",
+    "box_bg_iou_thresh", "box_batch_size_per_image", "box_positive_fraction", "bbox_reg_weights",
+    "representation_size", "mask_channels", "mask_layers", "mask_dilation", "roi_aligned"};
+
+}  // namespace
+
+MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
+  const std::string what = masks ? "mask_rcnn" : "faster_rcnn";
+  check_known_options(o, what, kKnownOptions);
+  MaskRCNNOptions r;
+  r.masks = masks;
+  auto& b = r.backbone;
+  b.returned_layers = {1, 2, 3, 4};
+  b.extra_blocks = "pool";
+  b.name = opt_string(o, "backbone", b.name);
+  MTPD_CHECK_ARG(is_known_backbone(b.name), what, ": unknown backbone \"", b.name, "\"");
+  b.width_mult = opt_number(o, "width_mult", b.width_mult);
+  MTPD_CHECK_ARG(b.width_mult > 0, what, ": width_mult must be positive");
+  b.trainable_layers = opt_int(o, "trainable_layers", opt_int(o, "trainable_backbone_layers", b.trainable_layers));
+  MTPD_CHECK_ARG(b.trainable_layers >= 0 && b.trainable_layers <= 5, what, ": trainable_layers must be in 0..5, got ",
+                 b.trainable_layers);
+  b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
+  MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn", what,
+                 ": norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
+  b.returned_layers = ints(o, "returned_layers", b.returned_layers);
+  b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
+  b.groups = opt_int(o, "groups", 0);
+  b.width_per_group = opt_int(o, "width_per_group", 0);
+  b.layers = ints(o, "layers", {});
+  b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
+  r.num_classes = opt_int(o, "num_classes", r.num_classes);
+  MTPD_CHECK_ARG(r.num_classes > 0, what, ": num_classes must be positive, got ", r.num_classes);
+  r.transform.min_size = ints(o, "min_size", r.transform.min_size);
+  r.transform.max_size = opt_int(o, "max_size", r.transform.max_size);
+  auto triple = [&](const std::string& key, std::array<double, 3> fb) {
+    auto v = opt_numbers(o, key, {fb[0], fb[1], fb[2]});
+    MTPD_CHECK_ARG(v.size() == 3, what, ": option \"", key, "\" needs 3 numbers, got ", v.size());
+    return std::array<double, 3>{v[0], v[1], v[2]};
+  };
+  r.transform.image_mean = triple("image_mean", r.transform.image_mean);
+  r.transform.image_std = triple("image_std", r.transform.image_std);
+  r.transform.size_divisible = opt_int(o, "size_divisible", r.transform.size_divisible);
+  auto& p = r.rpn;
+  p.anchor_sizes = opt_numbers(o, "anchor_sizes", p.anchor_sizes);
+  p.aspect_ratios = opt_numbers(o, "aspect_ratios", p.aspect_ratios);
+  for (double s : p.anchor_sizes) MTPD_CHECK_ARG(s > 0, what, ": anchor_sizes must be positive");
+  for (double a : p.aspect_ratios) MTPD_CHECK_ARG(a > 0, what, ": aspect_ratios must be positive");
+  MTPD_CHECK_ARG(p.anchor_sizes.size() == b.returned_layers.size() + 1, what, ": anchor_sizes needs ",
+                 b.returned_layers.size() + 1, " entries (one per FPN level and the pool level), got ",
+                 p.anchor_sizes.size());
+  p.conv_depth = opt_int(o, "rpn_conv_depth", p.conv_depth);
+  p.pre_nms_top_n_train = opt_int(o, "rpn_pre_nms_top_n_train", p.pre_nms_top_n_train);
+  p.pre_nms_top_n_test = opt_int(o, "rpn_pre_nms_top_n_test", p.pre_nms_top_n_test);
+  p.post_nms_top_n_train = opt_int(o, "rpn_post_nms_top_n_train", p.post_nms_top_n_train);
+  p.post_nms_top_n_test = opt_int(o, "rpn_post_nms_top_n_test", p.post_nms_top_n_test);
+  MTPD_CHECK_ARG(p.pre_nms_top_n_train > 0 && p.pre_nms_top_n_test > 0 && p.post_nms_top_n_train > 0 &&
+                     p.post_nms_top_n_test > 0,
+                 what, ": rpn pre/post NMS top-n must be positive");
+  p.nms_thresh = opt_number(o, "rpn_nms_thresh", p.nms_thresh);
+  p.fg_iou_thresh = opt_number(o, "rpn_fg_iou_thresh", p.fg_iou_thresh);
+  p.bg_iou_thresh = opt_number(o, "rpn_bg_iou_thresh", p.bg_iou_thresh);
+  p.batch_size_per_image = opt_int(o, "rpn_batch_size_per_image", p.batch_size_per_image);
+  p.positive_fraction = opt_number(o, "rpn_positive_fraction", p.positive_fraction);
+  p.score_thresh = opt_number(o, "rpn_score_thresh", p.score_thresh);
+  auto& h = r.roi;
+  h.masks = masks;
+  h.score_thresh = opt_number(o, "box_score_thresh", h.score_thresh);
+  h.nms_thresh = opt_number(o, "box_nms_thresh", h.nms_thresh);
+  h.detections_per_img = opt_int(o, "box_detections_per_img", h.detections_per_img);
+  MTPD_CHECK_ARG(h.detections_per_img > 0, what, ": box_detections_per_img must be positive");
+  h.fg_iou_thresh = opt_number(o, "box_fg_iou_thresh", h.fg_iou_thresh);
+  h.bg_iou_thresh = opt_number(o, "box_bg_iou_thresh", h.bg_iou_thresh);
+  h.batch_size_per_image = opt_int(o, "box_batch_size_per_image", h.batch_size_per_image);
+  h.positive_fraction = opt_number(o, "box_positive_fraction", h.positive_fraction);
+  auto w = opt_numbers(o, "bbox_reg_weights", {10.0, 10.0, 5.0, 5.0});
+  MTPD_CHECK_ARG(w.size() == 4, what, ": bbox_reg_weights needs 4 numbers, got ", w.size());
+  h.bbox_reg_weights = {w[0], w[1], w[2], w[3]};
+  h.representation_size = opt_int(o, "representation_size", h.representation_size);
+  const int64_t mc = opt_int(o, "mask_channels", 256);
+  h.mask_layers = ints(o, "mask_layers", {mc, mc, mc, mc});
+  h.mask_dim_reduced = mc;
+  h.mask_dilation = opt_int(o, "mask_dilation", h.mask_dilation);
+  h.aligned = opt_bool(o, "roi_aligned", h.aligned);
+  return r;
+}
+
+Json MaskRCNNOptions::to_json() const {
+  Json o;
+  o["backbone"] = backbone.name;
+  o["width_mult"] = backbone.width_mult;
+  o["trainable_layers"] = backbone.trainable_layers;
+  o["norm_layer"] = backbone.norm_layer;
+  o["returned_layers"] = backbone.returned_layers;
+  o["fpn_channels"] = backbone.fpn_channels;
+  if (backbone.groups > 0) o["groups"] = backbone.groups;
+  if (backbone.width_per_group > 0) o["width_per_group"] = backbone.width_per_group;
+  if (!backbone.layers.empty()) o["layers"] = backbone.layers;
+  if (backbone.stochastic_depth_prob >= 0) o["stochastic_depth_prob"] = backbone.stochastic_depth_prob;
+  o["num_classes"] = num_classes;
+  o["min_size"] = transform.min_size;
+  o["max_size"] = transform.max_size;
+  o["image_mean"] = transform.image_mean;
+  o["image_std"] = transform.image_std;
+  o["size_divisible"] = transform.size_divisible;
+  o["anchor_sizes"] = rpn.anchor_sizes;
+  o["aspect_ratios"] = rpn.aspect_ratios;
+  o["rpn_conv_depth"] = rpn.conv_depth;
+  o["rpn_pre_nms_top_n_train"] = rpn.pre_nms_top_n_train;
+  o["rpn_pre_nms_top_n_test"] = rpn.pre_nms_top_n_test;
+  o["rpn_post_nms_top_n_train"] = rpn.post_nms_top_n_train;
+  o["rpn_post_nms_top_n_test"] = rpn.post_nms_top_n_test;
+  o["rpn_nms_thresh"] = rpn.nms_thresh;
+  o["rpn_fg_iou_thresh"] = rpn.fg_iou_thresh;
+  o["rpn_bg_iou_thresh"] = rpn.bg_iou_thresh;
+  o["rpn_batch_size_per_image"] = rpn.batch_size_per_image;
+  o["rpn_positive_fraction"] = rpn.positive_fraction;
+  o["rpn_score_thresh"] = rpn.score_thresh;
+  o["box_score_thresh"] = roi.score_thresh;
+  o["box_nms_thresh"] = roi.nms_thresh;
+  o["box_detections_per_img"] = roi.detections_per_img;
+  o["box_fg_iou_thresh"] = roi.fg_iou_thresh;
+  o["box_bg_iou_thresh"] = roi.bg_iou_thresh;
+  o["box_batch_size_per_image"] = roi.batch_size_per_image;
+  o["box_positive_fraction"] = roi.positive_fraction;
+  o["bbox_reg_weights"] = roi.bbox_reg_weights;
+  o["representation_size"] = roi.representation_size;
+  if (masks) {
+    o["mask_channels"] = roi.mask_dim_reduced;
+    o["mask_layers"] = roi.mask_layers;
+    o["mask_dilation"] = roi.mask_dilation;
+  }
+  o["roi_aligned"] = roi.aligned;
+  return o;
+}
+
+namespace {
+RoIHeadsOptions scaled_heads(const MaskRCNNOptions& o) {
+  RoIHeadsOptions h = o.roi;
+  const double m = o.backbone.width_mult;
+  h.num_classes = o.num_classes + 1;  // + background
+  h.representation_size = scaled(h.representation_size, m);
+  for (auto& l : h.mask_layers) l = scaled(l, m);
+  h.mask_dim_reduced = scaled(h.mask_dim_reduced, m);
+  return h;
+}
+}  // namespace
+
+MaskRCNNImpl::MaskRCNNImpl(MaskRCNNOptions o) : options_(std::move(o)), transform_(options_.transform) {
+  backbone = register_module("backbone", BackboneWithFPN(options_.backbone));
+  const int64_t c = backbone->out_channels();
+  rpn = register_module("rpn", RegionProposalNetwork(c, options_.rpn));
+  roi_heads = register_module("roi_heads", RoIHeads(c, scaled_heads(options_)));
+}
+
+std::vector<std::string> MaskRCNNImpl::feature_names() const {
+  std::vector<std::string> out;
+  for (auto l : backbone->levels()) out.push_back("p" + std::to_string(l));
+  return out;
+}
+
+std::vector<int64_t> MaskRCNNImpl::feature_strides() const {
+  std::vector<int64_t> out;
+  for (auto l : backbone->levels()) out.push_back(int64_t{1} << l);
+  return out;
+}
+
+std::vector<ImageSize> MaskRCNNImpl::eval_image_sizes(const std::vector<ImageSize>& original_sizes) const {
+  std::vector<ImageSize> out;
+  for (size_t i = 0; i < original_sizes.size(); ++i) {
+    const auto [h, w] = original_sizes[i];
+    MTPD_CHECK_SHAPE(h > 0 && w > 0, arch(), ": image ", i, " size must be positive, got (", h, ", ", w, ")");
+    out.push_back(transform_.resized_size(h, w, static_cast<double>(options_.transform.min_size.back())));
+  }
+  return out;
+}
+
+ImageBatch MaskRCNNImpl::prepare(const std::vector<at::Tensor>& images, const std::vector<Target>* targets) {
+  check_images_and_targets(images, targets, arch());
+  const c10::Device dev = device();
+  std::vector<at::Tensor> on_device;
+  for (const auto& im : images) on_device.push_back(im.to(dev, at::kFloat));
+  if (is_training() && options_.transform.min_size.size() == 1) {
+    // torchvision draws torch_choice(min_size) for every training image even with one size; the
+    // transform draws only when there is a choice. Drawing here keeps the generator's stream (and
+    // so the samplers' draws) torchvision's.
+    for (size_t i = 0; i < images.size(); ++i) (void)at::empty({1}, at::kFloat).uniform_(0.0, 1.0);
+  }
+  return transform_(on_device, targets, is_training());
+}
+
+DetectorOutput MaskRCNNImpl::forward_batch(const ImageBatch& batch, const RunOptions& what) {
+  MTPD_CHECK_ARG(!what.losses || batch.targets.size() == batch.image_sizes.size(), arch(),
+                 ": losses need targets for every image");
+  DetectorOutput out;
+  out.image_sizes = batch.image_sizes;
+  out.original_sizes = batch.original_sizes;
+  out.batch_size = {batch.tensors.size(2), batch.tensors.size(3)};
+  out.targets = batch.targets;
+  std::vector<at::Tensor> features = backbone->forward(batch.tensors);  // P2..P5, pool
+  if (what.features) {
+    const auto names = feature_names();
+    for (size_t i = 0; i < features.size(); ++i) out.features[names[i]] = features[i];
+  }
+  if (!what.losses && !what.detections) return out;
+  std::vector<at::Tensor> pooled(features.begin(), features.end() - 1);  // RoI pooling: P2..P5
+  std::vector<std::array<int64_t, 2>> sizes(batch.image_sizes.begin(), batch.image_sizes.end());
+  RPNOutput proposals;
+  if (what.losses) {
+    std::vector<at::Tensor> gt;
+    std::vector<Target> tv;  // torchvision labels: + 1 for the background
+    for (size_t i = 0; i < batch.targets.size(); ++i) {
+      const Target& t = batch.targets[i];
+      if (t.labels.numel() > 0) {
+        const int64_t lo = t.labels.min().item<int64_t>(), hi = t.labels.max().item<int64_t>();
+        MTPD_CHECK_SHAPE(lo >= 0 && hi < options_.num_classes, arch(), ": targets[", i, "].labels must be in 0..",
+                         options_.num_classes - 1, ", got ", lo, "..", hi);
+      }
+      MTPD_CHECK_ARG(!options_.masks || t.masks.defined(), arch(), ": losses need targets[", i, "].masks");
+      gt.push_back(t.boxes);
+      tv.push_back({t.boxes, t.labels + 1, t.masks});
+    }
+    proposals = rpn->forward(features, sizes, out.batch_size, &gt);
+    out.losses = proposals.losses;
+    auto roi = roi_heads->losses(pooled, proposals.boxes, sizes, tv);
+    for (auto& [k, v] : roi) out.losses[k] = v;
+  }
+  if (what.detections) {
+    at::NoGradGuard no_grad;
+    if (!what.losses) proposals = rpn->forward(features, sizes, out.batch_size, nullptr);
+    out.detections = roi_heads->detect(pooled, proposals.boxes, sizes);
+    for (auto& d : out.detections) d.labels = d.labels - 1;
+    transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
+    if (options_.masks) {
+      for (size_t i = 0; i < out.detections.size(); ++i) {
+        auto& d = out.detections[i];
+        d.masks = paste_masks_in_image(d.masks, d.boxes, batch.original_sizes[i][0], batch.original_sizes[i][1]);
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+BuiltModule make_mask_rcnn(const Json& o) {
+  return {std::make_shared<MaskRCNNImpl>(MaskRCNNOptions::from_json(o, true)), {}};
+}
+BuiltModule make_faster_rcnn(const Json& o) {
+  return {std::make_shared<MaskRCNNImpl>(MaskRCNNOptions::from_json(o, false)), {}};
+}
+}  // namespace
+
+MTPD_REGISTER_MODULE("mask_rcnn",
+                     "Mask R-CNN with a ResNet/ResNeXt/Swin FPN backbone (torchvision names; options: backbone, "
+                     "num_classes (without background), min_size, max_size, width_mult, trainable_layers, rpn_*, "
+                     "box_*, ...)",
+                     make_mask_rcnn);
+MTPD_REGISTER_MODULE("faster_rcnn",
+                     "Faster R-CNN (Mask R-CNN without the mask branch; the same options)", make_faster_rcnn);
+
+}  // namespace mtpd

@@ -1,0 +1,254 @@
+#include "models/roi_heads.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include "core/errors.h"
+#include "ops/nms.h"
+#include "ops/roi_align.h"
+
+namespace mtpd {
+
+TwoMLPHeadImpl::TwoMLPHeadImpl(int64_t in_channels, int64_t r) {
+  fc6 = register_module("fc6", torch::nn::Linear(in_channels, r));
+  fc7 = register_module("fc7", torch::nn::Linear(r, r));
+}
+
+at::Tensor TwoMLPHeadImpl::forward(const at::Tensor& x) {
+  return at::relu(fc7->forward(at::relu(fc6->forward(x.flatten(1)))));
+}
+
+FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes) {
+  cls_score = register_module("cls_score", torch::nn::Linear(in_channels, num_classes));
+  bbox_pred = register_module("bbox_pred", torch::nn::Linear(in_channels, num_classes * 4));
+}
+
+std::pair<at::Tensor, at::Tensor> FastRCNNPredictorImpl::forward(const at::Tensor& x) {
+  at::Tensor f = x.flatten(1);
+  return {cls_score->forward(f), bbox_pred->forward(f)};
+}
+
+MaskRCNNHeadsImpl::MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation) {
+  int64_t c = in_channels;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    // Conv2dNormActivation(c, l, 3, padding=dilation, dilation=dilation, norm_layer=None)
+    torch::nn::Sequential block;
+    torch::nn::Conv2d cv(torch::nn::Conv2dOptions(c, layers[i], 3).padding(dilation).dilation(dilation).bias(true));
+    torch::nn::init::kaiming_normal_(cv->weight, 0.0, torch::kFanOut, torch::kReLU);
+    torch::nn::init::zeros_(cv->bias);
+    block->push_back(cv);
+    register_module(std::to_string(i), block);
+    convs_.push_back(cv);
+    c = layers[i];
+  }
+}
+
+at::Tensor MaskRCNNHeadsImpl::forward(at::Tensor x) {
+  for (auto& cv : convs_) x = at::relu(cv->forward(x));
+  return x;
+}
+
+MaskRCNNPredictorImpl::MaskRCNNPredictorImpl(int64_t in_channels, int64_t dim_reduced, int64_t num_classes) {
+  conv5_mask = register_module(
+      "conv5_mask", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(in_channels, dim_reduced, 2).stride(2)));
+  mask_fcn_logits =
+      register_module("mask_fcn_logits", torch::nn::Conv2d(torch::nn::Conv2dOptions(dim_reduced, num_classes, 1)));
+  torch::nn::init::kaiming_normal_(conv5_mask->weight, 0.0, torch::kFanOut, torch::kReLU);
+  torch::nn::init::kaiming_normal_(mask_fcn_logits->weight, 0.0, torch::kFanOut, torch::kReLU);
+}
+
+at::Tensor MaskRCNNPredictorImpl::forward(const at::Tensor& x) {
+  return mask_fcn_logits->forward(at::relu(conv5_mask->forward(x)));
+}
+
+namespace {
+ops::MultiScaleRoIAlign make_pool(int64_t size, bool aligned) {
+  ops::MultiScaleRoIAlignOptions o;
+  o.output_size = size;
+  o.sampling_ratio = 2;
+  o.aligned = aligned;
+  return ops::MultiScaleRoIAlign(o);
+}
+}  // namespace
+
+RoIHeadsImpl::RoIHeadsImpl(int64_t in_channels, RoIHeadsOptions o)
+    : options_(std::move(o)),
+      box_pool_(make_pool(7, options_.aligned)),
+      mask_pool_(make_pool(14, options_.aligned)),
+      box_coder_(options_.bbox_reg_weights),
+      matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/false),
+      sampler_(options_.batch_size_per_image, options_.positive_fraction) {
+  MTPD_CHECK_ARG(options_.num_classes >= 2, "roi_heads: num_classes (with background) must be at least 2");
+  MTPD_CHECK_ARG(options_.representation_size > 0, "roi_heads: representation_size must be positive");
+  box_head = register_module("box_head", TwoMLPHead(in_channels * 7 * 7, options_.representation_size));
+  box_predictor = register_module("box_predictor", FastRCNNPredictor(options_.representation_size, options_.num_classes));
+  if (options_.masks) {
+    MTPD_CHECK_ARG(!options_.mask_layers.empty(), "roi_heads: mask_layers needs at least one layer");
+    mask_head = register_module("mask_head", MaskRCNNHeads(in_channels, options_.mask_layers, options_.mask_dilation));
+    mask_predictor = register_module(
+        "mask_predictor", MaskRCNNPredictor(options_.mask_layers.back(), options_.mask_dim_reduced, options_.num_classes));
+  }
+}
+
+at::Tensor RoIHeadsImpl::mask_logits(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
+                                     const std::vector<std::array<int64_t, 2>>& image_sizes) {
+  at::Tensor x = mask_pool_(features, boxes, image_sizes);  // (K, C, 14, 14)
+  return mask_predictor->forward(mask_head->forward(x));   // (K, num_classes, 28, 28)
+}
+
+std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Tensor>& features,
+                                                       const std::vector<at::Tensor>& proposals_in,
+                                                       const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                                       const std::vector<Target>& targets) {
+  const size_t n = proposals_in.size();
+  MTPD_CHECK_SHAPE(targets.size() == n, "roi_heads: ", targets.size(), " targets for ", n, " images");
+  std::vector<at::Tensor> proposals, matched_idxs, labels, reg_targets;
+  {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> all_labels, all_matched, all_props;
+    for (size_t i = 0; i < n; ++i) {
+      at::Tensor gt = targets[i].boxes.to(proposals_in[i].options());
+      at::Tensor props = at::cat({proposals_in[i], gt});  // add_gt_proposals
+      at::Tensor matched, lab;
+      if (gt.size(0) == 0) {
+        matched = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
+        lab = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
+      } else {
+        at::Tensor m = matcher_(ops::box_iou(gt, props));
+        matched = m.clamp_min(0);
+        lab = targets[i].labels.to(props.device(), at::kLong).index_select(0, matched);
+        lab.masked_fill_(m == Matcher::BELOW_LOW_THRESHOLD, 0);
+        lab.masked_fill_(m == Matcher::BETWEEN_THRESHOLDS, -1);
+      }
+      all_props.push_back(props);
+      all_matched.push_back(matched);
+      all_labels.push_back(lab);
+    }
+    auto sampled = sampler_(all_labels);
+    for (size_t i = 0; i < n; ++i) {
+      at::Tensor keep = sampled[i].first.logical_or(sampled[i].second).nonzero().select(1, 0);
+      proposals.push_back(all_props[i].index_select(0, keep));
+      labels.push_back(all_labels[i].index_select(0, keep));
+      matched_idxs.push_back(all_matched[i].index_select(0, keep));
+      at::Tensor gt = targets[i].boxes.to(proposals.back().options());
+      if (gt.size(0) == 0) gt = at::zeros({1, 4}, gt.options());
+      reg_targets.push_back(box_coder_.encode_single(gt.index_select(0, matched_idxs.back()), proposals.back()));
+    }
+  }
+  std::map<std::string, at::Tensor> out;
+  at::Tensor x = box_head->forward(box_pool_(features, proposals, image_sizes));
+  auto [class_logits, box_regression] = box_predictor->forward(x);
+  class_logits = class_logits.to(at::kFloat);
+  box_regression = box_regression.to(at::kFloat);
+  // fastrcnn_loss
+  at::Tensor lab = at::cat(labels), reg = at::cat(reg_targets);
+  out["loss_classifier"] = at::cross_entropy_loss(class_logits, lab);
+  at::Tensor pos = (lab > 0).nonzero().select(1, 0);
+  const int64_t k = class_logits.size(0), c = class_logits.size(1);
+  // box_regression (K, C*4) -> (K*C, 4), rows pos*C + label
+  at::Tensor rows = pos * c + lab.index_select(0, pos);
+  out["loss_box_reg"] = at::smooth_l1_loss(box_regression.reshape({k * c, 4}).index_select(0, rows),
+                                           reg.index_select(0, pos), at::Reduction::Sum, 1.0 / 9) /
+                        static_cast<double>(lab.numel());
+  if (!options_.masks) return out;
+
+  // maskrcnn_loss on the positive proposals
+  std::vector<at::Tensor> mask_props, mask_targets, mask_labels;
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < n; ++i) {
+      MTPD_CHECK_ARG(targets[i].masks.defined(), "mask_rcnn: losses need targets[", i, "].masks");
+      at::Tensor p = (labels[i] > 0).nonzero().select(1, 0);
+      at::Tensor props = proposals[i].index_select(0, p);
+      at::Tensor idx = matched_idxs[i].index_select(0, p);
+      mask_props.push_back(props);
+      mask_labels.push_back(targets[i].labels.to(props.device(), at::kLong).index_select(0, idx));
+      // project_masks_on_boxes: roi_align(gt_masks[:, None], (idx, box), 28, 1.0), adaptive grid
+      at::Tensor rois = at::cat({idx.unsqueeze(1).to(props.scalar_type()), props}, 1);
+      at::Tensor gm = targets[i].masks.to(props.device()).unsqueeze(1).to(props.scalar_type());
+      const int64_t m = 28;
+      mask_targets.push_back(idx.numel() == 0 ? at::zeros({0, m, m}, props.options())
+                                              : ops::roi_align(gm, rois, m, m, 1.0, -1, false).select(1, 0));
+    }
+  }
+  at::Tensor mt = at::cat(mask_targets), ml = at::cat(mask_labels);
+  if (mt.numel() == 0) {
+    // no positive proposal: a zero that keeps the mask head in the graph
+    at::Tensor z = at::zeros({}, class_logits.options());
+    for (const auto& p : mask_predictor->parameters()) z = z + p.sum() * 0.0;
+    out["loss_mask"] = z;
+    return out;
+  }
+  at::Tensor logits = mask_logits(features, mask_props, image_sizes).to(at::kFloat);  // (K, C, 28, 28)
+  at::Tensor picked = logits.index({at::arange(ml.size(0), ml.options()), ml});      // (K, 28, 28)
+  out["loss_mask"] = at::binary_cross_entropy_with_logits(picked, mt);
+  return out;
+}
+
+std::vector<Detection> RoIHeadsImpl::detect(const std::vector<at::Tensor>& features,
+                                            const std::vector<at::Tensor>& proposals,
+                                            const std::vector<std::array<int64_t, 2>>& image_sizes) {
+  at::Tensor x = box_head->forward(box_pool_(features, proposals, image_sizes));
+  auto [class_logits, box_regression] = box_predictor->forward(x);
+  class_logits = class_logits.to(at::kFloat);
+  box_regression = box_regression.to(at::kFloat);
+  const int64_t c = class_logits.size(1);
+  at::Tensor props = at::cat(proposals);
+  at::Tensor pred_boxes = box_coder_.decode_single(box_regression, props).view({-1, c, 4});  // (K, C, 4)
+  at::Tensor pred_scores = at::softmax(class_logits, -1);
+  std::vector<Detection> dets;
+  int64_t start = 0;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    const int64_t m = proposals[i].size(0);
+    at::Tensor boxes = ops::clip_boxes_to_image(pred_boxes.slice(0, start, start + m), image_sizes[i][0],
+                                                image_sizes[i][1]);
+    at::Tensor scores = pred_scores.slice(0, start, start + m);
+    start += m;
+    at::Tensor labels = at::arange(c, scores.options().dtype(at::kLong)).view({1, -1}).expand_as(scores);
+    // drop the background column; (M, C-1, 4) -> (M (C-1), 4)
+    boxes = boxes.slice(1, 1).reshape({-1, 4});
+    scores = scores.slice(1, 1).reshape({-1});
+    labels = labels.slice(1, 1).reshape({-1});
+    at::Tensor keep = (scores > options_.score_thresh).nonzero().select(1, 0);
+    boxes = boxes.index_select(0, keep);
+    scores = scores.index_select(0, keep);
+    labels = labels.index_select(0, keep);
+    // remove_small_boxes(min_size=1e-2)
+    at::Tensor ws = boxes.select(1, 2) - boxes.select(1, 0), hs = boxes.select(1, 3) - boxes.select(1, 1);
+    keep = (ws >= 1e-2).logical_and(hs >= 1e-2).nonzero().select(1, 0);
+    boxes = boxes.index_select(0, keep);
+    scores = scores.index_select(0, keep);
+    labels = labels.index_select(0, keep);
+    keep = ops::batched_nms(boxes, scores, labels, options_.nms_thresh).slice(0, 0, options_.detections_per_img);
+    dets.push_back({boxes.index_select(0, keep), scores.index_select(0, keep), labels.index_select(0, keep), {}});
+  }
+  if (!options_.masks) return dets;
+  std::vector<at::Tensor> boxes;
+  int64_t total = 0;
+  for (const auto& d : dets) {
+    boxes.push_back(d.boxes);
+    total += d.boxes.size(0);
+  }
+  if (total == 0) {
+    for (auto& d : dets) d.masks = at::zeros({0, 1, 28, 28}, d.boxes.options());
+    return dets;
+  }
+  // maskrcnn_inference: sigmoid, the detected class's map
+  at::Tensor logits = mask_logits(features, boxes, image_sizes).to(at::kFloat);
+  at::Tensor labels = at::cat(std::vector<at::Tensor>{[&] {
+    std::vector<at::Tensor> l;
+    for (const auto& d : dets) l.push_back(d.labels);
+    return at::cat(l);
+  }()});
+  at::Tensor prob = logits.sigmoid().index({at::arange(total, labels.options()), labels}).unsqueeze(1);
+  start = 0;
+  for (auto& d : dets) {
+    const int64_t m = d.boxes.size(0);
+    d.masks = prob.slice(0, start, start + m);
+    start += m;
+  }
+  return dets;
+}
+
+}  // namespace mtpd

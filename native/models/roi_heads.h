@@ -1,0 +1,114 @@
+// torchvision.models.detection.roi_heads.RoIHeads with Mask R-CNN's heads (names as torchvision
+// 0.14): box_head {fc6, fc7} (TwoMLPHead), box_predictor {cls_score, bbox_pred}
+// (FastRCNNPredictor), mask_head {0.0 .. 3.0} (MaskRCNNHeads: 3x3 convs + ReLU),
+// mask_predictor {conv5_mask, mask_fcn_logits} (MaskRCNNPredictor: 2x2 deconv, ReLU, 1x1 conv).
+//
+// Labels here are torchvision's: 0 is background, classes are 1..num_classes-1.
+// Training: proposals + gt boxes matched at IoU 0.5, 512 sampled at 0.25 positive; losses
+// "loss_classifier" (cross entropy), "loss_box_reg" (smooth L1, beta 1/9, of the gt class's deltas
+// over the number sampled), "loss_mask" (per-pixel sigmoid BCE of the gt class's 28x28 logits
+// against the gt mask RoIAligned onto each positive proposal). Inference: softmax scores, per-class
+// boxes, score_thresh, NMS per class, detections_per_img; masks of the detected class, sigmoid.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/box_coder.h"
+#include "models/detector.h"
+#include "models/matcher.h"
+#include "models/sampler.h"
+#include "ops/poolers.h"
+
+namespace mtpd {
+
+struct RoIHeadsOptions {
+  int64_t num_classes = 91;  // torchvision's: background included
+  int64_t representation_size = 1024;
+  std::vector<int64_t> mask_layers{256, 256, 256, 256};
+  int64_t mask_dilation = 1;
+  int64_t mask_dim_reduced = 256;
+  bool masks = true;  // false: Faster R-CNN
+  double score_thresh = 0.05, nms_thresh = 0.5;
+  int64_t detections_per_img = 100;
+  double fg_iou_thresh = 0.5, bg_iou_thresh = 0.5;
+  int64_t batch_size_per_image = 512;
+  double positive_fraction = 0.25;
+  std::array<double, 4> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};
+  bool aligned = false;  // RoIAlign's aligned flag of both poolers
+};
+
+class TwoMLPHeadImpl : public torch::nn::Module {
+ public:
+  TwoMLPHeadImpl(int64_t in_channels, int64_t representation_size);
+  at::Tensor forward(const at::Tensor& x);  // (K, C, 7, 7) -> (K, R)
+  torch::nn::Linear fc6{nullptr}, fc7{nullptr};
+};
+TORCH_MODULE(TwoMLPHead);
+
+class FastRCNNPredictorImpl : public torch::nn::Module {
+ public:
+  FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes);
+  // (K, R) -> scores (K, num_classes), deltas (K, 4 num_classes)
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& x);
+  torch::nn::Linear cls_score{nullptr}, bbox_pred{nullptr};
+};
+TORCH_MODULE(FastRCNNPredictor);
+
+class MaskRCNNHeadsImpl : public torch::nn::Module {
+ public:
+  MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation);
+  at::Tensor forward(at::Tensor x);  // (K, C, 14, 14) -> (K, layers.back(), 14, 14)
+
+ private:
+  std::vector<torch::nn::Conv2d> convs_;
+};
+TORCH_MODULE(MaskRCNNHeads);
+
+class MaskRCNNPredictorImpl : public torch::nn::Module {
+ public:
+  MaskRCNNPredictorImpl(int64_t in_channels, int64_t dim_reduced, int64_t num_classes);
+  at::Tensor forward(const at::Tensor& x);  // (K, C, 14, 14) -> (K, num_classes, 28, 28)
+  torch::nn::ConvTranspose2d conv5_mask{nullptr};
+  torch::nn::Conv2d mask_fcn_logits{nullptr};
+};
+TORCH_MODULE(MaskRCNNPredictor);
+
+class RoIHeadsImpl : public torch::nn::Module {
+ public:
+  RoIHeadsImpl(int64_t in_channels, RoIHeadsOptions options);
+  // features: the pooled FPN levels (P2..P5); proposals: per image (P_i, 4) in resized pixels;
+  // targets: resized, torchvision labels (1..), masks (K, H, W) when the model has masks.
+  std::map<std::string, at::Tensor> losses(const std::vector<at::Tensor>& features,
+                                           const std::vector<at::Tensor>& proposals,
+                                           const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                           const std::vector<Target>& targets);
+  // Detections in resized pixels, torchvision labels; masks (D, 1, 28, 28) probabilities.
+  std::vector<Detection> detect(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& proposals,
+                                const std::vector<std::array<int64_t, 2>>& image_sizes);
+  const RoIHeadsOptions& options() const { return options_; }
+
+  TwoMLPHead box_head{nullptr};
+  FastRCNNPredictor box_predictor{nullptr};
+  MaskRCNNHeads mask_head{nullptr};
+  MaskRCNNPredictor mask_predictor{nullptr};
+
+ private:
+  at::Tensor mask_logits(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
+                         const std::vector<std::array<int64_t, 2>>& image_sizes);
+  RoIHeadsOptions options_;
+  ops::MultiScaleRoIAlign box_pool_, mask_pool_;
+  BoxCoder box_coder_;
+  Matcher matcher_;
+  BalancedPositiveNegativeSampler sampler_;
+};
+TORCH_MODULE(RoIHeads);
+
+}  // namespace mtpd

@@ -1,0 +1,45 @@
+// torchvision.ops.MultiScaleRoIAlign: RoIAlign over FPN levels, each box pooled from the level its
+// scale maps to (LevelMapper, eq. 1 of the FPN paper: k = floor(k0 + log2(sqrt(area) / 224)),
+// clamped to the levels given). Each level's scale is inferred from its map and the largest image
+// size of the batch, as torchvision does on every call. No parameters.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace mtpd::ops {
+
+struct MultiScaleRoIAlignOptions {
+  int64_t output_size = 7;        // 7 (box head), 14 (mask head)
+  int64_t sampling_ratio = 2;
+  int64_t canonical_scale = 224;
+  int64_t canonical_level = 4;
+  bool aligned = false;           // torchvision: false; mmdetection: true
+};
+
+// (K) level index 0..L-1 of every box (boxes (K, 4) xyxy), as torchvision's LevelMapper.
+at::Tensor map_levels(const at::Tensor& boxes, int64_t k_min, int64_t k_max, int64_t canonical_scale,
+                      int64_t canonical_level);
+
+// The scale of a map of height map_h for images whose largest resized height is max_h:
+// 2^round(log2(map_h / max_h)) (torchvision's _infer_scale, from the heights).
+double infer_scale(int64_t map_h, int64_t max_h);
+
+class MultiScaleRoIAlign {
+ public:
+  explicit MultiScaleRoIAlign(MultiScaleRoIAlignOptions options = {}) : options_(options) {}
+  // features: the pooled maps, finest first, (N, C, Hl, Wl); boxes: per image (Ki, 4) xyxy in
+  // resized-image pixels; image_sizes: per image (h, w) after resize. Returns (sum Ki, C, S, S)
+  // with the boxes of image 0 first.
+  at::Tensor operator()(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
+                        const std::vector<std::array<int64_t, 2>>& image_sizes) const;
+  const MultiScaleRoIAlignOptions& options() const { return options_; }
+
+ private:
+  MultiScaleRoIAlignOptions options_;
+};
+
+}  // namespace mtpd::ops

@@ -1,0 +1,36 @@
+/** `mtpd import`: an mmdetection RetinaNet checkpoint as mtpd safetensors, with a report of what it held. */
+import { createDetector } from '../detector.js';
+import { saveSafetensors } from '../weights/safetensors.js';
+import { readMmdetRetinaNet } from './mmdet.js';
+
+export interface ImportResult {
+  arch: string;
+  numClasses: number;
+  classNames: string[] | null;
+  classes: 'coco80' | 'dataset';
+  options: Record<string, unknown>;
+  loaded: number;
+  /** The architecture's tensors the checkpoint does not have. */
+  missing: string[];
+  /** Checkpoint tensors the architecture has no place for (mmdetection names). */
+  unexpected: string[];
+}
+
+export async function importMmdet(checkpoint: string, out: string): Promise<ImportResult> {
+  const ck = await readMmdetRetinaNet(checkpoint);
+  const det = await createDetector({ arch: ck.arch, numClasses: ck.numClasses, options: ck.options });
+  const r = await det.loadStateDict(ck.tensors, { strict: false });
+  const known = new Set((await det.stateDict()).keys());
+  const unexpected = [...ck.unmapped, ...[...ck.tensors.keys()].filter((k) => !known.has(k)), ...r.mismatched.map((m) => `${m.key} (shape [${m.got.join(', ')}], model [${m.expected.join(', ')}])`)];
+  const sd = await det.stateDict();
+  await saveSafetensors(out, sd, {
+    format: 'pt',
+    'mtpd.module': 'retinanet',
+    'mtpd.arch': ck.arch,
+    'mtpd.num_classes': String(ck.numClasses),
+    'mtpd.options': JSON.stringify(ck.options),
+    'mtpd.source': `mmdetection ${checkpoint.split(/[\\/]/).pop() ?? checkpoint}`,
+    ...(ck.classNames ? { 'mtpd.classes': JSON.stringify(ck.classNames) } : {}),
+  });
+  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing: r.missing, unexpected };
+}

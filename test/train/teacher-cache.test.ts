@@ -1,0 +1,103 @@
+// The run's teacher maps (src/train/teacher-cache.ts) on narrow real detectors: computed once per
+// (teacher, image, flip), read back bit for bit by later uses and by another cache over the same
+// folder, a separate entry for a flipped image and for the same weights at another resolution,
+// the batch run once on its misses (same values as the live teacher) or image by image when the
+// images resize differently, and a bounded folder.
+import t, { type Test } from 'tap';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createDetector } from '../../src/detector.js';
+import { DistillSession } from '../../src/distill/index.js';
+import type { FeatureMaps } from '../../src/distill/binding.js';
+import type { Tensor } from '../../src/tensor.js';
+import { TeacherCache } from '../../src/train/teacher-cache.js';
+import { haveAddon, mulberry32, tempDir } from '../helpers.js';
+
+function image(h: number, w: number, seed: number): Tensor<'float32'> {
+  const r = mulberry32(seed);
+  const data = new Float32Array(3 * h * w);
+  for (let i = 0; i < data.length; i++) data[i] = r();
+  return { dtype: 'float32', shape: [3, h, w], data };
+}
+
+function files(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) if (e.isFile() && e.name.endsWith('.safetensors')) n++;
+  return n;
+}
+
+function same(t: Test, a: FeatureMaps, b: FeatureMaps, what: string): void {
+  t.same(Object.keys(a).sort(), Object.keys(b).sort(), `${what}: taps`);
+  const eq = Object.keys(a).every((k) => {
+    const x = a[k]!, y = b[k]!;
+    return x.shape.join() === y.shape.join() && (x.data as Float32Array).every((v, i) => v === (y.data as Float32Array)[i]);
+  });
+  t.ok(eq, `${what}: the same shapes and values, bit for bit`);
+}
+
+t.test('teacher maps: once per (teacher, image, flip), shared, bounded', async (t) => {
+  if (!haveAddon(t)) return;
+  const dir = tempDir(t);
+  const mk = (minSize: number) => createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.125, minSize, maxSize: minSize });
+  const student = await mk(64);
+  const teacher = await mk(96);
+  const session = await DistillSession.create(student, [{ name: 't', model: teacher, distiller: { taps: ['p3', 'p4'], losses: [{ type: 'mse' }] } }]);
+  let runs = 0;
+  const run = (s: DistillSession) => (x: Tensor[]) => {
+    runs++;
+    return s.teacherFeatures(0, x);
+  };
+  const images = [image(64, 64, 1), image(64, 64, 2), image(64, 64, 3)];
+  const meta = [{ id: 1, flipped: false }, { id: 2, flipped: false }, { id: 3, flipped: true }];
+  const cache = new TeacherCache(join(dir, 'features'), 2 ** 30, 'train.json');
+
+  const first = await cache.batch('t', teacher, meta, images, run(session));
+  t.equal(runs, 1, 'the misses of a batch whose images resize alike: one teacher run');
+  t.equal(files(dir), 3, 'one entry per image');
+  same(t, first, await session.teacherFeatures(0, images), 'first use vs the live teacher on the batch');
+
+  const again = await cache.batch('t', teacher, meta, images, run(session));
+  t.equal(runs, 1, 'a later use runs no teacher');
+  t.equal(cache.hits, 3);
+  same(t, again, first, 'read back');
+
+  const other = new TeacherCache(join(dir, 'features'), 2 ** 30, 'train.json');
+  same(t, await other.batch('t', teacher, meta, images, run(session)), first, 'another stage (a new cache over the folder)');
+  t.equal(runs, 1, 'another stage runs no teacher either');
+
+  await cache.batch('t', teacher, [{ id: 1, flipped: true }, { id: 2, flipped: false }, { id: 3, flipped: true }], images, run(session));
+  t.equal(runs, 2, 'image 1 flipped is a new input');
+  t.equal(files(dir), 4);
+
+  // The same weights at another resolution: another teacher input, another entry.
+  const hr = await mk(128);
+  await hr.loadStateDict(await teacher.stateDict());
+  const hrSession = await DistillSession.create(student, [{ name: 'hr', model: hr, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }]);
+  const hrMaps = await cache.batch('t', hr, meta, images, run(hrSession));
+  t.equal(files(dir), 7, 'the same weights at 128 px: new entries');
+  t.not(hrMaps.p3!.shape[2], first.p3!.shape[2], 'at its own resolution');
+
+  // Images that resize differently: each missing image alone (its maps do not depend on the batch).
+  const mixed = [image(64, 64, 7), image(64, 96, 8)];
+  const before = runs;
+  const m = await cache.batch('t', teacher, [{ id: 7, flipped: false }, { id: 8, flipped: false }], mixed, run(session));
+  t.equal(runs - before, 2, 'one run per image');
+  const alone = await session.teacherFeatures(0, [mixed[0]!]);
+  const [, c, h, w] = alone.p3!.shape as number[];
+  const sizes = teacher.evalImageSizes([[64, 64], [64, 96]]);
+  t.notSame(sizes[0], sizes[1], `they resize differently (${JSON.stringify(sizes)})`);
+  t.equal(m.p3!.shape[0], 2);
+  const rows = Array.from({ length: c! * h! }, (_, r) => (m.p3!.data as Float32Array).subarray(r * m.p3!.shape[3]!, r * m.p3!.shape[3]! + w!));
+  t.ok(rows.every((row, r) => row.every((v, x) => v === (alone.p3!.data as Float32Array)[r * w! + x])), 'image 0 of the batch is its maps alone, padded');
+
+  // Bounded: a cache that may hold nothing more computes every time and writes nothing.
+  const full = new TeacherCache(join(dir, 'features'), 1, 'train.json');
+  const n = files(dir);
+  const r0 = runs;
+  const f = await full.batch('t', teacher, [{ id: 9, flipped: false }], [image(64, 64, 9)], run(session));
+  await full.batch('t', teacher, [{ id: 9, flipped: false }], [image(64, 64, 9)], run(session));
+  t.equal(runs - r0, 2, 'not kept: computed on each use');
+  t.equal(full.unwritten, 2);
+  t.equal(files(dir), n, 'nothing written past the bound');
+  t.ok(f.p3, 'the maps still come back');
+});
