@@ -127,7 +127,7 @@ async function retrainPool(out: string, dir: string, options: DemoOptions, log: 
     log(`--retrain: training ${m.name} (${m.arch} x${m.widthMult}) for ${m.train?.iterations} steps`);
     const trained = await run.ensureTrained(m, splits);
     // Half precision halves the shipped files; every model loads them back into float32.
-    const det = await buildModel({ ...m, weights: trained }, config, splits);
+    await using det = await buildModel({ ...m, weights: trained }, config, splits);
     const sd = await det.stateDict();
     const half = new Map([...sd].map(([k, v]) => [k, v.dtype === 'float32' ? toHalf(v) : v]));
     await saveSafetensors(dst, half, { 'mtpd.arch': m.arch, 'mtpd.width_mult': String(m.widthMult), 'mtpd.made_by': 'mtpd demo --retrain' });

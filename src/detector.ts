@@ -6,6 +6,7 @@
  * bytes); boxes are xyxy in the pixels of the images as given. Every call is queued per model, so
  * at most one runs natively at a time.
  */
+import { disposedError } from './dispose.js';
 import { MtpdError, withCallSite } from './errors.js';
 import { type LoadReport, Module } from './module.js';
 import { native, type NativeModuleHandle, type RawModuleInfo, type RawParameterInfo } from './native.js';
@@ -77,6 +78,8 @@ export interface RunWhat {
   losses?: boolean;
   features?: boolean;
   detections?: boolean;
+  /** Mixed precision: the forward pass under CUDA autocast (float16); results come back float32. CUDA only. */
+  amp?: boolean;
 }
 
 export interface RunResult {
@@ -264,6 +267,7 @@ export class Detector extends Module {
   }
 
   override info(): DetectorInfo {
+    if (this.disposed) throw disposedError(this.kind, 'info');
     return this.detectorHandle.info();
   }
 
@@ -298,8 +302,11 @@ export class Detector extends Module {
 
   /** Detections in original image pixels (eval mode). */
   async predict(images: Tensor[]): Promise<Detection[]> {
-    await this.eval();
-    return (await this.run(images, null, { detections: true })).detections;
+    // Eval mode and the run in one queued call, so a dispose() right after still lets it finish.
+    return this.enqueue(async () => {
+      this.detectorHandle.setTraining(false);
+      return (await this.detectorHandle.run(images, null, { detections: true }, false)).detections;
+    });
   }
 
   /** Feature tap strides in input pixels, by tap name ({p3: 8, ..., p7: 128}). */
@@ -321,11 +328,11 @@ export class Detector extends Module {
    * grad. With `{layout: true}`, a FeatureBatch: the maps with each image's resized size and each
    * tap's stride, which say where every image lies in the maps.
    */
-  async features(images: Tensor[]): Promise<Record<string, Tensor<'float32'>>>;
-  async features(images: Tensor[], options: { layout: true }): Promise<FeatureBatch>;
-  async features(images: Tensor[], options?: { layout?: boolean }): Promise<Record<string, Tensor<'float32'>> | FeatureBatch>;
-  async features(images: Tensor[], options: { layout?: boolean } = {}): Promise<Record<string, Tensor<'float32'>> | FeatureBatch> {
-    const r = await this.run(images, null, { features: true });
+  async features(images: Tensor[], options?: { amp?: boolean }): Promise<Record<string, Tensor<'float32'>>>;
+  async features(images: Tensor[], options: { layout: true; amp?: boolean }): Promise<FeatureBatch>;
+  async features(images: Tensor[], options?: { layout?: boolean; amp?: boolean }): Promise<Record<string, Tensor<'float32'>> | FeatureBatch>;
+  async features(images: Tensor[], options: { layout?: boolean; amp?: boolean } = {}): Promise<Record<string, Tensor<'float32'>> | FeatureBatch> {
+    const r = await this.run(images, null, { features: true, ...(options.amp ? { amp: true } : {}) });
     if (!options.layout) return r.features;
     return { maps: r.features, imageSizes: r.imageSizes, strides: this.featureStrides };
   }
@@ -376,8 +383,10 @@ export class Detector extends Module {
   /** Train mode, forward with losses, one backward, clip, optimizer step. */
   async trainStep(optimizer: Optimizer, images: Tensor[], targets: Target[]): Promise<TrainStepResult> {
     const nt = targets.map(toNativeTarget);
-    await this.train(true);
-    return this.enqueue(() => this.detectorHandle.trainStep(optimizer.handle, images, nt));
+    return this.enqueue(async () => {
+      this.detectorHandle.setTraining(true);
+      return this.detectorHandle.trainStep(optimizer.handle, images, nt);
+    });
   }
 }
 

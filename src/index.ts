@@ -3,6 +3,7 @@ export { MtpdError, type ErrorCode } from './errors.js';
 export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
 export { blasWarning, checkDevice, formatSystemInfo, rngState, setRngState, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
 export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
+export { Disposer, withDisposable, type Disposable } from './dispose.js';
 export * from './tensor.js';
 export {
   decodeSafetensors,

@@ -3,6 +3,7 @@
  * runs natively at a time per module (the addon would otherwise answer ERR_MTPD_BUSY); errors
  * from the worker thread carry the JS call site.
  */
+import { disposedError } from './dispose.js';
 import { MtpdError, withCallSite } from './errors.js';
 import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from './native.js';
 import type { Tensor } from './tensor.js';
@@ -17,6 +18,7 @@ export interface ModuleOptions {
 
 export class Module {
   protected queue: Promise<unknown> = Promise.resolve();
+  private disposedFlag = false;
 
   protected constructor(
     readonly handle: NativeModuleHandle,
@@ -41,6 +43,7 @@ export class Module {
 
   /** Runs `fn` after every earlier call on this module has settled. */
   protected enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.disposedFlag) return Promise.reject(disposedError(this.kind, 'call'));
     const site = new Error().stack;
     const run = this.queue.then(fn, fn).catch((err: unknown) => {
       throw withCallSite(err, site);
@@ -50,7 +53,31 @@ export class Module {
   }
 
   info(): RawModuleInfo {
+    if (this.disposedFlag) throw disposedError(this.kind, 'info');
     return this.handle.info();
+  }
+
+  /** True once dispose() was called. */
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  /**
+   * Frees the native module (its parameters and buffers; for a detector, its compute thread)
+   * after the calls already queued on it; every later call throws ERR_MTPD_DISPOSED. Idempotent.
+   * Optimizers and distillation sessions over a detector hold its parameters until they are
+   * disposed too.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposedFlag) return this.queue.then(() => undefined);
+    const run = this.queue.then(() => this.handle.dispose());
+    this.disposedFlag = true;
+    this.queue = run.catch(() => undefined);
+    await run;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
   }
 
   get device(): string {

@@ -62,6 +62,8 @@ export interface NativeModuleHandle {
   loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<RawLoadReport>;
   to(device: string): Promise<string>;
   forward(inputs: Tensor[]): Promise<Tensor[]>;
+  /** Frees the native module now; later calls throw ERR_MTPD_DISPOSED (idempotent). */
+  dispose(): void;
 }
 
 /** The addon's exports, as src/ sees them. */

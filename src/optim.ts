@@ -5,6 +5,7 @@
  * mixed precision (autocast + dynamic loss scaling).
  */
 import { z } from 'zod';
+import { disposedError } from './dispose.js';
 import { MtpdError } from './errors.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
@@ -48,6 +49,7 @@ export interface NativeOptimizerHandle {
   lr(): number;
   stateDict(): Promise<{ names: string[]; tensors: Tensor[] }>;
   loadStateDict(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
+  dispose(): void;
   setGradSync(sync: unknown): Promise<void>;
 }
 
@@ -100,21 +102,56 @@ export class Optimizer {
    * `<parameter>.exp_avg`, `<parameter>.exp_avg_sq`, `<parameter>.step`, `amp.scale`, `steps`.
    */
   async stateDict(): Promise<StateDict> {
+    this.check('stateDict');
     return stateDictFromNative(await this.queue(() => this.handle.stateDict()));
+  }
+
+  private disposedFlag = false;
+
+  private check(method: string): void {
+    if (this.disposedFlag) throw disposedError('optimizer', method);
+  }
+
+  /** True once dispose() was called. */
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  /**
+   * Frees the optimizer's state (momentum buffers, moments, the AMP scale and its hold on the
+   * parameters) after the model's calls in flight; later calls throw ERR_MTPD_DISPOSED. Idempotent.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    try {
+      await this.queue(async () => this.handle.dispose());
+    } catch (err) {
+      // The detector went first (its queue refuses calls): nothing of it can be running.
+      if ((err as { code?: string }).code !== 'ERR_MTPD_DISPOSED') throw err;
+      this.handle.dispose();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
   }
 
   /** Restores a stateDict() of the same kind of optimizer over the same parameters (errors name the key). */
   async loadStateDict(state: StateDict): Promise<void> {
+    this.check('loadStateDict');
     await this.queue(() => this.handle.loadStateDict([...state.keys()], [...state.values()], true));
   }
 
   /** Current base learning rate (groups keep their multipliers). */
   get lr(): number {
+    this.check('lr');
     return this.handle.lr();
   }
 
   /** Sets the base learning rate; schedules call this before each step. */
   setLr(lr: number): void {
+    this.check('setLr');
     if (!Number.isFinite(lr) || lr < 0) throw new MtpdError('ERR_MTPD_ARGUMENT', `learning rate must be >= 0, got ${lr}`);
     this.handle.setLr(lr);
   }
@@ -125,10 +162,12 @@ export class Optimizer {
    * clipping and the update. The parameters first take rank 0's values. null detaches it.
    */
   async setGradSync(sync: NativeGradSyncHandle | null): Promise<void> {
+    this.check('setGradSync');
     await this.queue(() => this.handle.setGradSync(sync));
   }
 
   info(): OptimizerInfo {
+    this.check('info');
     const i = this.handle.info();
     return { ...i, options: JSON.parse(i.options) as Record<string, unknown> };
   }

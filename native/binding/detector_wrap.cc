@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "binding/convert.h"
+#include "binding/dispose.h"
 #include "binding/layout_js.h"
 #include "binding/exports.h"
 #include "binding/optimizer_wrap.h"
@@ -40,6 +41,7 @@ struct RunRequest {
   std::vector<Target> targets;
   RunOptions what;
   bool grad = false;
+  bool amp = false;  // what.amp: the forward pass under CUDA autocast
 };
 
 struct RunResult {
@@ -115,8 +117,9 @@ RunResult host_result(DetectorOutput& out) {
   RunResult r;
   for (auto& [k, v] : out.losses) r.losses[k] = v.detach().to(at::kCPU, at::kDouble).item<double>();
   for (auto& [k, v] : out.features) r.features[k] = host(v.to(at::kFloat));
+  // float32 boxes, scores and masks also when the forward pass ran under autocast (a no-op otherwise).
   for (auto& d : out.detections) {
-    r.detections.push_back({host(d.boxes), host(d.scores), host(d.labels),
+    r.detections.push_back({host(d.boxes.to(at::kFloat)), host(d.scores.to(at::kFloat)), host(d.labels),
                             d.masks.defined() ? host(d.masks.to(at::kFloat)) : at::Tensor()});
   }
   r.image_sizes = out.image_sizes;
@@ -204,6 +207,8 @@ at::Tensor image_to_chw_float(const at::Tensor& t) {
   if (t.scalar_type() == at::kByte && t.dim() == 3 && t.size(2) == 3) {
     return t.permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
   }
+  // (3, H, W) uint8 (a loader batch cut per image without converting in JS).
+  if (t.scalar_type() == at::kByte && t.dim() == 3 && t.size(0) == 3) return t.to(at::kFloat).div_(255.0);
   return t;
 }
 
@@ -244,6 +249,7 @@ Napi::Function DetectorWrap::Define(Napi::Env env) {
                          InstanceMethod<&DetectorWrap::Run>("run"),
                          InstanceMethod<&DetectorWrap::TrainStep>("trainStep"),
                          InstanceMethod<&DetectorWrap::EvalImageSizes>("evalImageSizes"),
+                         InstanceMethod<&DetectorWrap::Dispose>("dispose"),
                      });
 }
 
@@ -285,7 +291,22 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
       });
 }
 
+void DetectorWrap::check_alive(Napi::Env env, const char* method) const {
+  if (disposed()) throw disposed_error(env, name_, method);
+}
+
+Napi::Value DetectorWrap::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed()) return env.Undefined();
+  if (busy_->load()) throw busy_error(env, fmt(name_, ".dispose(): a call on this model is still running; await it first"));
+  detector_.reset();
+  exec_.reset();  // joins the idle compute thread
+  release_freed_memory();
+  return env.Undefined();
+}
+
 std::function<void()> DetectorWrap::claim(Napi::Env env, const char* method) {
+  check_alive(env, method);
   bool expected = false;
   if (!busy_->compare_exchange_strong(expected, true))
     throw busy_error(env, fmt(name_, ".", method, "(): another call on this model is still running; await it first"));
@@ -298,6 +319,7 @@ std::function<void()> DetectorWrap::claim(Napi::Env env, const char* method) {
 
 Napi::Value DetectorWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  check_alive(env, "info");
   Napi::Object o = Napi::Object::New(env);
   int64_t total = 0, trainable = 0;
   for (const auto& p : detector_->parameters()) {
@@ -326,6 +348,7 @@ Napi::Value DetectorWrap::Info(const Napi::CallbackInfo& info) {
 
 Napi::Value DetectorWrap::SetTraining(const Napi::CallbackInfo& info) {
   const bool on = bool_arg(info, 0, "training");
+  check_alive(info.Env(), "setTraining");
   if (busy_->load()) throw busy_error(info.Env(), fmt(name_, ".setTraining(): a call on this model is still running"));
   detector_->train(on);
   return info.Env().Undefined();
@@ -397,6 +420,13 @@ Napi::Value DetectorWrap::Run(const Napi::CallbackInfo& info) {
     req->has_targets = true;
   }
   req->what = run_options_from_js(info.Length() > 2 ? info[2] : env.Undefined());
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Value a = info[2].As<Napi::Object>().Get("amp");
+    if (!a.IsUndefined()) {
+      if (!a.IsBoolean()) throw Napi::TypeError::New(env, "expected what.amp to be a boolean");
+      req->amp = a.As<Napi::Boolean>().Value();
+    }
+  }
   req->grad = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   if (req->what.losses && !req->has_targets)
     throw Napi::TypeError::New(env, fmt(name_, ".run(): what.losses needs targets"));
@@ -410,7 +440,17 @@ Napi::Value DetectorWrap::Run(const Napi::CallbackInfo& info) {
         exec->run([&] {
           at::AutoGradMode grad_mode(req->grad);
           for (auto& im : req->images) im = image_to_chw_float(im);
-          DetectorOutput out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
+          MTPD_CHECK_ARG(!req->amp || det->device().is_cuda(),
+                         "what.amp: mixed precision needs a model on CUDA (this one is on ", det->device().str(), ")");
+          const bool prev = req->amp ? train::set_cuda_autocast(true) : false;
+          DetectorOutput out;
+          try {
+            out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
+          } catch (...) {
+            if (req->amp) train::set_cuda_autocast(prev);
+            throw;
+          }
+          if (req->amp) train::set_cuda_autocast(prev);
           r = host_result(out);
         });
         return r;
@@ -486,6 +526,7 @@ Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
 
 Napi::Value DetectorWrap::EvalImageSizes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  check_alive(env, "evalImageSizes");
   const auto sizes = image_sizes_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "sizes");
   // Arithmetic on the transform's options only: no tensor work, safe while a call runs.
   const auto out = guarded(env, [&] { return detector_->eval_image_sizes(sizes); });

@@ -45,6 +45,9 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   std::function<void()> claim(Napi::Env env, const char* method);
   // The model's compute thread (see SerialExecutor).
   std::shared_ptr<SerialExecutor> executor() const { return exec_; }
+  bool disposed() const { return !detector_; }
+  // Throws ERR_MTPD_DISPOSED after dispose().
+  void check_alive(Napi::Env env, const char* method) const;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -56,6 +59,10 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   // evalImageSizes([[h, w], ...]) -> [[h, w], ...]: the eval-mode resize rule alone (synchronous).
   Napi::Value EvalImageSizes(const Napi::CallbackInfo& info);
+  // dispose(): drops the model and stops its compute thread now (idempotent; ERR_MTPD_BUSY
+  // while a call runs). Optimizers and distillation steps over it hold its parameters until
+  // they are disposed too.
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::string name_;
   std::shared_ptr<Detector> detector_;

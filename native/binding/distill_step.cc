@@ -8,6 +8,7 @@
 
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
+#include "binding/dispose.h"
 #include "binding/dist_js.h"
 #include "binding/exports.h"
 #include "binding/layout_js.h"
@@ -51,6 +52,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
                         InstanceMethod<&DistillStepWrap::Info>("info"), InstanceMethod<&DistillStepWrap::SetLr>("setLr"),
                         InstanceMethod<&DistillStepWrap::OptimizerState>("optimizerState"),
                         InstanceMethod<&DistillStepWrap::LoadOptimizerState>("loadOptimizerState"),
+                        InstanceMethod<&DistillStepWrap::Dispose>("dispose"),
                         InstanceMethod<&DistillStepWrap::SetGradSync>("setGradSync")});
   }
 
@@ -142,8 +144,40 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
   }
 
  private:
+  void check_alive(Napi::Env env, const char* method) const {
+    if (!step_) throw disposed_error(env, "distillStep", method);
+  }
+
+  // dispose(): drops the step's optimizer (its state and its references to the student's and
+  // the distillers' parameters) and its holds on the models' handles; the models themselves
+  // are disposed by their owners. Idempotent; ERR_MTPD_BUSY while a call runs.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!step_) return env.Undefined();
+    std::vector<std::function<void()>> rs;
+    try {
+      if (!student_->disposed()) rs.push_back(student_->claim(env, "distillStep.dispose"));
+      for (auto* t : teachers_)
+        if (t && !t->disposed()) rs.push_back(t->claim(env, "distillStep.dispose"));
+      for (auto* d : distillers_)
+        if (d && !d->disposed()) rs.push_back(d->claim_for(env, "distillStep.dispose"));
+    } catch (...) {
+      for (auto& r : rs) r();
+      throw;
+    }
+    for (auto& r : rs) r();
+    step_.reset();
+    student_ = nullptr;
+    teachers_.clear();
+    distillers_.clear();
+    keep_.clear();
+    release_freed_memory();
+    return env.Undefined();
+  }
+
   // Claims every model of the step; releases what it got if one is busy.
   std::function<void()> claim_all(Napi::Env env, const char* method) {
+    check_alive(env, method);
     std::vector<std::function<void()>> rs;
     try {
       rs.push_back(student_->claim(env, method));
@@ -232,6 +266,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
   // teacherFeatures(i, images) -> {tap: tensor}
   Napi::Value TeacherFeatures(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    check_alive(env, "teacherFeatures");
     if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "expected teacher to be an index");
     const double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 0) || std::floor(d) != d || d >= static_cast<double>(teachers_.size()))
@@ -258,6 +293,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    check_alive(env, "info");
     Napi::Object o = Napi::Object::New(env);
     o.Set("options", step_->options().to_json().dump());
     o.Set("lr", step_->optimizer().lr());
@@ -271,6 +307,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
 
   Napi::Value SetLr(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    check_alive(env, "setLr");
     if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "expected lr to be a number");
     const double lr = info[0].As<Napi::Number>().DoubleValue();
     guarded(env, [&] {

@@ -4,6 +4,7 @@
 
 #include "binding/addon_data.h"
 #include "binding/convert.h"
+#include "binding/dispose.h"
 #include "binding/worker.h"
 #include "core/errors.h"
 #include "core/runtime.h"
@@ -28,6 +29,7 @@ Napi::Function ModuleWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModuleWrap::LoadStateDict>("loadStateDict"),
                          InstanceMethod<&ModuleWrap::To>("to"),
                          InstanceMethod<&ModuleWrap::Forward>("forward"),
+                         InstanceMethod<&ModuleWrap::Dispose>("dispose"),
                      });
 }
 
@@ -73,10 +75,30 @@ ModuleWrap* ModuleWrap::FromValue(const Napi::Value& value, const std::string& w
   auto* data = env.GetInstanceData<AddonData>();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->module_ctor.Value()))
     throw Napi::TypeError::New(env, fmt("expected ", what, " to be a native module handle"));
-  return Unwrap(value.As<Napi::Object>());
+  ModuleWrap* w = Unwrap(value.As<Napi::Object>());
+  if (w->disposed()) throw disposed_error(env, what, "use");
+  return w;
+}
+
+void ModuleWrap::check_alive(Napi::Env env, const char* method) const {
+  if (disposed()) throw disposed_error(env, name_, method);
+}
+
+Napi::Value ModuleWrap::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed()) return env.Undefined();
+  if (busy_->load()) {
+    Napi::Error e = Napi::Error::New(env, fmt(name_, ".dispose(): a call on this module is still running; await it first"));
+    e.Set("code", Napi::String::New(env, "ERR_MTPD_BUSY"));
+    throw e;
+  }
+  built_ = BuiltModule{};
+  release_freed_memory();
+  return env.Undefined();
 }
 
 void ModuleWrap::claim(Napi::Env env, const char* method) {
+  check_alive(env, method);
   bool expected = false;
   if (!busy_->compare_exchange_strong(expected, true)) {
     Napi::Error e = Napi::Error::New(
@@ -96,6 +118,7 @@ std::function<void()> ModuleWrap::release() {
 
 Napi::Value ModuleWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  check_alive(env, "info");
   Napi::Object o = Napi::Object::New(env);
   int64_t total = 0, trainable = 0;
   for (const auto& p : built_.module->parameters()) {
@@ -113,6 +136,7 @@ Napi::Value ModuleWrap::Info(const Napi::CallbackInfo& info) {
 
 Napi::Value ModuleWrap::SetTraining(const Napi::CallbackInfo& info) {
   const bool on = bool_arg(info, 0, "training");
+  check_alive(info.Env(), "setTraining");
   if (busy_->load()) {
     Napi::Error e = Napi::Error::New(info.Env(), fmt(name_, ".setTraining(): a call on this model is still running"));
     e.Set("code", Napi::String::New(info.Env(), "ERR_MTPD_BUSY"));
@@ -171,6 +195,7 @@ Napi::Value ModuleWrap::To(const Napi::CallbackInfo& info) {
 
 Napi::Value ModuleWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  check_alive(env, "forward");
   if (!built_.forward) throw Napi::TypeError::New(env, fmt(name_, " has no plain forward()"));
   auto inputs = tensors_from_js(info.Length() ? info[0] : env.Undefined(), "inputs");
   claim(env, "forward");

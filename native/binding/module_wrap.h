@@ -25,6 +25,9 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   static ModuleWrap* FromValue(const Napi::Value& value, const std::string& what);
   const BuiltModule& built() const { return built_; }
   const std::string& registry_name() const { return name_; }
+  bool disposed() const { return !built_.module; }
+  // Throws ERR_MTPD_DISPOSED after dispose().
+  void check_alive(Napi::Env env, const char* method) const;
   // Claims the object for one async call (ERR_MTPD_BUSY otherwise); call the result when done.
   std::function<void()> claim_for(Napi::Env env, const char* method) {
     claim(env, method);
@@ -42,6 +45,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  // dispose(): drops the module now (its tensors go when nothing else holds them); idempotent.
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::string name_;
   BuiltModule built_;

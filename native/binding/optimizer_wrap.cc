@@ -4,6 +4,7 @@
 
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
+#include "binding/dispose.h"
 #include "binding/dist_js.h"
 #include "binding/exports.h"
 #include "binding/worker.h"
@@ -24,7 +25,34 @@ struct PendingOpt {
 OptimizerWrap* optimizer_from_js(const Napi::Value& value, const std::string& what) {
   if (!g_optimizer_ctor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_optimizer_ctor->Value()))
     throw Napi::TypeError::New(value.Env(), fmt("expected ", what, " to be an optimizer (from createOptimizer)"));
-  return Napi::ObjectWrap<OptimizerWrap>::Unwrap(value.As<Napi::Object>());
+  OptimizerWrap* w = Napi::ObjectWrap<OptimizerWrap>::Unwrap(value.As<Napi::Object>());
+  w->check_alive(value.Env(), "use");
+  return w;
+}
+
+void OptimizerWrap::check_alive(Napi::Env env, const char* method) const {
+  if (!optimizer_) throw disposed_error(env, "optimizer", method);
+  if (detector_ && detector_->disposed()) {
+    Napi::Error e = Napi::Error::New(env, fmt("optimizer.", method, "(): the detector it was created for was disposed"));
+    e.Set("code", Napi::String::New(env, "ERR_MTPD_DISPOSED"));
+    throw e;
+  }
+}
+
+Napi::Value OptimizerWrap::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!optimizer_) return env.Undefined();
+  // State calls run on the detector's thread while claiming it: none may be in flight.
+  if (detector_ && !detector_->disposed()) {
+    auto release = detector_->claim(env, "optimizer.dispose");
+    release();
+  }
+  optimizer_.reset();
+  owner_ = nullptr;
+  detector_ = nullptr;
+  detector_ref_.Reset();
+  release_freed_memory();
+  return env.Undefined();
 }
 
 Napi::Function OptimizerWrap::Define(Napi::Env env) {
@@ -32,6 +60,7 @@ Napi::Function OptimizerWrap::Define(Napi::Env env) {
                      {InstanceMethod<&OptimizerWrap::Info>("info"), InstanceMethod<&OptimizerWrap::SetLr>("setLr"),
                       InstanceMethod<&OptimizerWrap::Lr>("lr"), InstanceMethod<&OptimizerWrap::StateDict>("stateDict"),
                       InstanceMethod<&OptimizerWrap::LoadStateDict>("loadStateDict"),
+                      InstanceMethod<&OptimizerWrap::Dispose>("dispose"),
                       InstanceMethod<&OptimizerWrap::SetGradSync>("setGradSync")});
 }
 
@@ -79,6 +108,7 @@ Napi::Value OptimizerWrap::Create(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value OptimizerWrap::Info(const Napi::CallbackInfo& info) {
+  check_alive(info.Env(), "info");
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("options", optimizer_->options().to_json().dump());
@@ -98,6 +128,7 @@ Napi::Value OptimizerWrap::Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value OptimizerWrap::SetLr(const Napi::CallbackInfo& info) {
+  check_alive(info.Env(), "setLr");
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "expected lr to be a number");
   const double lr = info[0].As<Napi::Number>().DoubleValue();
@@ -109,11 +140,13 @@ Napi::Value OptimizerWrap::SetLr(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value OptimizerWrap::Lr(const Napi::CallbackInfo& info) {
+  check_alive(info.Env(), "lr");
   return Napi::Number::New(info.Env(), optimizer_->lr());
 }
 
 // stateDict() -> {name: tensor} (see train::Optimizer::state_dict), on the detector's thread.
 Napi::Value OptimizerWrap::StateDict(const Napi::CallbackInfo& info) {
+  check_alive(info.Env(), "stateDict");
   Napi::Env env = info.Env();
   auto done = detector_->claim(env, "optimizer.stateDict");
   auto opt = optimizer_;
@@ -132,6 +165,7 @@ Napi::Value OptimizerWrap::StateDict(const Napi::CallbackInfo& info) {
 
 // loadStateDict({name: tensor}): restores a stateDict() of the same kind of optimizer.
 Napi::Value OptimizerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
+  check_alive(info.Env(), "loadStateDict");
   Napi::Env env = info.Env();
   bool strict = true;
   NamedTensors sd = state_dict_args(info, 0, strict);
@@ -151,6 +185,7 @@ Napi::Value OptimizerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
 // processes (dist/grad_sync.h); the parameters first take rank 0's values on every rank.
 Napi::Value OptimizerWrap::SetGradSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  check_alive(env, "setGradSync");
   auto sync = grad_sync_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "sync");
   auto done = detector_->claim(env, "optimizer.setGradSync");
   auto opt = optimizer_;

@@ -20,6 +20,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   std::shared_ptr<train::Optimizer> optimizer() const { return optimizer_; }
   // The detector whose parameters it updates (identity check in trainStep).
   const void* owner() const { return owner_; }
+  // Throws ERR_MTPD_DISPOSED after dispose() (or after the detector's).
+  void check_alive(Napi::Env env, const char* method) const;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -27,6 +29,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   Napi::Value Lr(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  // dispose(): drops the optimizer state (momentum buffers, moments, its references to the
+  // parameters) and the hold on the detector's handle; idempotent.
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value SetGradSync(const Napi::CallbackInfo& info);
   std::shared_ptr<train::Optimizer> optimizer_;
   const void* owner_ = nullptr;

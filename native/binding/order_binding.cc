@@ -87,9 +87,94 @@ Napi::Value FitLinearMap(const Napi::CallbackInfo& info) {
       });
 }
 
+at::Tensor optional_tensor(const Napi::Value& v, const std::string& what) {
+  return v.IsUndefined() || v.IsNull() ? at::Tensor() : tensor_from_js(v, what);
+}
+
+LinearMoments moments_from_js(const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {sx, sy, sxx, sxy, syy, n}"));
+  Napi::Object o = v.As<Napi::Object>();
+  LinearMoments m;
+  m.sx = tensor_from_js(o.Get("sx"), what + ".sx").to(at::kDouble);
+  m.sy = tensor_from_js(o.Get("sy"), what + ".sy").to(at::kDouble);
+  m.sxx = tensor_from_js(o.Get("sxx"), what + ".sxx").to(at::kDouble);
+  m.sxy = tensor_from_js(o.Get("sxy"), what + ".sxy").to(at::kDouble);
+  for (const char* k : {"syy", "n"})
+    if (!o.Get(k).IsNumber()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, ".", k, " to be a number"));
+  m.syy = o.Get("syy").As<Napi::Number>().DoubleValue();
+  m.n = o.Get("n").As<Napi::Number>().DoubleValue();
+  const int64_t ca = m.sx.numel(), cb = m.sy.numel();
+  if (m.sx.dim() != 1 || m.sy.dim() != 1 || m.sxx.sizes() != at::IntArrayRef({ca, ca}) ||
+      m.sxy.sizes() != at::IntArrayRef({ca, cb}))
+    throw Napi::RangeError::New(v.Env(), fmt(what, ": moments of inconsistent shapes"));
+  return m;
+}
+
+// linearMoments(x, y, mask?) -> {sx, sy, sxx, sxy (float64), syy, n}: one batch (order/linear_fit.h).
+Napi::Value LinearMomentsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+  at::Tensor x = tensor_from_js(arg(0), "x"), y = tensor_from_js(arg(1), "y");
+  at::Tensor mask = optional_tensor(arg(2), "mask");
+  return run_async<LinearMoments>(
+      env, [x, y, mask] { return linear_moments(x, y, mask); },
+      [](Napi::Env env, LinearMoments& m) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("sx", tensor_to_js(env, host(m.sx)));
+        o.Set("sy", tensor_to_js(env, host(m.sy)));
+        o.Set("sxx", tensor_to_js(env, host(m.sxx)));
+        o.Set("sxy", tensor_to_js(env, host(m.sxy)));
+        o.Set("syy", m.syy);
+        o.Set("n", m.n);
+        return o;
+      });
+}
+
+// solveLinearMoments(fit, held | null, ridge) -> {weight (C_B, C_A), bias (C_B) float64, ridge, pixels}.
+Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+  LinearMoments fit = moments_from_js(arg(0), "fit");
+  const bool has_held = !arg(1).IsUndefined() && !arg(1).IsNull();
+  LinearMoments held = has_held ? moments_from_js(arg(1), "held") : LinearMoments{};
+  if (!arg(2).IsNumber()) throw Napi::TypeError::New(env, "expected ridge to be a number");
+  const double ridge = arg(2).As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(ridge)) throw Napi::RangeError::New(env, "ridge must be a finite number (negative: chosen automatically)");
+  return run_async<LinearSolution>(
+      env, [fit, held, has_held, ridge] { return solve_linear_moments(fit, has_held ? &held : nullptr, ridge); },
+      [](Napi::Env env, LinearSolution& s) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("weight", tensor_to_js(env, host(s.weight)));
+        o.Set("bias", tensor_to_js(env, host(s.bias)));
+        o.Set("ridge", s.ridge);
+        o.Set("pixels", s.pixels);
+        return o;
+      });
+}
+
+// linearScore(x, y, mask?, weight, bias) -> {se, count}: squared error of the map on one batch.
+Napi::Value LinearScoreJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+  at::Tensor x = tensor_from_js(arg(0), "x"), y = tensor_from_js(arg(1), "y");
+  at::Tensor mask = optional_tensor(arg(2), "mask");
+  at::Tensor w = tensor_from_js(arg(3), "weight"), b = tensor_from_js(arg(4), "bias");
+  return run_async<std::pair<double, int64_t>>(
+      env, [x, y, mask, w, b] { return linear_score(x, y, mask, w, b); },
+      [](Napi::Env env, std::pair<double, int64_t>& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("se", r.first);
+        o.Set("count", Napi::Number::New(env, static_cast<double>(r.second)));
+        return o;
+      });
+}
+
 ExportRegistrar reg("order", [](Napi::Env env, Napi::Object exports) {
   Napi::Object order = Napi::Object::New(env);
   order.Set("fitLinearMap", Napi::Function::New<FitLinearMap>(env, "fitLinearMap"));
+  order.Set("linearMoments", Napi::Function::New<LinearMomentsJs>(env, "linearMoments"));
+  order.Set("solveLinearMoments", Napi::Function::New<SolveLinearMomentsJs>(env, "solveLinearMoments"));
+  order.Set("linearScore", Napi::Function::New<LinearScoreJs>(env, "linearScore"));
   exports.Set("order", order);
 });
 

@@ -94,6 +94,23 @@ train::NamedParams DistillStep::parameters() const {
   return params;
 }
 
+namespace {
+// CUDA autocast on for the scope when `enable` (libtorch 1.13's CUDA autocast flag), restored
+// and its cast cache cleared on every exit path.
+struct AutocastScope {
+  bool on, prev;
+  explicit AutocastScope(bool enable) : on(enable), prev(at::autocast::is_enabled()) {
+    if (on) at::autocast::set_enabled(true);
+  }
+  ~AutocastScope() {
+    if (on) {
+      at::autocast::set_enabled(prev);
+      at::autocast::clear_cache();
+    }
+  }
+};
+}  // namespace
+
 std::pair<FeatureMap, std::vector<ImageSize>> DistillStep::teacher_run(size_t i, const std::vector<at::Tensor>& images) {
   MTPD_CHECK_ARG(i < teachers_.size(), "distill step: no teacher ", i);
   auto& t = teachers_[i];
@@ -102,8 +119,16 @@ std::pair<FeatureMap, std::vector<ImageSize>> DistillStep::teacher_run(size_t i,
   at::NoGradGuard no_grad;
   RunOptions what;
   what.features = true;
-  DetectorOutput out = t.model->run(images, nullptr, what);
-  return {FeatureMap(out.features.begin(), out.features.end()), out.image_sizes};
+  DetectorOutput out;
+  {
+    // Mixed precision: the frozen teacher runs under autocast like the student; its maps come
+    // back as float32 for the losses.
+    AutocastScope autocast(options_.optimizer.amp);
+    out = t.model->run(images, nullptr, what);
+  }
+  FeatureMap maps;
+  for (auto& [k, v] : out.features) maps[k] = options_.optimizer.amp ? v.to(at::kFloat) : v;
+  return {maps, out.image_sizes};
 }
 
 FeatureMap DistillStep::teacher_features(size_t i, const std::vector<at::Tensor>& images) {
@@ -194,23 +219,15 @@ StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::v
   what.losses = true;
   what.features = true;
   r.student_training = student_->is_training();
-  // Mixed precision (CUDA, optimizer.amp): autocast around the forward passes only; the
-  // optimizer scales the loss and unscales the gradients. Restored on every exit path.
-  struct AutocastScope {
-    bool on, prev;
-    explicit AutocastScope(bool enable) : on(enable), prev(at::autocast::is_enabled()) {
-      if (on) at::autocast::set_enabled(true);
-    }
-    ~AutocastScope() {
-      if (on) {
-        at::autocast::set_enabled(prev);
-        at::autocast::clear_cache();
-      }
-    }
-  };
+  // Mixed precision (CUDA, optimizer.amp): autocast around the student's forward pass only; the
+  // distillation losses see float32 maps and the optimizer scales the loss and unscales the
+  // gradients. Restored on every exit path.
   std::optional<AutocastScope> autocast;
   autocast.emplace(options_.optimizer.amp);
   DetectorOutput out = student_->run(images, &targets, what);
+  autocast.reset();
+  if (options_.optimizer.amp)
+    for (auto& [k, v] : out.features) v = v.to(at::kFloat);  // differentiable cast: losses in float32
   LossContext ctx;
   for (const auto& tg : out.targets) ctx.boxes.push_back(tg.boxes);
   for (const auto& s : out.image_sizes) ctx.image_sizes.push_back({s[0], s[1]});
@@ -238,7 +255,6 @@ StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::v
       for (auto& [k, v] : d.adapters) r.adapters[t.name + "/" + k] = v;
     }
   }
-  autocast.reset();
   at::Tensor total;
   for (auto& [k, v] : terms) total = total.defined() ? total + v : v;
   r.optimizer = optimizer_->step(total);  // zero_grad, ONE backward, clip, step

@@ -229,4 +229,87 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
   return r;
 }
 
+LinearMoments linear_moments(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  MTPD_CHECK_SHAPE(x.dim() == 4 && y.dim() == 4, "features must be (N, C, H, W), got ", x.sizes(), " and ", y.sizes());
+  MTPD_CHECK_SHAPE(x.size(0) == y.size(0), "A has ", x.size(0), " images, B has ", y.size(0));
+  if (mask.defined())
+    MTPD_CHECK_SHAPE(mask.dim() == 4 && mask.size(0) == y.size(0) && mask.size(1) == 1 && mask.size(2) == y.size(2) &&
+                         mask.size(3) == y.size(3) && x.size(2) == y.size(2) && x.size(3) == y.size(3),
+                     "the mask must be (N, 1, H, W) of B's map ", y.sizes(), " with A's map ", x.sizes(),
+                     " on the same grid, got ", mask.sizes());
+  const at::Tensor valid = mask.defined() ? mask.to(at::kFloat) : at::Tensor();
+  // (N, C, H, W) -> (P, C) rows of the valid positions, as fit_linear_map's closed form.
+  at::Tensor X = pixels(x, y.size(2), y.size(3), at::kDouble, valid);
+  at::Tensor Y = pixels(y, y.size(2), y.size(3), at::kDouble, valid);
+  auto f64 = at::TensorOptions().dtype(at::kDouble).device(x.device());
+  const int64_t ca = x.size(1), cb = y.size(1);
+  LinearMoments m{torch::zeros({ca}, f64), torch::zeros({cb}, f64), torch::zeros({ca, ca}, f64),
+                  torch::zeros({ca, cb}, f64)};
+  m.sx += X.sum(0);
+  m.sy += Y.sum(0);
+  m.sxx += X.t().mm(X);
+  m.sxy += X.t().mm(Y);
+  m.syy += Y.pow(2).sum().item<double>();
+  m.n += static_cast<double>(X.size(0));
+  return m;
+}
+
+LinearSolution solve_linear_moments(const LinearMoments& fit_in, const LinearMoments* held, double ridge) {
+  torch::NoGradGuard no_grad;
+  const int64_t ca = fit_in.sx.size(0);
+  auto f64 = at::TensorOptions().dtype(at::kDouble).device(fit_in.sx.device());
+  // The same arithmetic as fit_linear_map's closed form.
+  auto solve = [&](const LinearMoments& m, double lambda, at::Tensor& w_out, at::Tensor& b_out) {
+    at::Tensor mx = m.sx / m.n, my = m.sy / m.n;
+    at::Tensor cxx = m.sxx / m.n - mx.unsqueeze(1).mm(mx.unsqueeze(0));
+    at::Tensor cxy = m.sxy / m.n - mx.unsqueeze(1).mm(my.unsqueeze(0));
+    const double scale = std::max(cxx.diagonal().mean().item<double>(), 1e-12);
+    at::Tensor reg = cxx + torch::eye(ca, f64) * (std::max(lambda, 0.0) * scale + 1e-12 * scale);
+    w_out = at::linalg_solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
+    b_out = my - w_out.t().mv(mx);
+  };
+  auto sse = [&](const LinearMoments& m, const at::Tensor& w, const at::Tensor& b) {
+    return m.syy - 2.0 * (w * m.sxy).sum().item<double>() - 2.0 * b.dot(m.sy).item<double>() +
+           (w * m.sxx.mm(w)).sum().item<double>() + 2.0 * b.dot(w.t().mv(m.sx)).item<double>() +
+           m.n * b.dot(b).item<double>();
+  };
+  LinearMoments fit{fit_in.sx.clone(), fit_in.sy.clone(), fit_in.sxx.clone(), fit_in.sxy.clone(), fit_in.syy, fit_in.n};
+  double lambda = ridge < 0 ? 1e-3 : ridge;
+  if (held && held->n > 0 && fit.n > 0) {
+    double best = std::numeric_limits<double>::infinity();
+    for (double l : {0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0}) {
+      at::Tensor w, b;
+      solve(fit, l, w, b);
+      const double e = sse(*held, w, b);
+      if (e < best) {
+        best = e;
+        lambda = l;
+      }
+    }
+    fit.sx += held->sx;
+    fit.sy += held->sy;
+    fit.sxx += held->sxx;
+    fit.sxy += held->sxy;
+    fit.syy += held->syy;
+    fit.n += held->n;
+  }
+  MTPD_CHECK_SHAPE(fit.n > 0, "the training feature batches hold no pixels (0 images or empty maps)");
+  at::Tensor w, b;
+  solve(fit, lambda, w, b);
+  return {w.t().contiguous(), b, lambda, fit.n};
+}
+
+std::pair<double, int64_t> linear_score(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask,
+                                        const at::Tensor& weight, const at::Tensor& bias) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor m = mask.defined() ? mask.to(at::kFloat) : at::Tensor();
+  at::Tensor X = pixels(x, y.size(2), y.size(3), at::kDouble, m);
+  at::Tensor Y = pixels(y, y.size(2), y.size(3), at::kDouble, m);
+  MTPD_CHECK_SHAPE(X.size(1) == weight.size(1) && Y.size(1) == weight.size(0), "the map (", weight.sizes(),
+                   ") does not fit features of ", X.size(1), " -> ", Y.size(1), " channels");
+  at::Tensor pred = torch::addmm(bias.to(at::kDouble).unsqueeze(0), X, weight.to(at::kDouble).t());
+  return {(pred - Y).pow(2).sum().item<double>(), Y.numel()};
+}
+
 }  // namespace mtpd

@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mtpd {
@@ -49,5 +50,34 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
                                const std::vector<at::Tensor>& val_x, const std::vector<at::Tensor>& val_y,
                                const LinearFitOptions& options, const std::vector<at::Tensor>* train_mask = nullptr,
                                const std::vector<at::Tensor>* val_mask = nullptr);
+
+// The closed-form fitter in pieces, for features streamed batch by batch (the cost matrix reads
+// them from disk, so its memory does not grow with the number of images). Summing the moments of
+// the batches in order, solving, and summing the scores of the batches gives exactly what
+// fit_linear_map's closed form gives on the same batches.
+
+// First and second moments of one batch in float64: sums of x (C_A), y (C_B), x x^T (C_A, C_A),
+// x y^T (C_A, C_B), |y|^2 and the number of positions (valid ones with a mask).
+struct LinearMoments {
+  at::Tensor sx, sy, sxx, sxy;
+  double syy = 0, n = 0;
+};
+// x (N, C_A, h, w), y (N, C_B, H, W), mask (N, 1, H, W) or undefined (then x is resized onto y).
+LinearMoments linear_moments(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask);
+
+// Ridge least squares from summed moments: lambda relative to the mean feature variance. With
+// `held` (moments of held-out training batches) lambda is chosen from fit_linear_map's grid by
+// the held-out error and the map refitted on fit + held. Returns weight (C_B, C_A) and bias
+// (C_B) in float64, and the ridge used.
+struct LinearSolution {
+  at::Tensor weight, bias;
+  double ridge = 0;
+  double pixels = 0;
+};
+LinearSolution solve_linear_moments(const LinearMoments& fit, const LinearMoments* held, double ridge);
+
+// Sum of squared errors of (weight, bias) on one batch and the number of elements of y counted.
+std::pair<double, int64_t> linear_score(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask,
+                                        const at::Tensor& weight, const at::Tensor& bias);
 
 }  // namespace mtpd

@@ -11,7 +11,7 @@ import type { Tensor } from '../tensor.js';
 import { detectorInputs } from '../train/inputs.js';
 
 export interface SubsetBatch {
-  images: Tensor<'float32'>[];
+  images: Tensor<'float32' | 'uint8'>[];
   targets: Target[];
   imageIds: number[];
 }

@@ -24,6 +24,12 @@ export const scheduleSchema = z
     milestones: z.array(z.number().gt(0).lt(1)).default([8 / 12, 11 / 12]).describe('step policy: fractions of the schedule where the LR drops'),
     gamma: z.number().positive().max(1).default(0.1),
     clipGradNorm: z.number().positive().nullable().default(35).describe('max gradient norm; null to disable'),
+    amp: z
+      .boolean()
+      .default(false)
+      .describe(
+        'mixed precision (device cuda only): the forward passes of the student, the teachers and the cost matrix under CUDA autocast (float16), the losses in float32, a dynamic loss scaler (skipped steps when gradients overflow); an error on the CPU',
+      ),
   })
   .refine((s) => !(s.iterations !== undefined && s.epochs !== undefined), { message: 'give iterations or epochs, not both' });
 

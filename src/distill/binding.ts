@@ -66,6 +66,8 @@ export interface NativeDistillStepHandle {
   setLr(lr: number): void;
   optimizerState(): Promise<{ names: string[]; tensors: Tensor[] }>;
   loadOptimizerState(names: string[], tensors: Tensor[], strict: boolean): Promise<void>;
+  /** Frees the step's optimizer and its holds on the models (idempotent). */
+  dispose(): void;
   setGradSync(sync: unknown): Promise<void>;
 }
 

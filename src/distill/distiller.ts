@@ -3,6 +3,7 @@
  * student and one teacher, held by the addon. They train with the student and are never
  * saved with it.
  */
+import { disposedError } from '../dispose.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from '../native.js';
 import type { Tensor } from '../tensor.js';
@@ -44,7 +45,42 @@ export class Distiller {
   }
 
   info(): RawModuleInfo {
+    this.check('info');
     return this.handle.info();
+  }
+
+  private disposedFlag = false;
+  private inFlight: Promise<unknown> = Promise.resolve();
+
+  private check(method: string): void {
+    if (this.disposedFlag) throw disposedError('distiller', method);
+  }
+
+  private track<T>(method: string, fn: () => Promise<T>): Promise<T> {
+    this.check(method);
+    const p = call(fn);
+    this.inFlight = p.catch(() => undefined);
+    return p;
+  }
+
+  /** True once dispose() was called. */
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  /**
+   * Frees the adapters and loss-side modules after the last call settles; later calls throw
+   * ERR_MTPD_DISPOSED. A distillation session over it keeps a hold on them until it is disposed.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    await this.inFlight;
+    this.handle.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
   }
 
   /**
@@ -53,23 +89,24 @@ export class Distiller {
    * C++; the distiller's own gradients are cleared afterwards).
    */
   compute(student: FeatureMaps, teacher: FeatureMaps, context?: LossContext, options: { grad?: boolean } = {}): Promise<RawComputeResult> {
-    return call(() => native().distill.compute(this.handle, student, teacher, context, options));
+    return this.track('compute', () => native().distill.compute(this.handle, student, teacher, context, options));
   }
 
   stateDict(): Promise<{ names: string[]; tensors: Tensor[] }> {
-    return call(() => this.handle.stateDict());
+    return this.track('stateDict', () => this.handle.stateDict());
   }
 
   loadStateDict(names: string[], tensors: Tensor[], strict = true): Promise<RawLoadReport> {
-    return call(() => this.handle.loadStateDict(names, tensors, strict));
+    return this.track('loadStateDict', () => this.handle.loadStateDict(names, tensors, strict));
   }
 
   setTraining(on: boolean): void {
+    this.check('setTraining');
     this.handle.setTraining(on);
   }
 
   to(device: string): Promise<string> {
-    return call(() => this.handle.to(device));
+    return this.track('to', () => this.handle.to(device));
   }
 }
 

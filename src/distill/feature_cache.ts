@@ -57,6 +57,11 @@ export class FeatureCache {
   }
 
   async get(key: FeatureKey): Promise<FeatureMaps | null> {
+    return (await this.getEntry(key))?.features ?? null;
+  }
+
+  /** An entry with the extra metadata `put` stored with it (null: not cached). */
+  async getEntry(key: FeatureKey): Promise<{ features: FeatureMaps; extra: Record<string, string> } | null> {
     const p = this.path(key);
     if (!existsSync(p)) {
       this.misses++;
@@ -68,10 +73,13 @@ export class FeatureCache {
       throw new MtpdError('ERR_MTPD_DATA', `${p}: feature cache entry does not match its key (hash collision or edited file)`);
     }
     this.hits++;
-    return Object.fromEntries(f.tensors);
+    const extra: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m)) if (k.startsWith('mtpd.extra.')) extra[k.slice('mtpd.extra.'.length)] = v;
+    return { features: Object.fromEntries(f.tensors), extra };
   }
 
-  async put(key: FeatureKey, features: FeatureMaps): Promise<void> {
+  /** Stores an entry; `extra` strings (e.g. where each image lies in the maps) come back from getEntry. */
+  async put(key: FeatureKey, features: FeatureMaps, extra: Record<string, string> = {}): Promise<void> {
     const p = this.path(key);
     await mkdir(join(this.dir, safeName(key.model)), { recursive: true });
     await saveSafetensors(p, new Map(Object.entries(features)), {
@@ -79,6 +87,7 @@ export class FeatureCache {
       'mtpd.weights': key.weights,
       'mtpd.image': String(key.image),
       'mtpd.transform': key.transform,
+      ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`mtpd.extra.${k}`, v])),
     });
   }
 

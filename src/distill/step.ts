@@ -11,6 +11,7 @@
  */
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import type { Detector, Target } from '../detector.js';
+import { disposedError } from '../dispose.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
 import type { NativeGradSyncHandle } from '../dist/group.js';
@@ -99,13 +100,39 @@ function toNativeTarget(t: Target, i: number): NativeTarget {
 /** A student, its teachers and their distillers, and ONE optimizer over student + distillers. */
 export class DistillSession {
   private queue: Promise<unknown> = Promise.resolve();
+  private disposedFlag = false;
 
   private constructor(
     readonly handle: NativeDistillStepHandle,
     readonly student: Detector,
     /** distiller: null for the teachers after the first under ensemble "maps". */
     readonly teachers: { name: string; model: Detector | null; distiller: Distiller | null; weight: number }[],
+    /** The distillers this session built from configs (it disposes them with itself). */
+    private readonly owned: Distiller[] = [],
   ) {}
+
+  /** True once dispose() was called. */
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  /**
+   * Frees the session's optimizer (over the student and the distillers) and the distillers it
+   * built from configs, after the steps in flight; the student, the teachers and Distiller
+   * objects that were passed in stay (their owners dispose them). Later calls throw
+   * ERR_MTPD_DISPOSED. Idempotent.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    await this.queue;
+    this.handle.dispose();
+    for (const d of this.owned) await d.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
 
   static async create(student: Detector, teachers: TeacherSpec[], options: DistillStepOptions = {}): Promise<DistillSession> {
     if (!Array.isArray(teachers) || teachers.length === 0) {
@@ -113,6 +140,7 @@ export class DistillSession {
     }
     const maps = options.ensemble === 'maps';
     const built: { name: string; model: Detector | null; distiller: Distiller | null; weight: number; strides?: Record<string, number> }[] = [];
+    const owned: Distiller[] = [];
     for (const [i, t] of teachers.entries()) {
       let distiller: Distiller | null;
       if (maps && i > 0) distiller = null; // "maps": the first teacher's distiller alone
@@ -126,6 +154,7 @@ export class DistillSession {
           { student_channels: student.featureChannels, teacher_channels: teacherChannels, ...t.distiller },
           student.device,
         );
+        owned.push(distiller);
       }
       built.push({ name: t.name, model: t.model, distiller, weight: t.weight ?? 1, ...(t.strides ? { strides: t.strides } : {}) });
     }
@@ -147,13 +176,15 @@ export class DistillSession {
         })),
         json,
       );
-      return new DistillSession(handle, student, built);
+      return new DistillSession(handle, student, built, owned);
     } catch (err) {
+      for (const d of owned) await d.dispose();
       throw withCallSite(err, site);
     }
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.disposedFlag) return Promise.reject(disposedError('DistillSession', 'call'));
     const site = new Error().stack;
     const run = this.queue.then(fn, fn).catch((err: unknown) => {
       throw withCallSite(err, site);
@@ -179,6 +210,7 @@ export class DistillSession {
    * distillers and are never part of it; the next MTPD stage builds new ones for its teacher.
    */
   async exportStudent(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    if (this.disposedFlag) throw disposedError('DistillSession', 'exportStudent');
     await this.queue;
     await this.student.saveWeights(path, metadata);
   }
@@ -200,14 +232,17 @@ export class DistillSession {
 
   /** Names of every parameter the optimizer updates ("student.*", "distill.<teacher>.*"). */
   parameterNames(): string[] {
+    if (this.disposedFlag) throw disposedError('DistillSession', 'parameterNames');
     return this.handle.info().parameters;
   }
 
   get lr(): number {
+    if (this.disposedFlag) throw disposedError('DistillSession', 'lr');
     return this.handle.info().lr;
   }
 
   setLr(lr: number): void {
+    if (this.disposedFlag) throw disposedError('DistillSession', 'setLr');
     this.handle.setLr(lr);
   }
 }
@@ -247,6 +282,8 @@ export async function distillStep(
     entry.models.length === teachers.length &&
     teachers.every((t, i) => entry!.models[i] === t.model && (entry!.distillers[i] === (t.distiller instanceof Distiller ? t.distiller : null)));
   if (!same) {
+    // The session it replaces (its optimizer, the distillers it built) is freed now.
+    if (entry) await entry.session.dispose();
     entry = {
       key,
       models: teachers.map((t) => t.model),

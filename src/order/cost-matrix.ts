@@ -11,13 +11,23 @@
  * the resampling, so this equals the adapter's conv-then-resize), and only B's valid cells count
  * in the fit and in the validation MSE, for both fitters. The levels are those distilled
  * (`levels`, e.g. config.distill.levels) or else every level the models share.
+ *
+ * Memory: each model's maps of a batch go to an on-disk feature cache (src/distill/feature_cache.ts,
+ * one entry per model, split, batch and level) as soon as they are made, and the fits read them
+ * back one batch at a time (fitLinearMapStreamed), so the peak holds one batch of two models at
+ * one level, whatever the number of images or models. The closed-form costs are exactly those
+ * of fitting on every batch at once.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FeatureBatch } from '../detector.js';
 import { alignMap } from '../distill/align.js';
+import { FeatureCache, type FeatureKey } from '../distill/feature_cache.js';
 import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { CostTable } from './bgs.js';
-import { fitLinearMap, type LinearFitOptions } from './linear-fit.js';
+import { type FitSource, fitLinearMapStreamed, type LinearFitOptions } from './linear-fit.js';
 
 /**
  * Anything that turns a batch of images into named feature maps (a frozen detector). Returning a
@@ -31,6 +41,15 @@ export interface FeatureSource {
   features(images: Tensor[]): Promise<Record<string, Tensor> | FeatureBatch>;
 }
 
+/**
+ * Image batches read on demand (e.g. decoded from the dataset): `batches()` yields the same
+ * batches in the same order every time it is called (once per model), so no image stays in
+ * memory longer than its batch.
+ */
+export interface ImageBatches {
+  batches(): AsyncIterable<Tensor[]>;
+}
+
 export interface CostMatrixOptions extends LinearFitOptions {
   /** "bgs": only the pairs BGS can ask for (targets are teachers); "all": every ordered pair. */
   pairs?: 'bgs' | 'all';
@@ -39,6 +58,11 @@ export interface CostMatrixOptions extends LinearFitOptions {
   /** Levels to use, e.g. config.distill.levels (default: the taps every model shares); each must be a tap of every model. */
   levels?: string[];
   onProgress?: (event: { phase: 'features' | 'fit'; done: number; total: number; label: string }) => void;
+  /**
+   * Folder of the on-disk feature cache the maps stream through (kept, so a rerun in the same
+   * folder could read it; delete it when done). Default: a temporary folder removed at the end.
+   */
+  featureDir?: string;
 }
 
 export interface CostMatrix extends CostTable {
@@ -57,7 +81,42 @@ interface Features {
   strides: Record<string, number>;
 }
 
-type Bank = Map<string, { train: Features[]; val: Features[] }>;
+/**
+ * Every model's maps of every batch on disk, one cache entry per (model, split, batch, level),
+ * each with where its images lie; read back one level of one batch at a time.
+ */
+class FeatureBank {
+  private readonly cache: FeatureCache;
+  /** model -> its taps (from its first batch). */
+  readonly taps = new Map<string, string[]>();
+
+  constructor(dir: string) {
+    this.cache = new FeatureCache(dir);
+  }
+
+  private key(model: string, split: string, batch: number, level: string): FeatureKey {
+    return { model, weights: 'cost-matrix', image: `${split}/${batch}`, transform: level };
+  }
+
+  async put(model: string, split: string, batch: number, f: Features, levels: string[] | null): Promise<void> {
+    const taps = Object.keys(f.maps);
+    if (!this.taps.has(model)) this.taps.set(model, taps);
+    for (const level of taps) {
+      if (levels && !levels.includes(level)) continue;
+      const extra = { imageSizes: JSON.stringify(f.imageSizes), stride: JSON.stringify(f.strides[level] ?? null) };
+      await this.cache.put(this.key(model, split, batch, level), { map: f.maps[level] as Tensor }, extra);
+    }
+  }
+
+  /** One level of one batch of a model, as a Features with that level alone. */
+  async get(model: string, split: string, batch: number, level: string): Promise<Features> {
+    const e = await this.cache.getEntry(this.key(model, split, batch, level));
+    const map = e?.features.map;
+    if (!e || !map) throw new MtpdError('ERR_MTPD_DATA', `${model}: feature map "${level}" of ${split} batch ${batch} is missing from the feature cache`);
+    const stride = JSON.parse(e.extra.stride ?? 'null') as number | null;
+    return { maps: { [level]: map }, imageSizes: JSON.parse(e.extra.imageSizes ?? 'null') as [number, number][] | null, strides: stride === null ? {} : { [level]: stride } };
+  }
+}
 
 function isFeatureBatch(x: Record<string, Tensor> | FeatureBatch): x is FeatureBatch {
   return 'maps' in x && 'imageSizes' in x && 'strides' in x && Array.isArray((x as FeatureBatch).imageSizes);
@@ -75,55 +134,84 @@ function gridOf(f: Features, level: string, model: string): { sizes: [number, nu
   return { sizes: f.imageSizes, stride, map };
 }
 
-/** A's level-`level` maps aligned onto B's grid, with B's valid cells, batch by batch. */
-async function aligned(a: Features[], b: Features[], level: string, names: [string, string]): Promise<{ a: Tensor[]; b: Tensor[]; mask: Tensor[] }> {
-  const out = { a: [] as Tensor[], b: [] as Tensor[], mask: [] as Tensor[] };
-  for (const [i, fa] of a.entries()) {
-    const ga = gridOf(fa, level, names[0]);
-    const gb = gridOf(b[i] as Features, level, names[1]);
-    const [, , hb, wb] = gb.map.shape as [number, number, number, number];
-    const r = await alignMap(ga.map, ga.sizes, ga.stride, [hb, wb], gb.sizes, gb.stride);
-    out.a.push(r.aligned);
-    out.b.push(gb.map);
-    out.mask.push(r.mask);
-  }
-  return out;
+/** A's level-`level` maps of a split aligned onto B's grid, with B's valid cells, read batch by batch from the bank. */
+function aligned(bank: FeatureBank, split: 'train' | 'val', count: number, level: string, names: [string, string]): FitSource {
+  return {
+    count,
+    batch: async (i) => {
+      const ga = gridOf(await bank.get(names[0], split, i, level), level, names[0]);
+      const gb = gridOf(await bank.get(names[1], split, i, level), level, names[1]);
+      const [, , hb, wb] = gb.map.shape as [number, number, number, number];
+      const r = await alignMap(ga.map, ga.sizes, ga.stride, [hb, wb], gb.sizes, gb.stride);
+      return { a: r.aligned, b: gb.map, mask: r.mask };
+    },
+  };
 }
 
 export async function computeCostMatrix(
   models: FeatureSource[],
-  trainBatches: Tensor[][],
-  valBatches: Tensor[][],
+  trainBatches: Tensor[][] | ImageBatches,
+  valBatches: Tensor[][] | ImageBatches,
   options: CostMatrixOptions = {},
 ): Promise<CostMatrix> {
   const names = models.map((m) => m.name);
   if (new Set(names).size !== names.length) throw new MtpdError('ERR_MTPD_CONFIG', `model names must be unique: ${names.join(', ')}`);
-  if (trainBatches.length === 0 || valBatches.length === 0) throw new MtpdError('ERR_MTPD_DATA', 'the cost matrix needs at least one training and one validation batch');
+  if ((Array.isArray(trainBatches) && trainBatches.length === 0) || (Array.isArray(valBatches) && valBatches.length === 0)) throw new MtpdError('ERR_MTPD_DATA', 'the cost matrix needs at least one training and one validation batch');
   const pairsMode = options.pairs ?? 'bgs';
   if (pairsMode === 'bgs' && (options.student === undefined || !names.includes(options.student))) {
     throw new MtpdError('ERR_MTPD_CONFIG', `pairs "bgs" needs the student's name among the models (${names.join(', ')})`);
   }
 
-  // 1. Features, once per model and batch.
+  const dir = options.featureDir ?? (await mkdtemp(join(tmpdir(), 'mtpd-cost-features-')));
+  try {
+    return await costsThroughBank(new FeatureBank(dir), models, trainBatches, valBatches, options, names, pairsMode);
+  } finally {
+    if (options.featureDir === undefined) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function* batchesOf(b: Tensor[][] | ImageBatches): AsyncIterable<Tensor[]> {
+  if (Array.isArray(b)) yield* b;
+  else yield* b.batches();
+}
+
+async function costsThroughBank(
+  bank: FeatureBank,
+  models: FeatureSource[],
+  trainBatches: Tensor[][] | ImageBatches,
+  valBatches: Tensor[][] | ImageBatches,
+  options: CostMatrixOptions,
+  names: string[],
+  pairsMode: 'bgs' | 'all',
+): Promise<CostMatrix> {
+  // 1. Features, once per model and batch, straight to disk.
   const t0 = Date.now();
-  const bank: Bank = new Map();
-  const totalFeat = models.length * (trainBatches.length + valBatches.length);
+  // Batches per split (known up front for arrays, counted on the first model's pass otherwise).
+  const counts: Record<'train' | 'val', number | null> = {
+    train: Array.isArray(trainBatches) ? trainBatches.length : null,
+    val: Array.isArray(valBatches) ? valBatches.length : null,
+  };
+  const totalFeat = () => models.length * ((counts.train ?? 0) + (counts.val ?? 0));
   let doneFeat = 0;
   for (const m of models) {
-    const entry = { train: [] as Features[], val: [] as Features[] };
     for (const [split, batches] of [['train', trainBatches], ['val', valBatches]] as const) {
-      for (const b of batches) {
+      let i = 0;
+      for await (const b of batchesOf(batches)) {
         const f = await m.features(b);
-        entry[split].push(isFeatureBatch(f) ? { maps: f.maps, imageSizes: f.imageSizes, strides: f.strides } : { maps: f, imageSizes: null, strides: {} });
-        options.onProgress?.({ phase: 'features', done: ++doneFeat, total: totalFeat, label: `${m.name} ${split}` });
+        await bank.put(m.name, split, i++, isFeatureBatch(f) ? { maps: f.maps, imageSizes: f.imageSizes, strides: f.strides } : { maps: f, imageSizes: null, strides: {} }, options.levels ?? null);
+        options.onProgress?.({ phase: 'features', done: ++doneFeat, total: Math.max(totalFeat(), doneFeat), label: `${m.name} ${split}` });
       }
+      if (counts[split] === null) counts[split] = i;
+      if (counts[split] !== i) throw new MtpdError('ERR_MTPD_DATA', `${m.name}: ${i} ${split} batches, but the first model saw ${counts[split]} (the batches must repeat)`);
+      if (i === 0) throw new MtpdError('ERR_MTPD_DATA', 'the cost matrix needs at least one training and one validation batch');
     }
-    bank.set(m.name, entry);
   }
+  const nTrain = counts.train as number;
+  const nVal = counts.val as number;
   const tFeat = (Date.now() - t0) / 1000;
 
   // 2. The levels distilled, or every level the models share.
-  const tapsOf = (n: string) => Object.keys(bank.get(n)?.train[0]?.maps ?? {});
+  const tapsOf = (n: string) => bank.taps.get(n) ?? [];
   const levels = options.levels ?? tapsOf(names[0] as string).filter((l) => names.every((n) => tapsOf(n).includes(l)));
   for (const l of levels) {
     const lacking = names.filter((n) => !tapsOf(n).includes(l));
@@ -151,13 +239,10 @@ export async function computeCostMatrix(
   }
   let done = 0;
   for (const [a, b] of pairs) {
-    const A = bank.get(a);
-    const B = bank.get(b);
-    if (!A || !B) continue;
     let total = 0;
     const per: Record<string, number> = {};
     for (const level of levels) {
-      const r = await fitLinearMap(await aligned(A.train, B.train, level, [a, b]), await aligned(A.val, B.val, level, [a, b]), fit);
+      const r = await fitLinearMapStreamed(aligned(bank, 'train', nTrain, level, [a, b]), aligned(bank, 'val', nVal, level, [a, b]), fit);
       per[level] = r.valMse;
       total += r.valMse;
     }

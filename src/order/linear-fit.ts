@@ -40,6 +40,9 @@ declare module '../native.js' {
         options?: LinearFitOptions,
         masks?: { train: Tensor[]; val: Tensor[] },
       ): Promise<LinearFitResult>;
+      linearMoments(x: Tensor, y: Tensor, mask: Tensor | null): Promise<Moments>;
+      solveLinearMoments(fit: Moments, held: Moments | null, ridge: number): Promise<{ weight: Tensor<'float64'>; bias: Tensor<'float64'>; ridge: number; pixels: number }>;
+      linearScore(x: Tensor, y: Tensor, mask: Tensor | null, weight: Tensor, bias: Tensor): Promise<{ se: number; count: number }>;
     };
   }
 }
@@ -67,6 +70,112 @@ export async function fitLinearMap(train: FitSplit, val: FitSplit, options: Line
     }
     const masks = train.mask && val.mask ? { train: train.mask, val: val.mask } : undefined;
     return await native().order.fitLinearMap(train.a, train.b, val.a, val.b, options, masks);
+  } catch (err) {
+    throw withCallSite(err, site);
+  }
+}
+
+/** Sums of one or more batches: x (C_A), y (C_B), x x^T, x y^T in float64, |y|^2 and the positions counted. */
+interface Moments {
+  sx: Tensor<'float64'>;
+  sy: Tensor<'float64'>;
+  sxx: Tensor<'float64'>;
+  sxy: Tensor<'float64'>;
+  syy: number;
+  n: number;
+}
+
+/** acc += m, element by element (the same float64 additions as summing in libtorch). */
+function addMoments(acc: Moments | null, m: Moments): Moments {
+  if (!acc) return m;
+  for (const k of ['sx', 'sy', 'sxx', 'sxy'] as const) {
+    const a = acc[k].data;
+    const b = m[k].data;
+    if (a.length !== b.length) throw new MtpdError('ERR_MTPD_SHAPE', `fitLinearMap: channel counts change between batches (${k})`);
+    for (let i = 0; i < a.length; i++) a[i] = (a[i] as number) + (b[i] as number);
+  }
+  acc.syy += m.syy;
+  acc.n += m.n;
+  return acc;
+}
+
+/** One batch of a streamed split: A's maps (on B's grid with a mask), B's maps, B's valid cells. */
+export interface FitBatch {
+  a: Tensor;
+  b: Tensor;
+  mask?: Tensor;
+}
+
+/** A split whose batches are produced on demand (read from disk), `count` of them, in a fixed order. */
+export interface FitSource {
+  count: number;
+  batch(i: number): Promise<FitBatch>;
+}
+
+/**
+ * fitLinearMap over batches produced on demand, holding one batch at a time: memory does not
+ * grow with the number of images. The closed form gives exactly fitLinearMap's result on the same
+ * batches (the same moments summed in the same order, the same solve, the same scores; three
+ * passes over the training batches, one over the validation ones). The SGD fitter revisits
+ * batches step after step, so it gathers the split in memory and calls fitLinearMap.
+ */
+export async function fitLinearMapStreamed(train: FitSource, val: FitSource, options: LinearFitOptions = {}): Promise<LinearFitResult> {
+  const site = new Error().stack;
+  try {
+    if (train.count === 0) throw new MtpdError('ERR_MTPD_SHAPE', 'train: no feature batches');
+    if (val.count === 0) throw new MtpdError('ERR_MTPD_SHAPE', 'val: no feature batches');
+    const o = native().order;
+    if ((options.fitter ?? 'closed-form') !== 'closed-form') {
+      const gather = async (s: FitSource): Promise<FitSplit> => {
+        const out: FitSplit = { a: [], b: [] };
+        for (let i = 0; i < s.count; i++) {
+          const b = await s.batch(i);
+          out.a.push(b.a);
+          out.b.push(b.b);
+          if (b.mask) (out.mask ??= []).push(b.mask);
+        }
+        return out;
+      };
+      return await fitLinearMap(await gather(train), await gather(val), options);
+    }
+    const ridge = options.ridge ?? -1;
+    // Every fourth training batch is held out to choose the ridge (the last one when there are fewer than four).
+    const autoRidge = ridge < 0 && train.count >= 2;
+    let fit: Moments | null = null;
+    let held: Moments | null = null;
+    let masked: boolean | null = null;
+    const check = (b: FitBatch, split: string, i: number) => {
+      if (masked === null) masked = b.mask !== undefined;
+      if (masked !== (b.mask !== undefined)) throw new MtpdError('ERR_MTPD_ARGUMENT', `fitLinearMap: ${split}[${i}]: give masks for every batch of both splits or for none`);
+    };
+    for (let i = 0; i < train.count; i++) {
+      const b = await train.batch(i);
+      check(b, 'train', i);
+      const m = await o.linearMoments(b.a, b.b, b.mask ?? null);
+      const hold = autoRidge && (train.count >= 4 ? i % 4 === 3 : i + 1 === train.count);
+      if (hold) held = addMoments(held, m);
+      else fit = addMoments(fit, m);
+    }
+    if (!fit) throw new MtpdError('ERR_MTPD_SHAPE', 'train: no feature batches to fit on');
+    const s = await o.solveLinearMoments(fit, autoRidge ? held : null, ridge);
+    const score = async (src: FitSource, split: string) => {
+      let se = 0;
+      let count = 0;
+      for (let i = 0; i < src.count; i++) {
+        const b = await src.batch(i);
+        check(b, split, i);
+        const r = await o.linearScore(b.a, b.b, b.mask ?? null, s.weight, s.bias);
+        se += r.se;
+        count += r.count;
+      }
+      if (count === 0) throw new MtpdError('ERR_MTPD_SHAPE', `${split}: the feature batches hold no pixels (0 images or empty maps)`);
+      return { mse: se / count, count };
+    };
+    const tr = await score(train, 'train');
+    const va = await score(val, 'val');
+    const cb = s.weight.shape[0] as number;
+    const toF32 = <T extends Tensor<'float64'>>(t: T): Tensor<'float32'> => ({ dtype: 'float32', shape: t.shape, data: Float32Array.from(t.data) });
+    return { valMse: va.mse, trainMse: tr.mse, trainPixels: s.pixels, valPixels: va.count / Math.max(cb, 1), ridge: s.ridge, weight: toF32(s.weight), bias: toF32(s.bias) };
   } catch (err) {
     throw withCallSite(err, site);
   }

@@ -3,19 +3,21 @@
  * to the run folder as costs.json (the input of `mtpd plan`) with a heatmap (PNG and SVG).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, ModelConfig } from '../config/schema.js';
 import { DataLoader } from '../data/loader.js';
 import type { Detector } from '../detector.js';
+import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
 import { costHeatmapSpec, writePlot } from '../report/plot.js';
 import type { Tensor } from '../tensor.js';
+import { ampOn, checkAmp } from '../train/amp.js';
 import { detectorInputs } from '../train/inputs.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from '../train/models.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { backwardGreedySelection } from './bgs.js';
-import { type CostMatrix, computeCostMatrix, type FeatureSource } from './cost-matrix.js';
+import { type CostMatrix, computeCostMatrix, type FeatureSource, type ImageBatches } from './cost-matrix.js';
 
 export interface CostRunOptions {
   fitters?: ('closed-form' | 'sgd')[];
@@ -57,19 +59,23 @@ export async function modelAps(config: Config, splits: Splits, models: { cfg: Mo
   return out;
 }
 
-async function firstBatches(loader: DataLoader, images: number): Promise<Tensor[][]> {
-  const out: Tensor[][] = [];
-  let n = 0;
-  try {
-    for await (const b of loader.epoch()) {
-      out.push(detectorInputs(b).images);
-      n += b.imageIds.length;
-      if (n >= images) break;
-    }
-  } finally {
-    await loader.close();
-  }
-  return out;
+/** The loader's first batches up to `images` images, decoded anew on every pass (nothing kept in memory). */
+function firstBatches(makeLoader: () => DataLoader, images: number): ImageBatches {
+  return {
+    async *batches() {
+      const loader = makeLoader();
+      let n = 0;
+      try {
+        for await (const b of loader.epoch()) {
+          yield detectorInputs(b).images;
+          n += b.imageIds.length;
+          if (n >= images) break;
+        }
+      } finally {
+        await loader.close();
+      }
+    },
+  };
 }
 
 export async function runCosts(config: Config, options: CostRunOptions = {}): Promise<CostRunResult> {
@@ -79,25 +85,32 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   if (missing.length) {
     throw new MtpdError('ERR_MTPD_CONFIG', `mtpd cost needs trained models; ${missing.map((m) => m.name).join(', ')} ha${missing.length > 1 ? 've' : 's'} no weights (mtpd train trains missing models first)`);
   }
+  checkAmp(config);
   await mkdir(config.output, { recursive: true });
   const splits = await openSplits(config);
+  // Every model built here is freed when the costs are done (or fail).
+  await using owned = new Disposer();
   const models: { cfg: ModelConfig; det: Detector }[] = [];
-  for (const m of all) models.push({ cfg: m, det: await buildModel(m, config, splits) });
+  for (const m of all) models.push({ cfg: m, det: owned.add(await buildModel(m, config, splits)) });
   const aps = options.aps ?? (await modelAps(config, splits, models, log));
 
   const c = config.order.costs;
   const bs = config.evaluation.batchSize;
-  const train = await firstBatches(new DataLoader(splits.train, { batchSize: bs, shuffle: true, seed: config.seed, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.trainImages);
-  const val = await firstBatches(new DataLoader(splits.val, { batchSize: bs, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.valImages);
+  const train = firstBatches(() => new DataLoader(splits.train, { batchSize: bs, shuffle: true, seed: config.seed, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.trainImages);
+  const val = firstBatches(() => new DataLoader(splits.val, { batchSize: bs, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.valImages);
   for (const { det } of models) await det.eval();
+  // Mixed precision: the frozen models' forward passes under autocast (maps come back float32).
+  const amp = ampOn(config);
   // Maps with where each image lies in them, so A's maps are aligned onto B's grid as the adapter does.
-  const sources: FeatureSource[] = models.map(({ cfg, det }) => ({ name: cfg.name, ap: aps[cfg.name] as number, features: (imgs) => det.features(imgs, { layout: true }) }));
+  const sources: FeatureSource[] = models.map(({ cfg, det }) => ({ name: cfg.name, ap: aps[cfg.name] as number, features: (imgs) => det.features(imgs, { layout: true, amp }) }));
 
   const fitters = options.fitters ?? [c.fitter];
   const matrices: Record<string, CostMatrix> = {};
   const files: string[] = [];
   for (const fitter of fitters) {
     const m = await computeCostMatrix(sources, train, val, {
+      // The maps stream through an on-disk cache in the run folder (removed when done).
+      featureDir: join(config.output, '.cost-features'),
       pairs: 'all',
       student: config.student.name,
       // The levels distilled: the cost is measured on what is distilled.
@@ -112,6 +125,7 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
         if (e.done === e.total) log(`${fitter}: ${e.phase} done (${e.total})`);
       },
     });
+    await rm(join(config.output, '.cost-features'), { recursive: true, force: true });
     matrices[fitter] = m;
     log(`${fitter}: features ${m.seconds.features.toFixed(1)} s, fits ${m.seconds.fit.toFixed(1)} s over ${m.levels.length} levels`);
     const name = fitters.length > 1 && fitter !== c.fitter ? `costs.${fitter}` : 'costs';

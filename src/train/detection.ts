@@ -55,6 +55,7 @@ export function optimizerFor(schedule: Schedule): OptimizerOptions {
     nesterov: schedule.nesterov,
     weightDecay: schedule.weightDecay,
     maxGradNorm: schedule.clipGradNorm ?? 0,
+    amp: schedule.amp,
   };
 }
 
@@ -110,7 +111,7 @@ export interface LoaderStageSpec {
   /** The stage's optimizer: its state goes into every checkpoint and comes back on resume. */
   optimizer: { stateDict(): Promise<StateDict>; loadStateDict(state: StateDict): Promise<void> };
   /** One optimizer step on a batch at learning rate lr (the loader batch: image ids, flips); returns the named losses. */
-  step(images: Tensor<'float32'>[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
+  step(images: Tensor[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
   /** Where the stage's notes go (the job's batch and learning rate). */
@@ -192,9 +193,10 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   const state = (o.resume?.state ?? null) as StageState | null;
   const resumeState = o.resume && state?.stage === o.stage ? state : null;
   if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
-  const optimizer = await det.createOptimizer(optimizerFor(o.schedule));
+  // The stage's optimizer state is freed when the stage ends (the detector belongs to the caller).
+  await using optimizer = await det.createOptimizer(optimizerFor(o.schedule));
   const gradSync = await attachGradSync(optimizer, o.config);
-  return runLoaderStage({
+  return await runLoaderStage({
     ...o,
     resumeState,
     optimizer,

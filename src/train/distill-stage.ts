@@ -11,6 +11,7 @@ import type { Detector } from '../detector.js';
 import { Distiller } from '../distill/distiller.js';
 import type { FeatureMaps } from '../distill/binding.js';
 import { DistillSession } from '../distill/step.js';
+import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
 import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
@@ -80,10 +81,13 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   // The stage's own generator stream: adapter initialization and, through each distiller's own
   // seed, MGD's masks (a resumed stage restores the saved generators and mask states).
   setSeed(o.seed);
+  // The stage's adapters and its session (the optimizer over student and adapters) are freed
+  // when the stage ends; the student and teachers belong to the caller.
+  await using owned = new Disposer();
   const distillers: Distiller[] = [];
   for (const [i, t] of o.teachers.entries()) {
     distillers.push(
-      await Distiller.create(
+      owned.add(await Distiller.create(
         {
           student_channels: student.featureChannels,
           teacher_channels: t.det.featureChannels,
@@ -92,7 +96,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
           losses: [{ type: config.distill.loss, weight: config.distill.weight, options: config.distill.options }],
         },
         config.device,
-      ),
+      )),
     );
   }
   const state = (o.resume?.state ?? null) as StageState | null;
@@ -104,14 +108,14 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       await d.loadStateDict([...sd.keys()], [...sd.values()], true);
     }
   }
-  const session = await DistillSession.create(
+  const session = owned.add(await DistillSession.create(
     student,
     o.teachers.map((t, i) => ({ name: t.name, model: t.det, distiller: distillers[i] as Distiller })),
     {
       ensemble: o.ensemble ?? 'sum',
       optimizer: optimizerFor(schedule),
     },
-  );
+  ));
   const gradSync = await attachGradSync(session, config);
   // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
   // (over those steps, and at its first step, where a new adapter is still random), smoothed in

@@ -1,7 +1,9 @@
 /**
  * From a loader batch (uint8, not resized: the detectors resize and normalize themselves, as
- * torchvision's GeneralizedRCNNTransform does) to what a detector takes: one (3, h, w) float32
- * image in 0..1 per sample, cut out of the padded batch, and its targets.
+ * torchvision's GeneralizedRCNNTransform does) to what a detector takes: one (3, h, w) image per
+ * sample, cut out of the padded batch, and its targets. A uint8 batch stays uint8 (the addon
+ * converts to float32 / 255 on its compute thread, as torchvision's ToTensor does); a float32
+ * batch is cut as it is. The cut is a row copy per channel, never a loop over pixels.
  */
 import type { LoaderBatch } from '../data/loader.js';
 import type { Target } from '../detector.js';
@@ -11,22 +13,24 @@ import type { Tensor } from '../tensor.js';
  * `modelLabels` (dataset label -> model label, for a model whose classes are not the dataset's
  * own, see class-map.ts) renumbers the targets' labels.
  */
-export function detectorInputs(batch: LoaderBatch, modelLabels?: Int32Array): { images: Tensor<'float32'>[]; targets: Target[] } {
+export function detectorInputs(batch: LoaderBatch, modelLabels?: Int32Array): { images: Tensor<'float32' | 'uint8'>[]; targets: Target[] } {
   const [n, c, hp, wp] = batch.images.shape as [number, number, number, number];
   const src = batch.images.data as Uint8Array | Float32Array;
-  const scale = batch.images.dtype === 'uint8' ? 1 / 255 : 1;
-  const images: Tensor<'float32'>[] = [];
+  const images: Tensor<'float32' | 'uint8'>[] = [];
   for (let i = 0; i < n; i++) {
     const [h, w] = batch.imageSizes[i] as [number, number];
-    const out = new Float32Array(c * h * w);
-    for (let ch = 0; ch < c; ch++) {
-      for (let y = 0; y < h; y++) {
-        const from = ((i * c + ch) * hp + y) * wp;
-        const to = (ch * h + y) * w;
-        for (let x = 0; x < w; x++) out[to + x] = (src[from + x] as number) * scale;
-      }
+    // (N, C, Hp, Wp) -> (C, h, w): the image's top-left h x w of each plane.
+    const out = src instanceof Uint8Array ? new Uint8Array(c * h * w) : new Float32Array(c * h * w);
+    if (w === wp) {
+      for (let ch = 0; ch < c; ch++) out.set(src.subarray((i * c + ch) * hp * wp, ((i * c + ch) * hp + h) * wp), ch * h * w);
+    } else {
+      for (let ch = 0; ch < c; ch++)
+        for (let y = 0; y < h; y++) {
+          const from = ((i * c + ch) * hp + y) * wp;
+          out.set(src.subarray(from, from + w), (ch * h + y) * w);
+        }
     }
-    images.push({ dtype: 'float32', shape: [c, h, w], data: out });
+    images.push(out instanceof Uint8Array ? { dtype: 'uint8', shape: [c, h, w], data: out } : { dtype: 'float32', shape: [c, h, w], data: out });
   }
   // masks travel only when the loader made them (runs with a Mask R-CNN)
   const targets = batch.targets.map((t) => {

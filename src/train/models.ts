@@ -146,11 +146,12 @@ export async function loadBackbone(det: Detector, path: string, name = 'model'):
 }
 
 /**
- * Evaluation loader over the validation split: no shuffling, flips or resizing. With a shard
- * (data-parallel), each batch of batchSize x ranks images hands this rank its part.
+ * Evaluation loader over the validation split: no shuffling, flips or resizing; decoding in
+ * `workers` threads (data.workers). With a shard (data-parallel), each batch of batchSize x ranks
+ * images hands this rank its part.
  */
-export function evalLoader(val: CocoDataset, batchSize: number, shard?: { rank: number; worldSize: number }): DataLoader {
-  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0, ...(shard ? { shard } : {}) });
+export function evalLoader(val: CocoDataset, batchSize: number, shard?: { rank: number; worldSize: number }, workers = 0): DataLoader {
+  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', workers, ...(shard ? { shard } : {}) });
 }
 
 /**
@@ -164,7 +165,7 @@ export async function evaluateModel(det: Detector, splits: Splits, config: Confi
   const d = dist();
   const group = options.distributed && d.group ? d.group : null;
   const shard = group ? { rank: d.rank, worldSize: d.worldSize } : undefined;
-  const loader = evalLoader(splits.val, config.evaluation.batchSize, shard);
+  const loader = evalLoader(splits.val, config.evaluation.batchSize, shard, config.data.workers);
   const total = Math.ceil(splits.val.length / (config.evaluation.batchSize * (shard?.worldSize ?? 1)));
   let done = 0;
   // This rank's detections, one array per batch of the job (in image order).

@@ -21,7 +21,9 @@ import { MtpdError } from '../errors.js';
 import { backwardGreedySelection, orderByAp } from '../order/bgs.js';
 import { runCosts } from '../order/run-costs.js';
 import { blasWarning, checkDevice, setThreads } from '../runtime.js';
+import { Disposer } from '../dispose.js';
 import { writeFileAtomic } from '../weights/atomic.js';
+import { checkAmp } from './amp.js';
 import { type Baseline, runBaseline } from './baselines.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
@@ -240,7 +242,7 @@ export class Run {
     const stage = `train:${m.name}`;
     this.event({ type: 'phase', phase: stage });
     const seed = stageSeed(this.config.seed, stage);
-    const det = await buildModel(m, this.config, splits, { loadWeights: false, seed });
+    await using det = await buildModel(m, this.config, splits, { loadWeights: false, seed });
     const r = await trainDetectionStage({
       stage,
       det,
@@ -312,11 +314,15 @@ export class Run {
     if (existsSync(out)) {
       const cached = this.cachedResult(plan.name, out);
       if (cached) return { ...cached, role: plan.role, ...extra };
-      return this.evaluate(plan.name, await buildModel({ ...resolved.student, weights: out }, resolved, splits), splits, plan.role, out, extra);
+      await using det = await buildModel({ ...resolved.student, weights: out }, resolved, splits);
+      return await this.evaluate(plan.name, det, splits, plan.role, out, extra);
     }
     this.event({ type: 'phase', phase: plan.name });
     const seed = stageSeed(resolved.seed, plan.name);
-    const student = await buildModel({ ...resolved.student, weights: from }, resolved, splits, { seed });
+    // Everything the stage builds (the student, its teachers) is freed when it ends, however it
+    // ends: native memory stays flat from stage to stage instead of waiting for V8's collector.
+    await using models = new Disposer();
+    const student = models.add(await buildModel({ ...resolved.student, weights: from }, resolved, splits, { seed }));
     const common = {
       stage: plan.name,
       splits,
@@ -339,7 +345,7 @@ export class Run {
       for (const t of plan.teachers) {
         const tc = resolved.teachers.find((x) => x.name === t);
         if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
-        teachers.push({ name: t, det: await buildModel(tc, resolved, splits) });
+        teachers.push({ name: t, det: models.add(await buildModel(tc, resolved, splits)) });
       }
       r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
     }
@@ -348,7 +354,7 @@ export class Run {
       await mkdir(this.path('models'), { recursive: true });
       await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
     });
-    return this.evaluate(plan.name, student, splits, plan.role, out, extra);
+    return await this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }
 
@@ -371,6 +377,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   // What can be known before any training: the device exists, and every teacher's FPN can be
   // matched to the student's.
   checkDevice(config.device);
+  checkAmp(config);
   // The student's setup, once, before the off-the-shelf stage gives it weights.
   const setup = resolveStudentSetup(config.student);
   const resolved: Config = structuredClone(config);
@@ -397,7 +404,13 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   for (const m of all) {
     const role = m === resolved.student ? 'student' : 'teacher';
     const weights = m.weights as string;
-    results.push(run.cachedResult(m.name, weights) ?? (await run.evaluate(m.name, await buildModel(m, resolved, splits), splits, role, weights)));
+    const cached = run.cachedResult(m.name, weights);
+    if (cached) {
+      results.push(cached);
+      continue;
+    }
+    await using det = await buildModel(m, resolved, splits);
+    results.push(await run.evaluate(m.name, det, splits, role, weights));
   }
 
   // Costs and order.
@@ -426,9 +439,9 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
 /** Every teacher shares FPN levels (and config.distill.levels) with the student; errors name the teacher. */
 async function checkPairs(config: Config, data: Splits): Promise<void> {
   const { sharedLevels } = await import('./distill-stage.js');
-  const student = await buildModel(config.student, config, data, { loadWeights: false });
+  await using student = await buildModel(config.student, config, data, { loadWeights: false });
   for (const t of config.teachers) {
-    const det = await buildModel(t, config, data, { loadWeights: false });
+    await using det = await buildModel(t, config, data, { loadWeights: false });
     try {
       sharedLevels(student, det, config);
     } catch (err) {
