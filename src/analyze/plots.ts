@@ -111,7 +111,10 @@ export function landscape2dSpec(planes: { label: string; plane: Landscape2D }[])
   };
   return {
     $schema: SCHEMA,
-    title: `Detection loss around each student on the plane of two filter-normalized random directions (seeds ${planes[0]?.plane.seeds.join(', ') ?? '?'}, same for both); white: iso-lines on one scale`,
+    title: {
+      text: 'Detection loss around each student',
+      subtitle: [`on the plane of two filter-normalized random directions (seeds ${planes[0]?.plane.seeds.join(', ') ?? '?'}, same for both)`, 'white: iso-lines on one scale'],
+    },
     hconcat: planes.map(panel),
     resolve: { scale: { color: 'shared' } },
   } as VegaLiteSpec;

@@ -10,6 +10,24 @@ import type { LossPoint } from './losses.js';
 
 export type VegaLiteSpec = vl.TopLevelSpec;
 
+/**
+ * Text width for layout. Without a canvas, vega estimates 0.8 em per character, about 1.5x what
+ * the fonts resvg draws with (DejaVu Sans and the like: 0.52-0.55 em for mixed text), so titles
+ * and legends pushed the plots apart and left a wide empty margin on the right. 0.6 em keeps a
+ * little slack so that no text overlaps.
+ */
+const EM_PER_CHAR = 0.6;
+
+function textWidth(item: { fontSize?: number | string; limit?: number }, text: unknown): number {
+  const size = item.fontSize != null ? Number(item.fontSize) || 0 : 11;
+  const s = text == null ? '' : String(text).trim();
+  const w = Math.ceil(EM_PER_CHAR * s.length * size);
+  // Truncated text (a label limit) is never wider than its limit.
+  return item.limit != null && item.limit > 0 ? Math.min(w, item.limit) : w;
+}
+// vega re-exports vega-scenegraph's textMetrics; its typings leave it out.
+(vega as unknown as { textMetrics: { width: typeof textWidth } }).textMetrics.width = textWidth;
+
 export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
   const compiled = vl.compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
