@@ -87,8 +87,9 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       process.once('SIGINT', () => process.exit(130));
     };
     process.once('SIGINT', stop);
-    const report = await train(config, { signal: ac.signal, resume: argv.resume, quiet: argv.quiet, ...(argv.baseline ? { only: argv.baseline } : {}) });
+    // Known before train(): the job ends inside it (every rank leaves before rank 0 writes the report).
     const main = isMainRank();
+    const report = await train(config, { signal: ac.signal, resume: argv.resume, quiet: argv.quiet, ...(argv.baseline ? { only: argv.baseline } : {}) });
     await endDist(true);
     if (main) process.stdout.write(`\nteacher order: ${report.order.join(' -> ')}\n\n${formatRunSummary(report)}\n\nevery model:\n${formatResults(report.results)}\n\nrun folder: ${report.output}\n`);
     if (report.aborted) {

@@ -41,7 +41,7 @@ import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
 import { TeacherCache } from './teacher-cache.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
-import { isMainRank, onMainRank } from '../dist/context.js';
+import { endDist, isMainRank, onMainRank } from '../dist/context.js';
 
 export type { Baseline } from './baselines.js';
 
@@ -452,7 +452,9 @@ async function checkPairs(config: Config, data: Splits): Promise<void> {
 
 /**
  * The whole pipeline: the progressive curriculum in the chosen order, then the baselines of the
- * config (or only `only`), each one schedule of the curriculum's whole budget.
+ * config (or only `only`), each one schedule of the curriculum's whole budget. In a
+ * data-parallel job (initDist) every rank leaves the job when the training is done, before rank 0
+ * writes the report; the other ranks return the same results without spreads.
  */
 export async function train(config: Config, options: TrainOptions & { only?: Baseline } = {}): Promise<TrainReport> {
   const { run, splits, resolved, results, order, setup, stageIterations } = await prepareRun(config, options);
@@ -484,8 +486,13 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     student: { name: resolved.student.name, ...setup },
     budget: { stages: order.length, stageIterations },
   };
-  // The report is rank 0's (the other ranks return the same results without spreads).
-  if (!isMainRank()) return report;
+  // The report is rank 0's (the other ranks return the same results without spreads). The job
+  // ends here for every rank together (a last barrier; the group closes), before rank 0 alone
+  // bootstraps the table and draws the plots: on a large validation set that takes longer than a
+  // collective may wait, and the other ranks would fail at their final barrier after a good run.
+  const main = isMainRank();
+  await endDist(true);
+  if (!main) return report;
   report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
