@@ -44,7 +44,7 @@ Writes (one image, 96 x 128, reduced width: FPN 16 channels, representation 64, 
                                             loss.s{s}.loss_classifier / loss_box_reg / loss_mask
                                             __metadata__.config: the models.CascadeRoIHeads options
 
-  /usr/bin/python3 scripts/golden/cascade_mask_rcnn.py --out test/fixtures/models
+  /usr/bin/python3 scripts/golden/cascade_mask_rcnn.py --out test/fixtures/cascade
 """
 import argparse
 import json

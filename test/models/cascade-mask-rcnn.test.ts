@@ -22,7 +22,7 @@ import { mmdetTwoStageFromStateDict, twoStageLayout } from '../../src/zoo/mmdet-
 import { runCli } from '../cli-helper.js';
 import { haveAddon, tempDir } from '../helpers.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'models');
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'cascade');
 
 /** max |a - b| / max |b| (0 for two empty tensors). */
 function relErr(a: Tensor, b: Tensor): number {
