@@ -158,18 +158,32 @@ declare module './native.js' {
 }
 
 const BUILDER = /^retinanet_(.+?)_fpn(_v2)?$/;
-/** torchvision's two-stage builders: maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout). */
-const TWO_STAGE = /^(maskrcnn|fasterrcnn)_(.+?)_fpn$/;
+/**
+ * Two-stage builders: torchvision's maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout), and
+ * the cascades cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn (native cascade_mask_rcnn, cascade_rcnn).
+ */
+const TWO_STAGE = /^(cascade_maskrcnn|cascade_rcnn|maskrcnn|fasterrcnn)_(.+?)_fpn$/;
+const TWO_STAGE_NATIVE: Record<string, string> = {
+  maskrcnn: 'mask_rcnn',
+  fasterrcnn: 'faster_rcnn',
+  cascade_maskrcnn: 'cascade_mask_rcnn',
+  cascade_rcnn: 'cascade_rcnn',
+};
 
-/** True for the names of two-stage (Faster/Mask R-CNN) detectors. */
+/** True for the names of two-stage (Faster/Mask R-CNN and cascade) detectors. */
 export function isTwoStage(arch: string): boolean {
-  return TWO_STAGE.test(arch) || arch === 'mask_rcnn' || arch === 'faster_rcnn';
+  return TWO_STAGE.test(arch) || Object.values(TWO_STAGE_NATIVE).includes(arch);
+}
+
+/** True for the cascades (cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn, cascade_mask_rcnn, cascade_rcnn). */
+export function isCascade(arch: string): boolean {
+  return /^cascade_/.test(arch) && isTwoStage(arch);
 }
 
 function resolveTwoStage(config: DetectorConfig): { name: string; options: Record<string, unknown> } {
   const options: Record<string, unknown> = {};
   const m = TWO_STAGE.exec(config.arch);
-  const name = m ? (m[1] === 'maskrcnn' ? 'mask_rcnn' : 'faster_rcnn') : config.arch;
+  const name = m ? (TWO_STAGE_NATIVE[m[1] as string] as string) : config.arch;
   if (m) options.backbone = m[2];
   if (config.backbone !== undefined) {
     if (m && config.backbone !== m[2]) throw new MtpdError('ERR_MTPD_ARGUMENT', `arch ${config.arch} and backbone ${config.backbone} disagree`);
@@ -206,7 +220,7 @@ export function resolveDetectorConfig(config: DetectorConfig): { name: string; o
   } else if (config.arch !== 'retinanet') {
     throw new MtpdError(
       'ERR_MTPD_ARGUMENT',
-      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn, fasterrcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn with backbone)`,
+      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn, fasterrcnn_<backbone>_fpn, cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn / cascade_mask_rcnn / cascade_rcnn with backbone)`,
     );
   }
   if (config.backbone !== undefined) {

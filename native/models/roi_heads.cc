@@ -19,9 +19,9 @@ at::Tensor TwoMLPHeadImpl::forward(const at::Tensor& x) {
   return at::relu(fc7->forward(at::relu(fc6->forward(x.flatten(1)))));
 }
 
-FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes) {
+FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes, int64_t box_classes) {
   cls_score = register_module("cls_score", torch::nn::Linear(in_channels, num_classes));
-  bbox_pred = register_module("bbox_pred", torch::nn::Linear(in_channels, num_classes * 4));
+  bbox_pred = register_module("bbox_pred", torch::nn::Linear(in_channels, (box_classes < 0 ? num_classes : box_classes) * 4));
 }
 
 std::pair<at::Tensor, at::Tensor> FastRCNNPredictorImpl::forward(const at::Tensor& x) {

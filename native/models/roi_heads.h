@@ -55,8 +55,10 @@ TORCH_MODULE(TwoMLPHead);
 
 class FastRCNNPredictorImpl : public torch::nn::Module {
  public:
-  FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes);
-  // (K, R) -> scores (K, num_classes), deltas (K, 4 num_classes)
+  // box_classes: the classes bbox_pred regresses (-1: num_classes; 1: class-agnostic, as
+  // mmdetection's cascade heads)
+  FastRCNNPredictorImpl(int64_t in_channels, int64_t num_classes, int64_t box_classes = -1);
+  // (K, R) -> scores (K, num_classes), deltas (K, 4 box_classes)
   std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& x);
   torch::nn::Linear cls_score{nullptr}, bbox_pred{nullptr};
 };

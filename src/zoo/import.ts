@@ -1,7 +1,9 @@
-/** `mtpd import`: an mmdetection RetinaNet checkpoint as mtpd safetensors, with a report of what it held. */
-import { createDetector } from '../detector.js';
+/** `mtpd import`: an mmdetection RetinaNet or two-stage (Cascade Mask R-CNN, Mask R-CNN) checkpoint as mtpd safetensors, with a report of what it held. */
+import { createDetector, isCascade } from '../detector.js';
+import { loadPth } from '../weights/pth.js';
 import { saveSafetensors } from '../weights/safetensors.js';
-import { readMmdetRetinaNet } from './mmdet.js';
+import { classNamesOf, readMmdetRetinaNet } from './mmdet.js';
+import { mmdetTwoStageFromStateDict, twoStageLayout } from './mmdet-two-stage.js';
 
 export interface ImportResult {
   arch: string;
@@ -17,7 +19,8 @@ export interface ImportResult {
 }
 
 export async function importMmdet(checkpoint: string, out: string): Promise<ImportResult> {
-  const ck = await readMmdetRetinaNet(checkpoint);
+  const f = await loadPth(checkpoint);
+  const ck = twoStageLayout(f.tensors, checkpoint) ? mmdetTwoStageFromStateDict(f.tensors, classNamesOf(f.top), checkpoint) : await readMmdetRetinaNet(checkpoint);
   const det = await createDetector({ arch: ck.arch, numClasses: ck.numClasses, options: ck.options });
   const r = await det.loadStateDict(ck.tensors, { strict: false });
   const known = new Set((await det.stateDict()).keys());
@@ -25,7 +28,7 @@ export async function importMmdet(checkpoint: string, out: string): Promise<Impo
   const sd = await det.stateDict();
   await saveSafetensors(out, sd, {
     format: 'pt',
-    'mtpd.module': 'retinanet',
+    'mtpd.module': isCascade(ck.arch) ? (ck.arch.startsWith('cascade_maskrcnn') ? 'cascade_mask_rcnn' : 'cascade_rcnn') : 'retinanet',
     'mtpd.arch': ck.arch,
     'mtpd.num_classes': String(ck.numClasses),
     'mtpd.options': JSON.stringify(ck.options),

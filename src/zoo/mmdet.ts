@@ -67,8 +67,8 @@ function count(keys: string[], re: RegExp): number {
   return s.size;
 }
 
-/** Architecture of an mmdetection RetinaNet state dict, from its tensors. */
-function archOf(sd: StateDict, source: string): { arch: string; options: Record<string, unknown>; swin: boolean } {
+/** Architecture of an mmdetection RetinaNet state dict (or, with `family`, a two-stage one's backbone), from its tensors. */
+export function archOf(sd: StateDict, source: string, family = 'retinanet'): { arch: string; options: Record<string, unknown>; swin: boolean } {
   const keys = [...sd.keys()];
   const options: Record<string, unknown> = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', detections_per_img: 100 };
   if (sd.has('backbone.patch_embed.projection.weight')) {
@@ -77,7 +77,7 @@ function archOf(sd: StateDict, source: string): { arch: string; options: Record<
     if (depth3 === 6 && embed !== 96) options.width_mult = (embed as number) / 96;
     const name = depth3 === 6 ? 'swin_t' : depth3 === 18 && embed === 96 ? 'swin_s' : depth3 === 18 && embed === 128 ? 'swin_b' : null;
     if (!name) throw new MtpdError('ERR_MTPD_WEIGHTS', `${source}: a Swin backbone with ${depth3} blocks in stage 3 and embed dim ${embed} is not Swin-T/S/B`);
-    return { arch: `retinanet_${name}_fpn`, options, swin: true };
+    return { arch: `${family}_${name}_fpn`, options, swin: true };
   }
   const conv2 = sd.get('backbone.layer1.0.conv2.weight');
   if (!conv2 || !sd.has('backbone.layer4.0.conv3.weight')) throw new MtpdError('ERR_MTPD_WEIGHTS', `${source}: not an mmdetection RetinaNet with a ResNet/ResNeXt (Bottleneck) or Swin backbone (no backbone.layer1.0.conv2.weight / layer4.0.conv3.weight)`);
@@ -89,15 +89,15 @@ function archOf(sd: StateDict, source: string): { arch: string; options: Record<
   if (stem !== 64) options.width_mult = stem / 64;
   const width = conv2.shape[0] as number;
   const groups = width / (conv2.shape[1] as number);
-  if (groups === 1) return { arch: `retinanet_resnet${depth}_fpn`, options, swin: false };
+  if (groups === 1) return { arch: `${family}_resnet${depth}_fpn`, options, swin: false };
   const perGroup = width / groups;
   const known = `resnext${depth}_${groups}x${perGroup}d`;
-  if (known === 'resnext50_32x4d' || known === 'resnext101_32x8d' || known === 'resnext101_64x4d') return { arch: `retinanet_${known}_fpn`, options, swin: false };
-  return { arch: `retinanet_resnet${depth}_fpn`, options: { ...options, groups, width_per_group: perGroup }, swin: false };
+  if (known === 'resnext50_32x4d' || known === 'resnext101_32x8d' || known === 'resnext101_64x4d') return { arch: `${family}_${known}_fpn`, options, swin: false };
+  return { arch: `${family}_resnet${depth}_fpn`, options: { ...options, groups, width_per_group: perGroup }, swin: false };
 }
 
 /** meta.CLASSES of a checkpoint's top-level dict. */
-function classNamesOf(top: Map<unknown, unknown> | null): string[] | null {
+export function classNamesOf(top: Map<unknown, unknown> | null): string[] | null {
   const meta = top?.get('meta');
   const classes = meta instanceof Map ? meta.get('CLASSES') : undefined;
   return Array.isArray(classes) && classes.every((c) => typeof c === 'string') ? (classes as string[]) : null;

@@ -1,0 +1,225 @@
+#include "models/cascade_mask_rcnn.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "models/paste_masks.h"
+
+namespace mtpd {
+
+namespace {
+int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
+// mask_rcnn's single-stage box options that the cascade sets per stage instead
+const std::vector<std::pair<std::string, std::string>> kPerStage = {
+    {"box_fg_iou_thresh", "stage_iou_thresholds"},
+    {"box_bg_iou_thresh", "stage_iou_thresholds"},
+    {"bbox_reg_weights", "stage_bbox_reg_weights"}};
+}  // namespace
+
+CascadeMaskRCNNOptions CascadeMaskRCNNOptions::from_json(const Json& o, bool masks) {
+  const std::string what = masks ? "cascade_mask_rcnn" : "cascade_rcnn";
+  MTPD_CHECK_ARG(o.is_object(), what, ": options must be an object");
+  for (const auto& [k, instead] : kPerStage)
+    MTPD_CHECK_ARG(!o.contains(k), what, ": option \"", k, "\" is per stage in a cascade; use \"", instead, "\"");
+  Json rest = o;
+  for (const auto& k : cascade_option_keys()) rest.erase(k);
+  if (!rest.contains("roi_aligned")) rest["roi_aligned"] = true;  // mmdetection's RoIAlign
+  CascadeMaskRCNNOptions r;
+  r.base = MaskRCNNOptions::from_json(rest, masks);
+  auto& h = r.cascade;
+  read_cascade_options(o, what, h);
+  const auto& b = r.base.roi;
+  const double m = r.base.backbone.width_mult;
+  h.masks = masks;
+  h.num_classes = r.base.num_classes + 1;  // + background
+  h.representation_size = scaled(b.representation_size, m);
+  h.mask_layers = b.mask_layers;
+  for (auto& l : h.mask_layers) l = scaled(l, m);
+  h.mask_dim_reduced = scaled(b.mask_dim_reduced, m);
+  h.mask_dilation = b.mask_dilation;
+  h.score_thresh = b.score_thresh;
+  h.nms_thresh = b.nms_thresh;
+  h.detections_per_img = b.detections_per_img;
+  h.batch_size_per_image = b.batch_size_per_image;
+  h.positive_fraction = b.positive_fraction;
+  h.aligned = b.aligned;
+  return r;
+}
+
+Json CascadeMaskRCNNOptions::to_json() const {
+  Json o = base.to_json();
+  for (const auto& kv : kPerStage) o.erase(kv.first);
+  write_cascade_options(cascade, o);
+  return o;
+}
+
+CascadeMaskRCNNImpl::CascadeMaskRCNNImpl(CascadeMaskRCNNOptions o)
+    : options_(std::move(o)), transform_(options_.base.transform) {
+  backbone = register_module("backbone", BackboneWithFPN(options_.base.backbone));
+  const int64_t c = backbone->out_channels();
+  rpn = register_module("rpn", RegionProposalNetwork(c, options_.base.rpn));
+  roi_heads = register_module("roi_heads", CascadeRoIHeads(c, options_.cascade));
+}
+
+std::vector<std::string> CascadeMaskRCNNImpl::feature_names() const {
+  std::vector<std::string> out;
+  for (auto l : backbone->levels()) out.push_back("p" + std::to_string(l));
+  return out;
+}
+
+std::vector<int64_t> CascadeMaskRCNNImpl::feature_strides() const {
+  std::vector<int64_t> out;
+  for (auto l : backbone->levels()) out.push_back(int64_t{1} << l);
+  return out;
+}
+
+std::vector<ImageSize> CascadeMaskRCNNImpl::eval_image_sizes(const std::vector<ImageSize>& original_sizes) const {
+  std::vector<ImageSize> out;
+  for (size_t i = 0; i < original_sizes.size(); ++i) {
+    const auto [h, w] = original_sizes[i];
+    MTPD_CHECK_SHAPE(h > 0 && w > 0, arch(), ": image ", i, " size must be positive, got (", h, ", ", w, ")");
+    out.push_back(transform_.resized_size(h, w, static_cast<double>(options_.base.transform.min_size.back())));
+  }
+  return out;
+}
+
+ImageBatch CascadeMaskRCNNImpl::prepare(const std::vector<at::Tensor>& images, const std::vector<Target>* targets) {
+  check_images_and_targets(images, targets, arch());
+  const c10::Device dev = device();
+  std::vector<at::Tensor> on_device;
+  for (const auto& im : images) on_device.push_back(im.to(dev, at::kFloat));
+  if (is_training() && options_.base.transform.min_size.size() == 1) {
+    // as mask_rcnn: torchvision's transform draws torch_choice(min_size) for every training image
+    for (size_t i = 0; i < images.size(); ++i) (void)at::empty({1}, at::kFloat).uniform_(0.0, 1.0);
+  }
+  return transform_(on_device, targets, is_training());
+}
+
+DetectorOutput CascadeMaskRCNNImpl::forward_batch(const ImageBatch& batch, const RunOptions& what) {
+  MTPD_CHECK_ARG(!what.losses || batch.targets.size() == batch.image_sizes.size(), arch(),
+                 ": losses need targets for every image");
+  const bool masks = options_.base.masks;
+  DetectorOutput out;
+  out.image_sizes = batch.image_sizes;
+  out.original_sizes = batch.original_sizes;
+  out.batch_size = {batch.tensors.size(2), batch.tensors.size(3)};
+  out.targets = batch.targets;
+  std::vector<at::Tensor> features = backbone->forward(batch.tensors);  // P2..P5, pool
+  if (what.features) {
+    const auto names = feature_names();
+    for (size_t i = 0; i < features.size(); ++i) out.features[names[i]] = features[i];
+  }
+  if (!what.losses && !what.detections) return out;
+  std::vector<at::Tensor> pooled(features.begin(), features.end() - 1);  // RoI pooling: P2..P5
+  std::vector<std::array<int64_t, 2>> sizes(batch.image_sizes.begin(), batch.image_sizes.end());
+  RPNOutput proposals;
+  if (what.losses) {
+    std::vector<at::Tensor> gt;
+    std::vector<Target> tv;  // torchvision labels: + 1 for the background
+    for (size_t i = 0; i < batch.targets.size(); ++i) {
+      const Target& t = batch.targets[i];
+      if (t.labels.numel() > 0) {
+        const int64_t lo = t.labels.min().item<int64_t>(), hi = t.labels.max().item<int64_t>();
+        MTPD_CHECK_SHAPE(lo >= 0 && hi < options_.base.num_classes, arch(), ": targets[", i,
+                         "].labels must be in 0..", options_.base.num_classes - 1, ", got ", lo, "..", hi);
+      }
+      MTPD_CHECK_ARG(!masks || t.masks.defined(), arch(), ": losses need targets[", i, "].masks");
+      gt.push_back(t.boxes);
+      tv.push_back({t.boxes, t.labels + 1, t.masks});
+    }
+    proposals = rpn->forward(features, sizes, out.batch_size, &gt);
+    out.losses = proposals.losses;
+    for (auto& [k, v] : roi_heads->losses(pooled, proposals.boxes, sizes, tv)) out.losses[k] = v;
+  }
+  if (what.detections) {
+    at::NoGradGuard no_grad;
+    if (!what.losses) proposals = rpn->forward(features, sizes, out.batch_size, nullptr);
+    out.detections = roi_heads->detect(pooled, proposals.boxes, sizes);
+    for (auto& d : out.detections) d.labels = d.labels - 1;
+    transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
+    if (masks) {
+      for (size_t i = 0; i < out.detections.size(); ++i) {
+        auto& d = out.detections[i];
+        d.masks = paste_masks_in_image(d.masks, d.boxes, batch.original_sizes[i][0], batch.original_sizes[i][1]);
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+BuiltModule make_cascade_mask_rcnn(const Json& o) {
+  return {std::make_shared<CascadeMaskRCNNImpl>(CascadeMaskRCNNOptions::from_json(o, true)), {}};
+}
+BuiltModule make_cascade_rcnn(const Json& o) {
+  return {std::make_shared<CascadeMaskRCNNImpl>(CascadeMaskRCNNOptions::from_json(o, false)), {}};
+}
+
+// The cascade's RoI heads alone, on given FPN maps and proposals (one image), for checks against
+// reference outputs: options as cascade_mask_rcnn's (widths from backbone / width_mult /
+// fpn_channels). forward(p2, p3, p4, p5, proposals (K, 4), image_size (2)) in eval mode returns,
+// per stage, rois (K, 4), class_logits (K, C + 1), box_deltas (K, 4), then the detections:
+// boxes (D, 4), scores (D), labels (D) (0..C-1), masks (D, 1, 28, 28) (mask models). In train
+// mode it also takes gt_boxes (G, 4), gt_labels (G) (0..C-1) and, with masks, gt_masks (G, H, W),
+// and returns the losses in name order: per stage s{s}.loss_box_reg, s{s}.loss_classifier[, s{s}.loss_mask].
+BuiltModule make_cascade_heads(const Json& o) {
+  const bool masks = opt_bool(o, "masks", true);
+  Json rest = o;
+  rest.erase("masks");
+  const auto opts = CascadeMaskRCNNOptions::from_json(rest, masks);
+  const auto& b = opts.base.backbone;
+  const int64_t c = scaled(b.fpn_channels, b.width_mult);
+  auto heads = std::make_shared<CascadeRoIHeadsImpl>(c, opts.cascade);
+  return {heads, [heads, masks](const std::vector<at::Tensor>& x) {
+            const bool train = heads->is_training();
+            const size_t want = train ? (masks ? 9 : 8) : 6;
+            MTPD_CHECK_SHAPE(x.size() == want, "models.CascadeRoIHeads (", train ? "train" : "eval",
+                             " mode) takes p2, p3, p4, p5, proposals, image_size",
+                             train ? (masks ? ", gt_boxes, gt_labels, gt_masks" : ", gt_boxes, gt_labels") : "",
+                             ": ", want, " tensors, got ", x.size());
+            std::vector<at::Tensor> maps(x.begin(), x.begin() + 4);
+            at::Tensor size = x[5].to(at::kCPU, at::kLong).reshape({-1});
+            MTPD_CHECK_SHAPE(size.numel() == 2, "models.CascadeRoIHeads: image_size must be (2), got ", x[5].sizes());
+            std::vector<std::array<int64_t, 2>> sizes{{size[0].item<int64_t>(), size[1].item<int64_t>()}};
+            MTPD_CHECK_SHAPE(x[4].dim() == 2 && x[4].size(1) == 4, "models.CascadeRoIHeads: proposals must be (K, 4)");
+            std::vector<at::Tensor> props{x[4].to(at::kFloat)};
+            std::vector<at::Tensor> out;
+            if (train) {
+              Target t{x[6].to(at::kFloat), x[7].to(at::kLong) + 1, masks ? x[8] : at::Tensor()};
+              for (auto& [k, v] : heads->losses(maps, props, sizes, {t})) out.push_back(v);
+              return out;
+            }
+            std::vector<CascadeStage> stages;
+            auto dets = heads->detect(maps, props, sizes, &stages);
+            for (const auto& s : stages) {
+              out.push_back(s.rois);
+              out.push_back(s.class_logits);
+              out.push_back(s.box_deltas);
+            }
+            out.push_back(dets[0].boxes);
+            out.push_back(dets[0].scores);
+            out.push_back(dets[0].labels - 1);
+            if (masks) out.push_back(dets[0].masks);
+            return out;
+          }};
+}
+
+}  // namespace
+
+MTPD_REGISTER_MODULE("cascade_mask_rcnn",
+                     "Cascade Mask R-CNN (mmdetection's cascade RoI heads on Mask R-CNN's backbone and RPN; "
+                     "mask_rcnn's options plus stage_iou_thresholds, stage_loss_weights, stage_bbox_reg_weights, "
+                     "class_agnostic, box_loss_beta, roi_sampling_ratio, mask_per_stage)",
+                     make_cascade_mask_rcnn);
+MTPD_REGISTER_MODULE("cascade_rcnn", "Cascade R-CNN (cascade_mask_rcnn without masks; the same options)",
+                     make_cascade_rcnn);
+MTPD_REGISTER_MODULE("models.CascadeRoIHeads",
+                     "the cascade's RoI heads alone on given FPN maps and proposals of one image (checks); "
+                     "cascade_mask_rcnn's options and masks (default true)",
+                     make_cascade_heads);
+
+}  // namespace mtpd
