@@ -92,11 +92,15 @@ export interface BuildMeta {
   torchDir?: string;
   torchLibDir?: string;
   cuda: boolean;
+  /** The CUDA toolkit a CUDA libtorch was built with ("12.1"), when known. */
+  cudaVersion?: string;
   cxx11Abi: boolean;
   compiler?: string;
   platform?: string;
   arch?: string;
   napiVersion?: number;
+  /** The prebuild's flavour tag, `torch<major.minor>-cpu` or `torch<major.minor>-cu<NNN>` (prebuilt binaries only). */
+  tag?: string;
 }
 
 export interface LoadedAddon {
@@ -112,6 +116,16 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   platform?: string;
   arch?: string;
+}
+
+/** The libtorch a machine has, as the loader sees it before loading anything. */
+export interface InstalledLibtorch {
+  version: string;
+  where: string;
+  /** true: a CUDA build (libtorch_cuda beside libtorch_cpu, or a `+cuNNN` build-version); false: CPU only. */
+  cuda: boolean;
+  /** "12.1" from a `+cu121` build-version, when known. */
+  cudaVersion?: string;
 }
 
 export const packageRoot: string = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -131,17 +145,36 @@ function majorMinor(v: string): string {
   return m ? `${m[1]}.${m[2]}` : v;
 }
 
+function cudaFromBuildVersion(v: string): string | undefined {
+  const m = /\+cu(\d+)(\d)\b/.exec(v);
+  return m ? `${m[1]}.${m[2]}` : undefined;
+}
+
 /**
  * The libtorch this machine would load, without loading it: $LIBTORCH/build-version,
- * Torch_DIR's libtorch, or a versioned libtorch_cpu.so in the system library folders.
+ * Torch_DIR's libtorch, or a versioned libtorch_cpu.so in the system library folders; CUDA when
+ * libtorch_cuda sits beside libtorch_cpu.
  */
-export function detectInstalledLibtorch(env: NodeJS.ProcessEnv = process.env): { version: string; where: string } | null {
+export function detectInstalledLibtorch(env: NodeJS.ProcessEnv = process.env): InstalledLibtorch | null {
   const roots: string[] = [];
   if (env.LIBTORCH) roots.push(env.LIBTORCH);
   if (env.Torch_DIR) roots.push(resolve(env.Torch_DIR, '..', '..', '..'));
+  const hasCudaLib = (dir: string): boolean => {
+    try {
+      return readdirSync(dir).some((n) => /^libtorch_cuda\.(so|dylib)/.test(n));
+    } catch {
+      return false;
+    }
+  };
   for (const r of roots) {
     const f = join(r, 'build-version');
-    if (existsSync(f)) return { version: readFileSync(f, 'utf8').trim(), where: r };
+    if (existsSync(f)) {
+      const version = readFileSync(f, 'utf8').trim();
+      const cudaVersion = cudaFromBuildVersion(version);
+      const found: InstalledLibtorch = { version, where: r, cuda: cudaVersion !== undefined || hasCudaLib(join(r, 'lib')) };
+      if (cudaVersion) found.cudaVersion = cudaVersion;
+      return found;
+    }
   }
   const dirs = [...roots.map((r) => join(r, 'lib')), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/local/lib', '/usr/lib'];
   for (const d of dirs) {
@@ -152,9 +185,40 @@ export function detectInstalledLibtorch(env: NodeJS.ProcessEnv = process.env): {
       continue;
     }
     const hit = names.map((n) => /^libtorch_cpu\.so\.(\d+\.\d+(?:\.\d+)?)$/.exec(n)).find((m) => m);
-    if (hit?.[1]) return { version: hit[1], where: join(d, hit[0]) };
+    if (hit?.[1]) return { version: hit[1], where: join(d, hit[0]), cuda: hasCudaLib(d) };
   }
   return null;
+}
+
+/**
+ * A prebuilt binary's flavour tag from what it was built against: `torch1.13-cpu`,
+ * `torch2.1-cu121`. Prebuilt binaries live in prebuilds/<platform>-<arch>-<tag>/.
+ */
+export function prebuildTag(meta: { torchVersion: string; cuda: boolean; cudaVersion?: string | undefined }): string {
+  const flavour = meta.cuda ? `cu${(meta.cudaVersion ?? '').replace(/\./g, '') || cudaFromBuildVersion(meta.torchVersion)?.replace('.', '') || ''}` : 'cpu';
+  return `torch${majorMinor(meta.torchVersion)}-${flavour}`;
+}
+
+/**
+ * The prebuilt binaries for a platform, best fit first: prebuilds/<platform>-<arch>-<tag>/mtpd.node
+ * (and the untagged prebuilds/<platform>-<arch>/ of older packages). A folder whose tag names the
+ * installed libtorch's version and flavour comes first.
+ */
+export function prebuildCandidates(root: string, platform: string, arch: string, installed: InstalledLibtorch | null): string[] {
+  const plat = `${platform}-${arch}`;
+  let names: string[];
+  try {
+    names = readdirSync(join(root, 'prebuilds'));
+  } catch {
+    names = [];
+  }
+  const want = installed ? `${plat}-torch${majorMinor(installed.version)}-${installed.cuda ? 'cu' : 'cpu'}` : null;
+  const score = (n: string): number => (want && n.startsWith(want) ? 0 : n === plat ? 2 : 1);
+  const found = names
+    .filter((n) => n === plat || n.startsWith(`${plat}-torch`))
+    .filter((n) => existsSync(join(root, 'prebuilds', n, 'mtpd.node')))
+    .sort((a, b) => score(a) - score(b) || b.localeCompare(a));
+  return found.map((n) => join(root, 'prebuilds', n, 'mtpd.node'));
 }
 
 function libtorchLoadedFrom(): string | null {
@@ -197,16 +261,19 @@ export function loadAddon(options: LoadOptions = {}): LoadedAddon {
   const arch = options.arch ?? process.arch;
   const require = createRequire(join(root, 'package.json'));
 
+  const installed = detectInstalledLibtorch(env);
   const candidates: { kind: LoadedAddon['kind']; path: string }[] = [];
   if (env.MTPD_ADDON) candidates.push({ kind: 'env', path: resolve(env.MTPD_ADDON) });
   candidates.push({ kind: 'build', path: join(root, 'build', 'Release', 'mtpd.node') });
-  candidates.push({ kind: 'prebuild', path: join(root, 'prebuilds', `${platform}-${arch}`, 'mtpd.node') });
+  const prebuilt = prebuildCandidates(root, platform, arch, installed);
+  for (const path of prebuilt) candidates.push({ kind: 'prebuild', path });
 
   const tried: string[] = [];
+  if (prebuilt.length === 0) tried.push(`${join(root, 'prebuilds', `${platform}-${arch}-<torch tag>`, 'mtpd.node')}: no prebuilt binary for ${platform}-${arch}`);
   let incompatible = false;
   for (const c of candidates) {
     if (!existsSync(c.path)) {
-      tried.push(`${c.path}: not found${c.kind === 'env' ? ' (from MTPD_ADDON)' : ''}`);
+      if (c.kind !== 'prebuild') tried.push(`${c.path}: not found${c.kind === 'env' ? ' (from MTPD_ADDON)' : ''}`);
       continue;
     }
     const meta = readMeta(c.path);
@@ -217,11 +284,18 @@ export function loadAddon(options: LoadOptions = {}): LoadedAddon {
         incompatible = true;
         continue;
       }
-      const installed = detectInstalledLibtorch(env);
       if (installed && majorMinor(installed.version) !== majorMinor(meta.torchVersion)) {
         tried.push(
           `${c.path}: built against ${builtFor}, but this machine has libtorch ${installed.version} (${installed.where}); ` +
             'rebuild from source (npm rebuild mtpd) or install the matching libtorch',
+        );
+        incompatible = true;
+        continue;
+      }
+      if (installed && installed.cuda !== meta.cuda) {
+        tried.push(
+          `${c.path}: built against ${builtFor}, but this machine's libtorch ${installed.version} (${installed.where}) is a ` +
+            `${installed.cuda ? 'CUDA' : 'CPU-only'} build; rebuild from source (npm rebuild mtpd) or install the matching libtorch`,
         );
         incompatible = true;
         continue;
@@ -244,11 +318,11 @@ export function loadAddon(options: LoadOptions = {}): LoadedAddon {
     if (useCache) cached = loaded;
     return loaded;
   }
-  const expected = detectInstalledLibtorch(env);
+  const expected = installed;
   const message = [
     'mtpd: could not load the native addon. Tried:',
     ...tried.map((t) => `  - ${t}`),
-    `libtorch on this machine: ${expected ? `${expected.version} (${expected.where})` : 'none found'}`,
+    `libtorch on this machine: ${expected ? `${expected.version}${expected.cuda ? ' (CUDA)' : ' (CPU)'} (${expected.where})` : 'none found'}`,
     'To build from source: install libtorch (Debian/Ubuntu: apt-get install libtorch-dev nlohmann-json3-dev;',
     'elsewhere set LIBTORCH=/path/to/libtorch), then run `npm run build:native` (or `npm rebuild mtpd`).',
   ].join('\n');

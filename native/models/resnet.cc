@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "models/conv_norm.h"
 
 namespace mtpd {
 
@@ -97,14 +98,15 @@ ResNetBlockImpl::ResNetBlockImpl(bool bottleneck, int64_t inplanes, int64_t plan
 }
 
 at::Tensor ResNetBlockImpl::forward(const at::Tensor& x) {
-  at::Tensor out = bn1(conv1->forward(x)).relu_();
+  // conv_norm folds frozen (and eval-mode) norms into the convolutions.
+  at::Tensor out = conv_norm(conv1, bn1, x).relu_();
   if (bottleneck_) {
-    out = bn2(conv2->forward(out)).relu_();
-    out = bn3(conv3->forward(out));
+    out = conv_norm(conv2, bn2, out).relu_();
+    out = conv_norm(conv3, bn3, out);
   } else {
-    out = bn2(conv2->forward(out));
+    out = conv_norm(conv2, bn2, out);
   }
-  at::Tensor identity = downsample ? downsample_norm(downsample_conv->forward(x)) : x;
+  at::Tensor identity = downsample ? conv_norm(downsample_conv, downsample_norm, x) : x;
   return (out += identity).relu_();
 }
 
@@ -146,7 +148,7 @@ ResNetBodyImpl::ResNetBodyImpl(const ResNetOptions& o) : options_(o) {
 }
 
 std::vector<at::Tensor> ResNetBodyImpl::forward(const at::Tensor& x) {
-  at::Tensor y = bn1(conv1->forward(x)).relu_();
+  at::Tensor y = conv_norm(conv1, bn1, x).relu_();
   y = at::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
   std::vector<at::Tensor> outs;
   for (auto& stage : stages_) {
