@@ -21,6 +21,7 @@ and writes per model (test/fixtures/zoo):
 
   <name>.pth               the checkpoint in mmdetection's layout: {'meta': {'CLASSES', ...},
                            'state_dict': backbone.* / neck.* / bbox_head.*} (what `mtpd import` reads)
+  (the *_tiny_synth checkpoints carry no outputs: they are the `mtpd init` config test's models)
   <name>.io.safetensors    images (RGB 0..1), features.p3..p7, head.cls.<l> / head.reg.<l> (raw
                            head outputs per level), det.<i>.boxes/scores/labels (original pixels)
 
@@ -470,8 +471,20 @@ def save_safetensors(path, tensors, metadata=None):
             f.write(b)
 
 
+def save_checkpoint(model, spec, out_dir):
+    classes = tuple(spec["classes"])
+    sd = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+    torch.save({"meta": {"mmdet_version": "2.28.2", "CLASSES": classes, "config": spec["config"]}, "state_dict": sd},
+               os.path.join(out_dir, f"{spec['name']}.pth"))
+    return sd
+
+
 def run(spec, out_dir):
     model = build(spec)
+    if spec.get("checkpoint_only"):
+        sd = save_checkpoint(model, spec, out_dir)
+        print(f"{spec['name']}: checkpoint only, {sum(v.numel() for v in sd.values())} state values")
+        return
     imgs = images(spec["seed"], spec["image_sizes"])
     img_scale = (spec["max_size"], spec["min_size"])
     tensors, metas = zip(*[test_pipeline(im, img_scale) for im in imgs])
@@ -498,11 +511,8 @@ def run(spec, out_dir):
         io[f"det.{i}.scores"] = r.scores
         io[f"det.{i}.labels"] = r.labels
         io[f"meta.{i}.img_shape"] = torch.tensor(metas[i]["img_shape"], dtype=torch.int64)
-    classes = tuple(spec["classes"])
-    sd = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+    sd = save_checkpoint(model, spec, out_dir)
     name = spec["name"]
-    torch.save({"meta": {"mmdet_version": "2.28.2", "CLASSES": classes, "config": spec["config"]}, "state_dict": sd},
-               os.path.join(out_dir, f"{name}.pth"))
     save_safetensors(os.path.join(out_dir, f"{name}.io.safetensors"), io,
                      {"min_size": spec["min_size"], "max_size": spec["max_size"], "torch": torch.__version__,
                       "mmcv": f"v1.7.0 {MMCV_COMMIT}", "script": "scripts/golden/mmdet_retinanet.py"})
@@ -526,6 +536,7 @@ def resize_sizes(out_dir):
     print(f"resize: {len(rows)} shapes")
 
 
+SYNTH = ["circle", "triangle", "square", "diamond", "hexagon", "star", "ring", "cross"]  # mtpd data synth
 SPECS = [
     dict(name="mmdet_retinanet_r50_small", backbone="resnet50", width_mult=0.125, num_classes=3, seed=11,
          min_size=128, max_size=160, image_sizes=[(100, 140), (120, 96)], classes=["cat", "dog", "bird"],
@@ -533,6 +544,11 @@ SPECS = [
     dict(name="mmdet_retinanet_swin_t_small", backbone="swin_t", width_mult=0.125, num_classes=3, seed=12,
          min_size=128, max_size=160, image_sizes=[(100, 140), (120, 96)], classes=["cat", "dog", "bird"],
          config="retinanet_swin-t-p4-w7_fpn_1x_coco.py (width 1/8, 3 classes, img_scale (160, 128))"),
+    # checkpoints only, for the `mtpd init` config test on the synthetic dataset's 8 classes
+    dict(name="mmdet_retinanet_r50_tiny_synth", backbone="resnet50", width_mult=0.0625, num_classes=8, seed=13,
+         classes=SYNTH, checkpoint_only=True, config="retinanet_r50_fpn_1x_coco.py (width 1/16, 8 classes)"),
+    dict(name="mmdet_retinanet_swin_t_tiny_synth", backbone="swin_t", width_mult=0.0625, num_classes=8, seed=14,
+         classes=SYNTH, checkpoint_only=True, config="retinanet_swin-t-p4-w7_fpn_1x_coco.py (width 1/16, 8 classes)"),
 ]
 
 

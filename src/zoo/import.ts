@@ -14,6 +14,8 @@ export interface ImportResult {
   missing: string[];
   /** Checkpoint tensors the architecture has no place for (mmdetection names). */
   unexpected: string[];
+  /** Bookkeeping tensors not carried over (BatchNorm num_batches_tracked, Swin relative_position_index). */
+  ignored: number;
 }
 
 export async function importMmdet(checkpoint: string, out: string): Promise<ImportResult> {
@@ -32,5 +34,5 @@ export async function importMmdet(checkpoint: string, out: string): Promise<Impo
     'mtpd.source': `mmdetection ${checkpoint.split(/[\\/]/).pop() ?? checkpoint}`,
     ...(ck.classNames ? { 'mtpd.classes': JSON.stringify(ck.classNames) } : {}),
   });
-  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing: r.missing, unexpected };
+  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing: r.missing, unexpected, ignored: ck.ignored.length };
 }
