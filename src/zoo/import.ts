@@ -34,5 +34,7 @@ export async function importMmdet(checkpoint: string, out: string): Promise<Impo
     'mtpd.source': `mmdetection ${checkpoint.split(/[\\/]/).pop() ?? checkpoint}`,
     ...(ck.classNames ? { 'mtpd.classes': JSON.stringify(ck.classNames) } : {}),
   });
-  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing: r.missing, unexpected, ignored: ck.ignored.length };
+  // relative_position_index is a buffer the model builds itself (mmdetection's is skipped as bookkeeping)
+  const missing = r.missing.filter((k) => !/\.relative_position_index$/.test(k));
+  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing, unexpected, ignored: ck.ignored.length };
 }
