@@ -47,10 +47,13 @@ std::vector<int64_t> AnchorGenerator::num_anchors_per_location() const {
 
 at::Tensor AnchorGenerator::anchors(const std::vector<std::array<int64_t, 2>>& grid_sizes,
                                     std::array<int64_t, 2> image_size, at::ScalarType dtype,
-                                    c10::Device device) const {
+                                    c10::Device device, const std::vector<int64_t>& strides) const {
   MTPD_CHECK_SHAPE(grid_sizes.size() == cell_anchors_.size(), "AnchorGenerator: ", grid_sizes.size(),
                    " feature maps but anchors for ", cell_anchors_.size(), " levels");
+  MTPD_CHECK_SHAPE(strides.empty() || strides.size() == grid_sizes.size(), "AnchorGenerator: ", strides.size(),
+                   " strides for ", grid_sizes.size(), " feature maps");
   std::vector<int64_t> key_sizes{image_size[0], image_size[1]};
+  for (auto s : strides) key_sizes.push_back(-s);
   for (const auto& g : grid_sizes) {
     key_sizes.push_back(g[0]);
     key_sizes.push_back(g[1]);
@@ -64,7 +67,8 @@ at::Tensor AnchorGenerator::anchors(const std::vector<std::array<int64_t, 2>>& g
   std::vector<at::Tensor> per_level;
   for (size_t l = 0; l < grid_sizes.size(); ++l) {
     const int64_t gh = grid_sizes[l][0], gw = grid_sizes[l][1];
-    const int64_t sh = image_size[0] / gh, sw = image_size[1] / gw;
+    const int64_t sh = strides.empty() ? image_size[0] / gh : strides[l];
+    const int64_t sw = strides.empty() ? image_size[1] / gw : strides[l];
     // shifts in int32 as torchvision (exact integers), then + float cell anchors.
     at::Tensor shifts_x = at::arange(gw, at::kInt) * sw;
     at::Tensor shifts_y = at::arange(gh, at::kInt) * sh;

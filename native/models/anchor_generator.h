@@ -23,8 +23,11 @@ class AnchorGenerator {
 
   // One (sum_l H_l W_l A, 4) tensor, the same for every image of the batch.
   // grid_sizes: (H_l, W_l) per level; image_size: padded batch (H, W).
+  // strides: one per level (mmdetection's fixed strides, 8..128); empty: torchvision's
+  // image_size // grid_size (which differs from 2^level where the padded size is not a
+  // multiple of the level's stride).
   at::Tensor anchors(const std::vector<std::array<int64_t, 2>>& grid_sizes, std::array<int64_t, 2> image_size,
-                     at::ScalarType dtype, c10::Device device) const;
+                     at::ScalarType dtype, c10::Device device, const std::vector<int64_t>& strides = {}) const;
   std::vector<int64_t> num_anchors_per_location() const;
   const std::vector<std::vector<double>>& sizes() const { return sizes_; }
   const std::vector<std::vector<double>>& aspect_ratios() const { return ratios_; }

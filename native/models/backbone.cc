@@ -31,6 +31,8 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
   MTPD_CHECK_ARG(o.extra_blocks == "p5" || o.extra_blocks == "c5" || o.extra_blocks == "c5_norelu" || o.extra_blocks == "pool" ||
                      o.extra_blocks == "none",
                  "extra_blocks must be \"p5\", \"c5\", \"c5_norelu\", \"pool\" or \"none\", got \"", o.extra_blocks, "\"");
+  MTPD_CHECK_ARG(o.swin_style == "torchvision" || SwinOptions::is_known(o.name),
+                 "swin_style \"", o.swin_style, "\" needs a Swin backbone, got \"", o.name, "\"");
   std::vector<int64_t> stage_channels;
   if (ResNetOptions::is_known(o.name)) {
     ResNetOptions r = ResNetOptions::named(o.name);
@@ -49,6 +51,10 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
     s.width_mult = o.width_mult;
     if (o.stochastic_depth_prob >= 0) s.stochastic_depth_prob = o.stochastic_depth_prob;
     if (!o.layers.empty()) s.depths = o.layers;  // "layers" = Swin depths per stage
+    if (o.swin_style == "mmdet") {
+      s.always_shift = true;
+      for (int64_t l : o.returned_layers) s.out_norms.push_back(l - 1);  // layer l = stage l - 1
+    }
     SwinBody body(s);
     body->set_trainable_layers(o.trainable_layers);
     stage_channels = body->out_channels();

@@ -29,6 +29,9 @@ struct BackboneOptions {
   std::vector<int64_t> layers;
   // Swin
   double stochastic_depth_prob = -1;  // < 0: the architecture's default (0.2 / 0.3 / 0.5)
+  // "mmdet": mmdetection's SwinTransformer (a LayerNorm per returned stage, norm{i}; windows
+  // shifted even where the map fits one window), see swin.h
+  std::string swin_style = "torchvision";
 };
 
 class BackboneWithFPNImpl : public torch::nn::Module {

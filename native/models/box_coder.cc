@@ -4,7 +4,8 @@
 
 namespace mtpd {
 
-BoxCoder::BoxCoder(std::array<double, 4> weights, double clip) : weights_(weights), clip_(clip) {}
+BoxCoder::BoxCoder(std::array<double, 4> weights, double clip, bool mmdet)
+    : weights_(weights), clip_(clip), mmdet_(mmdet) {}
 
 at::Tensor BoxCoder::encode_single(const at::Tensor& reference_boxes, const at::Tensor& proposals) const {
   // As torchvision's encode_boxes; weights as a tensor of the boxes' dtype.
@@ -28,6 +29,23 @@ at::Tensor BoxCoder::encode_single(const at::Tensor& reference_boxes, const at::
 
 at::Tensor BoxCoder::decode_single(const at::Tensor& rel_codes, const at::Tensor& boxes_in) const {
   at::Tensor boxes = boxes_in.to(rel_codes.scalar_type());
+  if (mmdet_) {
+    // delta2bbox: denorm = deltas * stds + means; pxy = (x1y1 + x2y2) * 0.5, pwh = x2y2 - x1y1;
+    // gxy = pxy + pwh * dxy, gwh = pwh * exp(clamp(dwh, -max_ratio, max_ratio)),
+    // max_ratio = |log(16 / 1000)|; boxes gxy -/+ gwh * 0.5. Per class: (K, 4C) codes, (K, 4) boxes.
+    at::Tensor px = ((boxes.select(1, 0) + boxes.select(1, 2)) * 0.5).unsqueeze(1);
+    at::Tensor py = ((boxes.select(1, 1) + boxes.select(1, 3)) * 0.5).unsqueeze(1);
+    at::Tensor pw = (boxes.select(1, 2) - boxes.select(1, 0)).unsqueeze(1);
+    at::Tensor ph = (boxes.select(1, 3) - boxes.select(1, 1)).unsqueeze(1);
+    // stds = 1 / weights (torchvision's weights are mmdet's inverse stds), means 0
+    at::Tensor dx = rel_codes.slice(1, 0, c10::nullopt, 4) * (1.0 / weights_[0]);
+    at::Tensor dy = rel_codes.slice(1, 1, c10::nullopt, 4) * (1.0 / weights_[1]);
+    at::Tensor dw = (rel_codes.slice(1, 2, c10::nullopt, 4) * (1.0 / weights_[2])).clamp(-clip_, clip_);
+    at::Tensor dh = (rel_codes.slice(1, 3, c10::nullopt, 4) * (1.0 / weights_[3])).clamp(-clip_, clip_);
+    at::Tensor gx = px + pw * dx, gy = py + ph * dy;
+    at::Tensor gw = pw * at::exp(dw), gh = ph * at::exp(dh);
+    return at::stack({gx - gw * 0.5, gy - gh * 0.5, gx + gw * 0.5, gy + gh * 0.5}, 2).flatten(1);
+  }
   at::Tensor widths = boxes.select(1, 2) - boxes.select(1, 0);
   at::Tensor heights = boxes.select(1, 3) - boxes.select(1, 1);
   at::Tensor ctr_x = boxes.select(1, 0) + 0.5 * widths;

@@ -23,7 +23,7 @@ const std::vector<std::string> kKnownOptions = {
     "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "extra_blocks",
     "groups", "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "score_thresh",
     "nms_thresh", "detections_per_img", "fg_iou_thresh", "bg_iou_thresh", "topk_candidates", "prior_probability",
-    "focal_alpha", "focal_gamma", "box_loss", "head_norm", "anchor_style"};
+    "focal_alpha", "focal_gamma", "box_loss", "head_norm", "anchor_style", "box_coder", "resize_style", "swin_style"};
 
 }  // namespace
 
@@ -52,6 +52,9 @@ RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
   b.width_per_group = opt_int(o, "width_per_group", 0);
   b.layers = opt_ints(o, "layers", {});
   b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
+  b.swin_style = opt_string(o, "swin_style", b.swin_style);
+  MTPD_CHECK_ARG(b.swin_style == "torchvision" || b.swin_style == "mmdet",
+                 "retinanet: swin_style must be \"torchvision\" or \"mmdet\", got \"", b.swin_style, "\"");
   r.num_classes = opt_int(o, "num_classes", r.num_classes);
   MTPD_CHECK_ARG(r.num_classes > 0, "retinanet: num_classes must be positive, got ", r.num_classes);
   r.transform.min_size = opt_ints(o, "min_size", r.transform.min_size);
@@ -59,6 +62,9 @@ RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
   r.transform.image_mean = opt_triple(o, "image_mean", r.transform.image_mean);
   r.transform.image_std = opt_triple(o, "image_std", r.transform.image_std);
   r.transform.size_divisible = opt_int(o, "size_divisible", r.transform.size_divisible);
+  r.transform.resize_style = opt_string(o, "resize_style", r.transform.resize_style);
+  MTPD_CHECK_ARG(r.transform.resize_style == "torchvision" || r.transform.resize_style == "mmdet",
+                 "retinanet: resize_style must be \"torchvision\" or \"mmdet\", got \"", r.transform.resize_style, "\"");
   r.anchor_sizes = opt_numbers(o, "anchor_sizes", r.anchor_sizes);
   r.aspect_ratios = opt_numbers(o, "aspect_ratios", r.aspect_ratios);
   for (double s : r.anchor_sizes) MTPD_CHECK_ARG(s > 0, "retinanet: anchor_sizes must be positive");
@@ -66,6 +72,9 @@ RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
   r.anchor_style = opt_string(o, "anchor_style", r.anchor_style);
   MTPD_CHECK_ARG(r.anchor_style == "torchvision" || r.anchor_style == "mmdet",
                  "retinanet: anchor_style must be \"torchvision\" or \"mmdet\", got \"", r.anchor_style, "\"");
+  r.box_coder = opt_string(o, "box_coder", r.box_coder);
+  MTPD_CHECK_ARG(r.box_coder == "torchvision" || r.box_coder == "mmdet",
+                 "retinanet: box_coder must be \"torchvision\" or \"mmdet\", got \"", r.box_coder, "\"");
   r.score_thresh = opt_number(o, "score_thresh", r.score_thresh);
   r.nms_thresh = opt_number(o, "nms_thresh", r.nms_thresh);
   r.detections_per_img = opt_int(o, "detections_per_img", r.detections_per_img);
@@ -95,15 +104,18 @@ Json RetinaNetOptions::to_json() const {
   if (backbone.width_per_group > 0) o["width_per_group"] = backbone.width_per_group;
   if (!backbone.layers.empty()) o["layers"] = backbone.layers;
   if (backbone.stochastic_depth_prob >= 0) o["stochastic_depth_prob"] = backbone.stochastic_depth_prob;
+  if (backbone.swin_style != "torchvision") o["swin_style"] = backbone.swin_style;
   o["num_classes"] = num_classes;
   o["min_size"] = transform.min_size;
   o["max_size"] = transform.max_size;
   o["image_mean"] = transform.image_mean;
   o["image_std"] = transform.image_std;
   o["size_divisible"] = transform.size_divisible;
+  if (transform.resize_style != "torchvision") o["resize_style"] = transform.resize_style;
   o["anchor_sizes"] = anchor_sizes;
   o["aspect_ratios"] = aspect_ratios;
   o["anchor_style"] = anchor_style;
+  if (box_coder != "torchvision") o["box_coder"] = box_coder;
   o["score_thresh"] = score_thresh;
   o["nms_thresh"] = nms_thresh;
   o["detections_per_img"] = detections_per_img;
@@ -144,7 +156,7 @@ RetinaNetImpl::RetinaNetImpl(RetinaNetOptions o)
       anchor_generator_(make_anchor_generator(
           options_, options_.backbone.returned_layers.size() + (options_.backbone.extra_blocks == "none" ? 0 : 2))),
       matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/true),
-      box_coder_({1.0, 1.0, 1.0, 1.0}) {
+      box_coder_({1.0, 1.0, 1.0, 1.0}, std::log(1000.0 / 16), options_.box_coder == "mmdet") {
   backbone = register_module("backbone", BackboneWithFPN(options_.backbone));
   const int64_t a = anchor_generator_.num_anchors_per_location()[0];
   head = register_module("head", RetinaNetHead(backbone->out_channels(), a, options_.num_classes,
@@ -204,7 +216,8 @@ std::map<std::string, at::Tensor> RetinaNetImpl::compute_loss(const std::vector<
 }
 
 std::vector<Detection> RetinaNetImpl::postprocess_detections(const HeadOutputs& out, const at::Tensor& anchors,
-                                                             const std::vector<ImageSize>& image_sizes) {
+                                                             const std::vector<ImageSize>& image_sizes,
+                                                             const std::vector<ImageSize>* original_sizes) {
   std::vector<Detection> dets;
   const int64_t k = options_.num_classes;
   for (size_t i = 0; i < image_sizes.size(); ++i) {
@@ -235,6 +248,18 @@ std::vector<Detection> RetinaNetImpl::postprocess_detections(const HeadOutputs& 
       all_labels.push_back(labels);
     }
     at::Tensor boxes = at::cat(all_boxes), scores = at::cat(all_scores), labels = at::cat(all_labels);
+    // mmdet (_bbox_post_process): rescale to the original image, then batched_nms there
+    if (original_sizes) {
+      boxes = transform_.unresize_boxes(boxes, image_sizes[i], (*original_sizes)[i]);
+      // test_cfg min_bbox_size 0: drop boxes that clipping left with no width or height (w > 0 and h > 0)
+      at::Tensor valid = ((boxes.select(1, 2) - boxes.select(1, 0)) > 0) & ((boxes.select(1, 3) - boxes.select(1, 1)) > 0);
+      if (!valid.all().item<bool>()) {
+        at::Tensor idx = valid.nonzero().squeeze(1);
+        boxes = boxes.index_select(0, idx);
+        scores = scores.index_select(0, idx);
+        labels = labels.index_select(0, idx);
+      }
+    }
     at::Tensor keep = ops::batched_nms(boxes, scores, labels, options_.nms_thresh);
     keep = keep.slice(0, 0, options_.detections_per_img);
     dets.push_back({boxes.index_select(0, keep), scores.index_select(0, keep), labels.index_select(0, keep), {}});
@@ -259,7 +284,9 @@ DetectorOutput RetinaNetImpl::forward_batch(const ImageBatch& batch, const RunOp
   HeadOutputs ho = head->forward(features);
   std::vector<std::array<int64_t, 2>> grids;
   for (const auto& f : features) grids.push_back({f.size(2), f.size(3)});
-  at::Tensor anchors = anchor_generator_.anchors(grids, out.batch_size, at::kFloat, batch.tensors.device());
+  // mmdetection's AnchorGenerator tiles every level with its own stride (8, 16, ..., 128)
+  const std::vector<int64_t> strides = options_.anchor_style == "mmdet" ? feature_strides() : std::vector<int64_t>{};
+  at::Tensor anchors = anchor_generator_.anchors(grids, out.batch_size, at::kFloat, batch.tensors.device(), strides);
   if (what.losses) {
     // Losses in float32 even when the forward ran under autocast (half-precision head outputs).
     HeadOutputs f32{ho.cls_logits.to(at::kFloat), ho.bbox_regression.to(at::kFloat), ho.anchors_per_level};
@@ -269,8 +296,9 @@ DetectorOutput RetinaNetImpl::forward_batch(const ImageBatch& batch, const RunOp
     torch::NoGradGuard no_grad;
     HeadOutputs detached{ho.cls_logits.detach().to(at::kFloat), ho.bbox_regression.detach().to(at::kFloat),
                          ho.anchors_per_level};
-    out.detections = postprocess_detections(detached, anchors, batch.image_sizes);
-    transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
+    const bool mmdet = options_.transform.resize_style == "mmdet";
+    out.detections = postprocess_detections(detached, anchors, batch.image_sizes, mmdet ? &batch.original_sizes : nullptr);
+    if (!mmdet) transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
   }
   return out;
 }

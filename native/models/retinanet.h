@@ -26,7 +26,10 @@ struct RetinaNetOptions {
   std::vector<double> aspect_ratios{0.5, 1.0, 2.0};
   // "torchvision": sizes (x, int(x 2^1/3), int(x 2^2/3)), cell anchors rounded; "mmdet": mmdetection's
   // AnchorGenerator(octave_base_scale, scales_per_octave=3, center_offset=0): x 2^(i/3) unrounded
+  // (mmdet also tiles every level with its fixed stride 2^level, not image_size // grid_size)
   std::string anchor_style = "torchvision";
+  // "torchvision" or "mmdet": DeltaXYWHBBoxCoder's decode (box_coder.h)
+  std::string box_coder = "torchvision";
   double score_thresh = 0.05;
   double nms_thresh = 0.5;
   int64_t detections_per_img = 300;
@@ -64,8 +67,11 @@ class RetinaNetImpl : public Detector {
  private:
   std::map<std::string, at::Tensor> compute_loss(const std::vector<Target>& targets, const HeadOutputs& out,
                                                  const at::Tensor& anchors);
+  // original_sizes: mmdet's order, boxes rescaled to the original image before NMS (resize_style
+  // "mmdet"), boxes of no width or height dropped (test_cfg min_bbox_size 0); null: torchvision's, NMS in resized pixels and the transform maps them back after.
   std::vector<Detection> postprocess_detections(const HeadOutputs& out, const at::Tensor& anchors,
-                                                const std::vector<ImageSize>& image_sizes);
+                                                const std::vector<ImageSize>& image_sizes,
+                                                const std::vector<ImageSize>* original_sizes);
   RetinaNetOptions options_;
   GeneralizedRCNNTransform transform_;
   AnchorGenerator anchor_generator_;

@@ -51,8 +51,9 @@ SwinOptions SwinOptions::named(const std::string& arch) {
   return it->second;
 }
 
-ShiftedWindowAttentionImpl::ShiftedWindowAttentionImpl(int64_t dim, int64_t window, int64_t shift, int64_t heads)
-    : window_(window), shift_(shift), heads_(heads) {
+ShiftedWindowAttentionImpl::ShiftedWindowAttentionImpl(int64_t dim, int64_t window, int64_t shift, int64_t heads,
+                                                       bool always_shift)
+    : window_(window), shift_(shift), heads_(heads), always_shift_(always_shift) {
   MTPD_CHECK_ARG(heads > 0 && dim % heads == 0, "Swin: dim ", dim, " is not divisible by num_heads ", heads);
   qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, dim * 3).bias(true)));
   proj = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(dim, dim).bias(true)));
@@ -86,8 +87,9 @@ at::Tensor ShiftedWindowAttentionImpl::forward(const at::Tensor& input) {
   at::Tensor x = (pad_r || pad_b) ? at::constant_pad_nd(input, {0, 0, 0, pad_r, 0, pad_b}) : input;
   const int64_t pH = x.size(1), pW = x.size(2);
   int64_t sh = shift_, sw = shift_;
-  if (ws >= pH) sh = 0;
-  if (ws >= pW) sw = 0;
+  // torchvision: no shift along an axis that one window covers; mmdetection shifts regardless
+  if (!always_shift_ && ws >= pH) sh = 0;
+  if (!always_shift_ && ws >= pW) sw = 0;
   const bool shifted = sh + sw > 0;
   if (shifted) x = at::roll(x, {-sh, -sw}, {1, 2});
   const int64_t nW = (pH / ws) * (pW / ws);
@@ -126,10 +128,10 @@ at::Tensor ShiftedWindowAttentionImpl::forward(const at::Tensor& input) {
 }
 
 SwinTransformerBlockImpl::SwinTransformerBlockImpl(int64_t dim, int64_t heads, int64_t window, int64_t shift,
-                                                   double mlp_ratio, double sd)
+                                                   double mlp_ratio, double sd, bool always_shift)
     : sd_prob_(sd) {
   norm1 = register_module("norm1", layer_norm(dim));
-  attn = register_module("attn", ShiftedWindowAttention(dim, window, shift, heads));
+  attn = register_module("attn", ShiftedWindowAttention(dim, window, shift, heads, always_shift));
   norm2 = register_module("norm2", layer_norm(dim));
   // MLP: Sequential(Linear, GELU, Dropout, Linear, Dropout) -> parameters mlp.0.*, mlp.3.*
   const int64_t hidden = static_cast<int64_t>(dim * mlp_ratio);
@@ -202,7 +204,7 @@ SwinBodyImpl::SwinBodyImpl(const SwinOptions& o) : options_(o) {
     for (int64_t j = 0; j < o.depths[static_cast<size_t>(s)]; ++j) {
       const double sd = total > 1 ? o.stochastic_depth_prob * static_cast<double>(block_id) / (total - 1) : 0.0;
       blocks.emplace_back(dim, heads[static_cast<size_t>(s)], o.window_size, j % 2 == 0 ? 0 : o.window_size / 2,
-                          o.mlp_ratio, sd);
+                          o.mlp_ratio, sd, o.always_shift);
       stage->push_back(blocks.back());
       ++block_id;
     }
@@ -215,6 +217,11 @@ SwinBodyImpl::SwinBodyImpl(const SwinOptions& o) : options_(o) {
     }
   }
   register_module("features", features);
+  out_norms_.assign(4, torch::nn::LayerNorm(nullptr));
+  for (auto i : o.out_norms) {
+    MTPD_CHECK_ARG(i >= 0 && i < 4, "Swin: out_norms entries must be stages 0..3, got ", i);
+    out_norms_[static_cast<size_t>(i)] = register_module("norm" + std::to_string(i), layer_norm(out_channels_[static_cast<size_t>(i)]));
+  }
 }
 
 std::vector<at::Tensor> SwinBodyImpl::forward(const at::Tensor& x) {
@@ -223,7 +230,9 @@ std::vector<at::Tensor> SwinBodyImpl::forward(const at::Tensor& x) {
   std::vector<at::Tensor> outs;
   for (size_t s = 0; s < stages_.size(); ++s) {
     for (auto& b : stages_[s]) y = b->forward(y);
-    outs.push_back(y.permute({0, 3, 1, 2}).contiguous());  // NHWC -> NCHW
+    // mmdetection: norm{i}(stage output) before NHWC -> NCHW; the next stage takes the un-normalized map
+    at::Tensor o = out_norms_[s] ? out_norms_[s]->forward(y) : y;
+    outs.push_back(o.permute({0, 3, 1, 2}).contiguous());  // NHWC -> NCHW
     if (s < merges_.size()) y = merges_[s]->forward(y);
   }
   return outs;
@@ -237,6 +246,7 @@ void SwinBodyImpl::set_trainable_layers(int64_t n) {
   for (int64_t k = 4; k > 4 - std::min<int64_t>(n, 4); --k) {
     train.push_back("features." + std::to_string(2 * k - 1) + ".");
     if (k > 1) train.push_back("features." + std::to_string(2 * k - 2) + ".");
+    train.push_back("norm" + std::to_string(k - 1) + ".");  // mmdetection's output norm of the stage
   }
   if (n == 5) train.push_back("features.0.");
   for (auto& p : named_parameters(true)) {

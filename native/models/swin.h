@@ -6,7 +6,10 @@
 //
 // Shifted window attention with relative position bias as torchvision's
 // shifted_window_attention (pad to whole windows, roll by -shift, mask -100 across shifted
-// regions). Stochastic depth ("row" mode, rate growing linearly over blocks) runs only in
+// regions). mmdetection's SwinTransformer (always_shift, out_norms) differs in two ways: it
+// shifts the windows of odd blocks even where the padded map is a single window (torchvision
+// drops the shift there), and it normalizes each returned stage's output with a LayerNorm of its
+// own (norm{i}, i = 0..3, registered on the body as mmdetection names them). Stochastic depth ("row" mode, rate growing linearly over blocks) runs only in
 // training mode.
 #pragma once
 
@@ -30,6 +33,8 @@ struct SwinOptions {
   double mlp_ratio = 4.0;
   double stochastic_depth_prob = 0.2;
   double width_mult = 1.0;  // scales embed_dim and num_heads (head dim stays)
+  bool always_shift = false;       // mmdetection's ShiftWindowMSA
+  std::vector<int64_t> out_norms;  // stages (0..3) whose output gets a LayerNorm norm{i} (mmdetection)
 
   static SwinOptions named(const std::string& arch);  // swin_t, swin_s, swin_b
   static bool is_known(const std::string& arch);
@@ -38,11 +43,13 @@ struct SwinOptions {
 
 class ShiftedWindowAttentionImpl : public torch::nn::Module {
  public:
-  ShiftedWindowAttentionImpl(int64_t dim, int64_t window_size, int64_t shift_size, int64_t num_heads);
+  ShiftedWindowAttentionImpl(int64_t dim, int64_t window_size, int64_t shift_size, int64_t num_heads,
+                             bool always_shift = false);
   at::Tensor forward(const at::Tensor& x);  // (B, H, W, C)
 
  private:
   int64_t window_, shift_, heads_;
+  bool always_shift_;
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   at::Tensor relative_position_bias_table, relative_position_index;
 };
@@ -51,7 +58,7 @@ TORCH_MODULE(ShiftedWindowAttention);
 class SwinTransformerBlockImpl : public torch::nn::Module {
  public:
   SwinTransformerBlockImpl(int64_t dim, int64_t num_heads, int64_t window_size, int64_t shift_size,
-                           double mlp_ratio, double stochastic_depth_prob);
+                           double mlp_ratio, double stochastic_depth_prob, bool always_shift = false);
   at::Tensor forward(const at::Tensor& x);
 
  private:
@@ -90,6 +97,7 @@ class SwinBodyImpl : public torch::nn::Module {
   torch::nn::LayerNorm patch_norm{nullptr};
   std::vector<std::vector<SwinTransformerBlock>> stages_;
   std::vector<PatchMerging> merges_;
+  std::vector<torch::nn::LayerNorm> out_norms_;  // per stage; null where the stage has none
   std::vector<int64_t> out_channels_;
 };
 TORCH_MODULE(SwinBody);

@@ -14,9 +14,22 @@ GeneralizedRCNNTransform::GeneralizedRCNNTransform(TransformOptions o) : options
   MTPD_CHECK_ARG(options_.max_size > 0, "max_size must be positive, got ", options_.max_size);
   MTPD_CHECK_ARG(options_.size_divisible > 0, "size_divisible must be positive");
   for (double s : options_.image_std) MTPD_CHECK_ARG(s > 0, "image_std entries must be positive");
+  MTPD_CHECK_ARG(options_.resize_style == "torchvision" || options_.resize_style == "mmdet",
+                 "resize_style must be \"torchvision\" or \"mmdet\", got \"", options_.resize_style, "\"");
 }
 
 ImageSize GeneralizedRCNNTransform::resized_size(int64_t h, int64_t w, double min_size) const {
+  if (options_.resize_style == "mmdet") {
+    // mmcv.rescale_size((w, h), (max_size, min_size)): max_long_edge = max(scale), max_short_edge =
+    // min(scale), factor = min(long / max(h, w), short / min(h, w)) (Python floats);
+    // _scale_size: int(w * factor + 0.5), int(h * factor + 0.5).
+    const double long_edge = std::max(static_cast<double>(options_.max_size), min_size);
+    const double short_edge = std::min(static_cast<double>(options_.max_size), min_size);
+    const double f = std::min(long_edge / static_cast<double>(std::max(h, w)),
+                              short_edge / static_cast<double>(std::min(h, w)));
+    return {static_cast<int64_t>(static_cast<double>(h) * f + 0.5),
+            static_cast<int64_t>(static_cast<double>(w) * f + 0.5)};
+  }
   // scale = min(min_size / min(h, w), max_size / max(h, w)) in float32: torchvision divides a
   // Python float by a float32 0-dim tensor, which torch evaluates as tensor.reciprocal() * number
   // (two float32 roundings, not one correctly rounded division: 1 pixel apart for some shapes);
@@ -35,6 +48,16 @@ at::Tensor GeneralizedRCNNTransform::resize_boxes(const at::Tensor& boxes, Image
   const float rw = static_cast<float>(to[1]) / static_cast<float>(from[1]);
   at::Tensor r = at::tensor({rw, rh, rw, rh}, at::kFloat).to(boxes.device(), boxes.scalar_type());
   return boxes * r;
+}
+
+at::Tensor GeneralizedRCNNTransform::unresize_boxes(const at::Tensor& boxes, ImageSize from, ImageSize to) const {
+  if (options_.resize_style != "mmdet") return resize_boxes(boxes, from, to);
+  // mmdet Resize: scale_factor = np.array([w_scale, h_scale] * 2, dtype=np.float32) with
+  // w_scale = new_w / w (double); the head divides the boxes by it (rescale=True).
+  const float sw = static_cast<float>(static_cast<double>(from[1]) / static_cast<double>(to[1]));
+  const float sh = static_cast<float>(static_cast<double>(from[0]) / static_cast<double>(to[0]));
+  at::Tensor f = at::tensor({sw, sh, sw, sh}, at::kFloat).to(boxes.device(), boxes.scalar_type());
+  return boxes / f;
 }
 
 ImageBatch GeneralizedRCNNTransform::operator()(const std::vector<at::Tensor>& images,
@@ -102,7 +125,7 @@ ImageBatch GeneralizedRCNNTransform::operator()(const std::vector<at::Tensor>& i
 void GeneralizedRCNNTransform::postprocess(std::vector<Detection>& dets, const std::vector<ImageSize>& image_sizes,
                                            const std::vector<ImageSize>& original_sizes) const {
   for (size_t i = 0; i < dets.size(); ++i) {
-    dets[i].boxes = resize_boxes(dets[i].boxes, image_sizes[i], original_sizes[i]);
+    dets[i].boxes = unresize_boxes(dets[i].boxes, image_sizes[i], original_sizes[i]);
   }
 }
 

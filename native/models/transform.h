@@ -3,11 +3,18 @@
 // (bilinear, align_corners=false, recompute_scale_factor=True: the output size is
 // floor(size * scale) and the kernel uses the ratio of sizes), zero-pad the batch to a multiple
 // of size_divisible; targets are resized with their images and detections mapped back.
+//
+// resize_style "mmdet": mmdetection 2.x's test pipeline (Resize keep_ratio with img_scale
+// (max_size, min_size): mmcv.rescale_size, scale = min(max_size / long side, min_size / short
+// side) in double, new side = int(side * scale + 0.5); scale_factor = new / old per axis in
+// float32, boxes divided by it to go back). The pixels are still resampled by torch's bilinear
+// kernel (mmdetection resizes uint8 images with OpenCV's).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <string>
 #include <vector>
 
 #include "models/detector.h"
@@ -20,6 +27,7 @@ struct TransformOptions {
   std::array<double, 3> image_mean{0.485, 0.456, 0.406};
   std::array<double, 3> image_std{0.229, 0.224, 0.225};
   int64_t size_divisible = 32;
+  std::string resize_style = "torchvision";  // or "mmdet"
 };
 
 class GeneralizedRCNNTransform {
@@ -36,6 +44,9 @@ class GeneralizedRCNNTransform {
   // The output size torchvision's resize gives an (h, w) image.
   ImageSize resized_size(int64_t h, int64_t w, double min_size) const;
   static at::Tensor resize_boxes(const at::Tensor& boxes, ImageSize from, ImageSize to);
+  // Boxes from resized pixels `from` back to the original `to`, as the style does it
+  // (torchvision: times the float32 ratio to/from; mmdet: divided by mmdet's float32 scale_factor).
+  at::Tensor unresize_boxes(const at::Tensor& boxes, ImageSize from, ImageSize to) const;
 
  private:
   TransformOptions options_;

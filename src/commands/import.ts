@@ -24,7 +24,7 @@ export const importCommand: CommandModule<object, ImportArgs> = {
     const lines = [
       `${argv.checkpoint}: mmdetection RetinaNet, ${r.arch} (${r.numClasses} classes${r.classNames ? `: ${r.classNames.slice(0, 5).join(', ')}${r.classNames.length > 5 ? ', ...' : ''}` : ''})`,
       `  options: ${JSON.stringify(r.options)}`,
-      `  loaded ${r.loaded} tensors; missing: ${r.missing.length ? r.missing.join(', ') : 'none'}; unexpected: ${r.unexpected.length ? r.unexpected.join(', ') : 'none'}`,
+      `  loaded ${r.loaded} tensors (${r.ignored} bookkeeping tensors skipped: num_batches_tracked, relative_position_index); missing: ${r.missing.length ? r.missing.join(', ') : 'none'}; unexpected: ${r.unexpected.length ? r.unexpected.join(', ') : 'none'}`,
       `  wrote ${argv.out}; as a teacher: { arch: ${r.arch}, weights: ${argv.out}, classes: ${r.classes}, options: ${JSON.stringify(r.options)} }`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { type ConfigInput, configSchema } from './schema.js';
 
 /** mmdetection's RetinaNet architecture where it differs from torchvision's (what `mtpd import` prints). */
-const MMDET = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', detections_per_img: 100 };
+const MMDET = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', box_coder: 'mmdet', resize_style: 'mmdet', detections_per_img: 100 };
 
 /** The paper's setting on COCO: a RetinaNet-R50 student and a pool of stronger RetinaNets. */
 export function templateConfig(): ConfigInput {
@@ -28,7 +28,7 @@ export function templateConfig(): ConfigInput {
     teachers: [
       { name: 'r101', arch: 'retinanet_resnet101_fpn', weights: 'weights/retinanet_r101_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
       { name: 'x101', arch: 'retinanet_resnext101_64x4d_fpn', weights: 'weights/retinanet_x101_64x4d_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
-      { name: 'swin_t', arch: 'retinanet_swin_t_fpn', weights: 'weights/retinanet_swin_t_fpn_1x.safetensors', classes: 'coco80', options: MMDET },
+      { name: 'swin_t', arch: 'retinanet_swin_t_fpn', weights: 'weights/retinanet_swin_t_fpn_1x.safetensors', classes: 'coco80', options: { ...MMDET, swin_style: 'mmdet' } },
     ],
     schedule: { epochs: 12, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4, warmupIterations: 500, policy: 'step', milestones: [8 / 12, 11 / 12] },
     distill: { loss: 'pkd', weight: 1 },

@@ -16,6 +16,8 @@ export interface ImportResult {
   missing: string[];
   /** Checkpoint tensors the architecture has no place for (mmdetection names). */
   unexpected: string[];
+  /** Bookkeeping tensors not carried over (BatchNorm num_batches_tracked, Swin relative_position_index). */
+  ignored: number;
 }
 
 export async function importMmdet(checkpoint: string, out: string): Promise<ImportResult> {
@@ -35,5 +37,7 @@ export async function importMmdet(checkpoint: string, out: string): Promise<Impo
     'mtpd.source': `mmdetection ${checkpoint.split(/[\\/]/).pop() ?? checkpoint}`,
     ...(ck.classNames ? { 'mtpd.classes': JSON.stringify(ck.classNames) } : {}),
   });
-  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing: r.missing, unexpected };
+  // relative_position_index is a buffer the model builds itself (mmdetection's is skipped as bookkeeping)
+  const missing = r.missing.filter((k) => !/\.relative_position_index$/.test(k));
+  return { arch: ck.arch, numClasses: ck.numClasses, classNames: ck.classNames, classes: ck.classes, options: ck.options, loaded: r.loaded, missing, unexpected, ignored: ck.ignored.length };
 }

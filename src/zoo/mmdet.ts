@@ -7,19 +7,27 @@
  *                      P7 = conv(P6)                                  -> extra_blocks 'c5_norelu'
  *   anchors            AnchorGenerator(octave_base_scale=4, scales_per_octave=3, center_offset=0):
  *                      sizes 32 * 2^(i/3) unrounded                   -> anchor_style 'mmdet'
+ *                      tiled with the fixed strides 8..128
  *   test_cfg           max_per_img=100                                -> detections_per_img 100
- *   delta coder        target means 0, stds 1 (RetinaNet's): torchvision's BoxCoder(1, 1, 1, 1); clamp log(1000/16)
+ *   delta coder        DeltaXYWHBBoxCoder (means 0, stds 1): centres (x1 + x2) / 2, dw/dh clamped to
+ *                      +-log(1000/16)                                 -> box_coder 'mmdet'
+ *   test pipeline      Resize keep_ratio (mmcv.rescale_size: int(x * s + 0.5)), scale_factor new / old in
+ *                      float32, boxes rescaled to the original image before NMS -> resize_style 'mmdet'
  *   normalization      mean (123.675, 116.28, 103.53), std (58.395, 57.12, 57.375) on 0..255 RGB: torchvision's
  *                      (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) on 0..1
+ *   Swin               a LayerNorm on each returned stage (norm1..3), windows shifted even where the map is
+ *                      one window                                     -> swin_style 'mmdet'
  *
  * Names: backbone.* -> backbone.body.*; neck.lateral_convs.i.conv -> backbone.fpn.inner_blocks.i.0;
  * neck.fpn_convs.i.conv -> backbone.fpn.layer_blocks.i.0 (i < 3), extra_blocks.p6 / p7 (i = 3, 4);
  * bbox_head.{cls,reg}_convs.i.conv -> head.{classification,regression}_head.conv.i.0;
  * bbox_head.retina_cls / retina_reg -> head.classification_head.cls_logits / head.regression_head.bbox_reg.
  * The names and numerics follow mmdetection 2.x's RetinaNet (necks/fpn.py, dense_heads/retina_head.py,
- * core/anchor/anchor_generator.py, core/bbox/coder/delta_xywh_bbox_coder.py); they have not yet been
- * checked against golden outputs of mmdetection's own code. Not built yet: mmdetection's OpenCV
- * resize and its Swin's per-stage output norms (norm1..3, reported as unmapped).
+ * core/anchor/anchor_generator.py, core/bbox/coder/delta_xywh_bbox_coder.py), checked against mmdetection's
+ * own code by scripts/golden/mmdet_retinanet.py (test/zoo/mmdet-parity.test.ts). Not mmdetection's: the
+ * pixels of the resize (OpenCV's bilinear kernel on uint8 there, torch's here).
+ * BatchNorm's num_batches_tracked and Swin's relative_position_index (bookkeeping, rebuilt here) are
+ * skipped and counted in `ignored`.
  */
 import { COCO_CATEGORIES, normalizeName } from '../data/class-map.js';
 import { MtpdError } from '../errors.js';
@@ -42,6 +50,8 @@ export interface MmdetCheckpoint {
   tensors: StateDict;
   /** Checkpoint keys with no counterpart in the architecture built here. */
   unmapped: string[];
+  /** Bookkeeping tensors skipped: BatchNorm num_batches_tracked, Swin relative_position_index. */
+  ignored: string[];
 }
 
 function rename(k: string): string | null {
@@ -70,8 +80,9 @@ function count(keys: string[], re: RegExp): number {
 /** Architecture of an mmdetection RetinaNet state dict (or, with `family`, a two-stage one's backbone), from its tensors. */
 export function archOf(sd: StateDict, source: string, family = 'retinanet'): { arch: string; options: Record<string, unknown>; swin: boolean } {
   const keys = [...sd.keys()];
-  const options: Record<string, unknown> = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', detections_per_img: 100 };
+  const options: Record<string, unknown> = { extra_blocks: 'c5_norelu', anchor_style: 'mmdet', box_coder: 'mmdet', resize_style: 'mmdet', detections_per_img: 100 };
   if (sd.has('backbone.patch_embed.projection.weight')) {
+    options.swin_style = 'mmdet';
     const depth3 = count(keys, /^backbone\.stages\.2\.blocks\.(\d+)\./);
     const embed = sd.get('backbone.patch_embed.projection.weight')!.shape[0];
     if (depth3 === 6 && embed !== 96) options.width_mult = (embed as number) / 96;
@@ -116,12 +127,18 @@ export async function readMmdetRetinaNet(path: string): Promise<MmdetCheckpoint>
   const numClasses = out / anchors;
   const tensors: StateDict = new Map();
   const unmapped: string[] = [];
+  const ignored: string[] = [];
   for (const [k, t] of sd) {
     let to: string | null = null;
     let v: Tensor = t;
+    if (/\.(num_batches_tracked|relative_position_index)$/.test(k)) {
+      ignored.push(k);
+      continue;
+    }
     if (k.startsWith('backbone.')) {
       const rest = k.slice('backbone.'.length);
-      if (swin) {
+      if (swin && /^norm\d\.(weight|bias)$/.test(rest)) to = `backbone.body.${rest}`;  // the output norm of stage i
+      else if (swin) {
         const n = mmdetSwinName(rest);
         to = n === null ? null : `backbone.body.${n}`;
         if (to !== null && /\.downsample\.(reduction\.weight|norm\.(weight|bias))$/.test(k)) v = unfoldToConcatOrder(t, k);
@@ -133,5 +150,5 @@ export async function readMmdetRetinaNet(path: string): Promise<MmdetCheckpoint>
   const classNames = classNamesOf(f.top);
   const coco = COCO_CATEGORIES.map(([, n]) => normalizeName(n));
   const classes = classNames && classNames.length === 80 && classNames.every((n, i) => normalizeName(n) === coco[i]) ? 'coco80' : numClasses === 80 && !classNames ? 'coco80' : 'dataset';
-  return { arch, options, numClasses, classNames, classes, tensors, unmapped };
+  return { arch, options, numClasses, classNames, classes, tensors, unmapped, ignored };
 }
