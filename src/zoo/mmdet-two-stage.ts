@@ -130,7 +130,13 @@ export function mmdetTwoStageFromStateDict(sd: StateDict, classNames: string[] |
   for (const k of ['width_mult', 'groups', 'width_per_group']) if (bb[k] !== undefined) options[k] = bb[k];
   const tensors: StateDict = new Map();
   const unmapped: string[] = [];
+  // BatchNorm's step counters and Swin's relative position index carry no weights (as in readMmdet)
+  const ignored: string[] = [];
   for (const [k, t] of sd) {
+    if (/\.(num_batches_tracked|relative_position_index)$/.test(k)) {
+      ignored.push(k);
+      continue;
+    }
     if (k.startsWith('backbone.')) {
       const rest = k.slice('backbone.'.length);
       let v: Tensor = t;
@@ -151,5 +157,5 @@ export function mmdetTwoStageFromStateDict(sd: StateDict, classNames: string[] |
   const coco = COCO_CATEGORIES.map(([, n]) => normalizeName(n));
   const classes =
     classNames && classNames.length === 80 && classNames.every((n, i) => normalizeName(n) === coco[i]) ? 'coco80' : layout.numClasses === 80 && !classNames ? 'coco80' : 'dataset';
-  return { arch, options, numClasses: layout.numClasses, classNames, classes, tensors, unmapped };
+  return { arch, options, numClasses: layout.numClasses, classNames, classes, tensors, unmapped, ignored };
 }
