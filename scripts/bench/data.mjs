@@ -5,14 +5,22 @@
 // 2. Images per second decoded and transformed, per core, against sharp's bare decode of the
 //    same files (the reference), for the demo dataset (224 px PNG) and COCO-like 640x480 JPEGs
 //    resized as torchvision does (min 800, max 1333).
-// 3. The DataLoader end to end with 0..N worker threads, against what a training step consumes
+// 3. mtpd's own training and evaluation input paths on the COCO-like JPEGs (the loader's 'hwc'
+//    layout: decode on libuv's threads, flip by sharp, batch and per-image cut by row copies; the
+//    resize to 800 px and the normalization run on the detector's compute thread, inside the step)
+//    in images per second per core, next to what one training step of a full-width R50 at 800 px
+//    (batch 2, one thread, CPU seconds) consumes per core.
+// 4. The DataLoader end to end with 0..N worker threads, against what a training step consumes
 //    (batch / step time) for a range of step times.
-// Environment: MTPD_BENCH_STEP_MS="120,400" (ms per step of your model) and MTPD_BENCH_BATCH=8.
+// Environment: MTPD_BENCH_STEP_MS="120,400" (ms per step of your model), MTPD_BENCH_BATCH=8,
+// MTPD_BENCH_R50=0 to skip the R50 step (about a minute on one core).
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { CocoDataset, DataLoader, prepareSample, writeSynthDataset, synthImage, deriveRng } from '../../dist/data/index.js';
+import { batchImages } from '../../dist/data/transforms.js';
+import { detectorInputs } from '../../dist/train/inputs.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'mtpd-bench-data-'));
 const cores = availableParallelism();
@@ -109,7 +117,57 @@ try {
     }
   }
 
-  // ---- 3. loader end to end
+  // ---- 3. mtpd's training / evaluation input paths, and what an R50 step at 800 px consumes
+  const cpu = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e3; };
+  console.log('\nmtpd input paths, COCO-like 640x480 JPEG (for 800 px: the detector resizes on its compute thread), one core');
+  const pathRates = {};
+  for (const [name, flip] of [['training (flip 1 in 2)', true], ['evaluation', false]]) {
+    const reps = 3;
+    t0 = now();
+    const c0 = cpu();
+    let pixelsJs = 0;
+    for (let r = 0; r < reps; r++) {
+      for (let i = 0; i < jpgs.length; i += 2) {
+        const pair = jpgs.slice(i, i + 2);
+        const samples = await Promise.all(pair.map((f, k) => prepareSample({ ...job(f.path, f.width, f.height, f.anns, i + k, { masks: false, minSize: 800, maxSize: 1333 }), flip: flip && (i + k) % 2 === 0, resize: 'none', output: 'uint8', layout: 'hwc' })));
+        const b = batchImages(samples.map((x) => x.image), 32, 'hwc');
+        const { images } = detectorInputs({ images: b.images, imageSizes: b.imageSizes, targets: [], layout: 'hwc' });
+        pixelsJs += images.length;
+      }
+    }
+    const n = reps * jpgs.length;
+    const wall = now() - t0;
+    const used = cpu() - c0;
+    // one core's worth: images per CPU second (main thread and libuv's decode threads together)
+    pathRates[name] = (n / used) * 1000;
+    console.log(`  ${name.padEnd(24)} ${fmt(pathRates[name])} images/s per core (CPU ${(used / n).toFixed(1)} ms/image, wall ${(wall / n).toFixed(1)} ms/image; ${pixelsJs} images cut, 0 JS loops over pixels)`);
+  }
+  if (process.env.MTPD_BENCH_R50 !== '0') {
+    const { createDetector, setThreads } = await import('../../dist/index.js');
+    setThreads(1);
+    const det = await createDetector({ arch: 'retinanet_resnet50_fpn', numClasses: 80, minSize: 800, maxSize: 1333, normLayer: 'frozen_bn', trainableLayers: 3 });
+    await det.train();
+    const opt = await det.createOptimizer({ type: 'sgd', lr: 0.001, momentum: 0.9, weightDecay: 1e-4, maxGradNorm: 35 });
+    const pair = jpgs.slice(0, 2);
+    const samples = await Promise.all(pair.map((f, k) => prepareSample({ ...job(f.path, f.width, f.height, f.anns, k, { masks: false, minSize: 800, maxSize: 1333 }), resize: 'none', output: 'uint8', layout: 'hwc' })));
+    const b = batchImages(samples.map((x) => x.image), 32, 'hwc');
+    const targets = samples.map((x) => ({ boxes: { dtype: 'float32', shape: [x.labels.length, 4], data: x.boxes }, labels: { dtype: 'int64', shape: [x.labels.length], data: BigInt64Array.from(x.labels, BigInt) } }));
+    const { images } = detectorInputs({ images: b.images, imageSizes: b.imageSizes, targets, layout: 'hwc' });
+    await det.trainStep(opt, images, targets); // warm-up
+    const steps = [];
+    for (let r = 0; r < 2; r++) {
+      const c0 = cpu();
+      await det.trainStep(opt, images, targets);
+      steps.push(cpu() - c0);
+    }
+    const stepMs = Math.min(...steps);
+    const consumed = (2 / stepMs) * 1000;
+    console.log(`  R50 train step at 800 px (batch 2 -> 800x1066, full width, frozen BN, 1 thread): ${(stepMs / 1000).toFixed(1)} CPU s/step -> consumes ${consumed.toFixed(2)} images/s per core`);
+    for (const [name, rate] of Object.entries(pathRates)) console.log(`    ${name}: one core of input feeds ${(rate / consumed).toFixed(0)} cores of R50 training at 800 px`);
+    await det.dispose();
+  }
+
+  // ---- 4. loader end to end
   const batch = Number(process.env.MTPD_BENCH_BATCH ?? 8);
   const stepMs = (process.env.MTPD_BENCH_STEP_MS ?? '100,250,500,1000').split(',').map(Number);
   console.log(`\nDataLoader, demo dataset, batch ${batch}, min size 224 (${cores} cores here)`);

@@ -28,7 +28,7 @@ export async function loadTrainSubset(train: CocoDataset, options: { size: numbe
   if (!Number.isInteger(size) || size < 1) throw new MtpdError('ERR_MTPD_ARGUMENT', `subset: size must be an integer >= 1, got ${size}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new MtpdError('ERR_MTPD_ARGUMENT', `subset: batchSize must be an integer >= 1, got ${batchSize}`);
   const n = Math.min(size, train.length);
-  const loader = new DataLoader(train, { batchSize, shuffle: true, seed, train: false, resize: 'none', output: 'uint8', workers: 0 });
+  const loader = new DataLoader(train, { batchSize, shuffle: true, seed, train: false, resize: 'none', output: 'uint8', layout: 'hwc', workers: 0 });
   const batches: SubsetBatch[] = [];
   let got = 0;
   try {

@@ -54,6 +54,12 @@ export interface LoaderOptions {
   resize?: 'torchvision' | 'none';
   /** 'float32' normalized (default) or 'uint8' 0..255 unnormalized. */
   output?: 'float32' | 'uint8';
+  /**
+   * 'chw' (default): batches (N, C, Hp, Wp); 'hwc': (N, Hp, Wp, C), each image the decoder's
+   * buffer as it is, flipped by the decoder (uint8 with resize 'none' only; no JavaScript loop
+   * over pixels: what the detectors take, converting on their compute thread).
+   */
+  layout?: 'chw' | 'hwc';
   /** Include instance masks in targets (default false). */
   masks?: boolean;
   /** Pad batches to a multiple of this (default 32). */
@@ -81,7 +87,10 @@ export interface LoaderBatch {
   index: number;
   /** The loader position after this batch (save it to resume after this batch). */
   next: LoaderPosition;
+  /** (N, C, Hp, Wp), or (N, Hp, Wp, C) with layout 'hwc'. */
   images: Tensor<'float32'> | Tensor<'uint8'>;
+  /** Layout of `images`. */
+  layout: 'chw' | 'hwc';
   /** [h, w] per image after resizing, before padding. */
   imageSizes: [number, number][];
   /** [h, w] per image as decoded. */
@@ -147,6 +156,7 @@ export class DataLoader {
       maxSize: checkInt('maxSize', options.maxSize ?? 1333, 1),
       resize: options.resize ?? 'torchvision',
       output: options.output ?? 'float32',
+      layout: options.layout ?? 'chw',
       masks: options.masks ?? false,
       stride: checkInt('stride', options.stride ?? 32, 1),
     };
@@ -154,6 +164,10 @@ export class DataLoader {
     if (!(this.opts.flipProb >= 0 && this.opts.flipProb <= 1)) throw new MtpdError('ERR_MTPD_CONFIG', `loader: flipProb must be in [0, 1], got ${this.opts.flipProb}`);
     if (this.opts.resize !== 'torchvision' && this.opts.resize !== 'none') throw new MtpdError('ERR_MTPD_CONFIG', `loader: resize must be 'torchvision' or 'none', got ${JSON.stringify(this.opts.resize)}`);
     if (this.opts.output !== 'float32' && this.opts.output !== 'uint8') throw new MtpdError('ERR_MTPD_CONFIG', `loader: output must be 'float32' or 'uint8', got ${JSON.stringify(this.opts.output)}`);
+    if (this.opts.layout !== 'chw' && this.opts.layout !== 'hwc') throw new MtpdError('ERR_MTPD_CONFIG', `loader: layout must be 'chw' or 'hwc', got ${JSON.stringify(this.opts.layout)}`);
+    if (this.opts.layout === 'hwc' && (this.opts.output !== 'uint8' || this.opts.resize !== 'none')) {
+      throw new MtpdError('ERR_MTPD_CONFIG', `loader: layout 'hwc' needs output 'uint8' and resize 'none' (got output '${this.opts.output}', resize '${this.opts.resize}')`);
+    }
     if (dataset.length === 0) throw new MtpdError('ERR_MTPD_DATA', `${dataset.annotationFile}: the dataset has no images`);
     if (this.opts.dropLast && dataset.length < this.opts.batchSize) {
       throw new MtpdError('ERR_MTPD_CONFIG', `loader: dropLast with batchSize ${this.opts.batchSize} leaves no batch from ${dataset.length} images`);
@@ -234,6 +248,7 @@ export class DataLoader {
       minSize,
       maxSize: o.maxSize,
       output: o.output,
+      layout: o.layout,
     };
   }
 
@@ -311,12 +326,13 @@ export class DataLoader {
 
   private collate(epoch: number, index: number, samples: PreparedSample[], skipped: number, waitMs: number): Omit<LoaderBatch, 'shareWeight'> {
     const imgs = samples.map((s) => s.image);
-    const batch = this.opts.output === 'uint8' ? batchImages(imgs as { data: Uint8Array; height: number; width: number; channels: number }[], this.opts.stride) : batchImages(imgs as { data: Float32Array; height: number; width: number; channels: number }[], this.opts.stride);
+    const batch = this.opts.output === 'uint8' ? batchImages(imgs as { data: Uint8Array; height: number; width: number; channels: number }[], this.opts.stride, this.opts.layout) : batchImages(imgs as { data: Float32Array; height: number; width: number; channels: number }[], this.opts.stride);
     return {
       epoch,
       index,
       next: this.position(),
       images: batch.images,
+      layout: this.opts.layout,
       imageSizes: batch.imageSizes,
       originalSizes: samples.map((s) => s.originalSize),
       imageIds: samples.map((s) => s.imageId),

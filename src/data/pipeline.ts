@@ -2,6 +2,11 @@
  * Preparing one sample: decode (sharp), check, flip, normalize, resize, masks. Runs in loader
  * worker threads or on the calling thread; a pure function of its job, so results do not depend on
  * which thread prepares them.
+ *
+ * The `hwc` layout (what training, evaluation and the cost matrix use: uint8, not resized, the
+ * detector resizing and normalizing on its own compute thread) is sharp's decoded buffer as it
+ * is, the flip done by sharp too (`flop`, an exact mirror), so no JavaScript touches a pixel; the
+ * decode runs on libuv's thread pool, off the main thread, with or without loader workers.
  */
 import sharp from 'sharp';
 import { annToRle, decode } from '../coco/mask.js';
@@ -41,13 +46,18 @@ export interface SampleJob {
   maxSize: number;
   /** float32: normalized with ImageNet mean/std; uint8: resized 0..255 values, not normalized. */
   output: 'float32' | 'uint8';
+  /**
+   * chw (default): planar C x h x w; hwc: interleaved h x w x C as decoded (uint8 with resize
+   * 'none' only: sharp's buffer itself, flipped by sharp).
+   */
+  layout?: 'chw' | 'hwc';
 }
 
 export interface PreparedSample {
   position: number;
   index: number;
   imageId: number;
-  /** C x h x W, float32 normalized or uint8. */
+  /** C x h x w (layout chw), float32 normalized or uint8; h x w x C (layout hwc), uint8. */
   image: { data: Float32Array | Uint8Array; height: number; width: number; channels: number };
   originalSize: [number, number];
   boxes: Float32Array;
@@ -61,11 +71,12 @@ export interface PreparedSample {
 
 const IDENTITY_TABLES = normalizeTables([0, 0, 0], [1 / 255, 1 / 255, 1 / 255]);
 
-async function decodeImage(job: SampleJob): Promise<RawImage | { kind: BadDataKind; message: string }> {
+async function decodeImage(job: SampleJob, flop = false): Promise<RawImage | { kind: BadDataKind; message: string }> {
   const where = `${job.path} (image id ${job.imageId})`;
   try {
-    // No .rotate(): EXIF orientation is left alone, as COCO's annotations expect.
-    const { data, info } = await sharp(job.path, { failOn: 'warning' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    // No .rotate(): EXIF orientation is left alone, as COCO's annotations expect. flop: mirrored
+    // left-right by libvips (the same bytes as hflipImage).
+    const { data, info } = await sharp(job.path, { failOn: 'warning' }).removeAlpha().toColourspace('srgb').flop(flop).raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) return { kind: 'unreadable-image', message: `${where}: decoded to ${info.channels} channels, expected 3` };
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width, channels: 3 };
   } catch (e) {
@@ -109,7 +120,12 @@ export async function prepareSample(job: SampleJob): Promise<PreparedSample> {
     flipped: false,
     bad,
   });
-  const decoded = await decodeImage(job);
+  const hwc = job.layout === 'hwc';
+  if (hwc && (job.output !== 'uint8' || job.resize !== 'none')) {
+    throw new RangeError(`prepareSample: layout 'hwc' needs output 'uint8' and resize 'none' (got ${job.output}, ${job.resize})`);
+  }
+  // hwc: sharp flips while it decodes; chw: the flip below (the planar path converts anyway)
+  const decoded = await decodeImage(job, hwc && job.flip);
   if (!('data' in decoded)) return empty(decoded);
   let raw = decoded;
   const H = raw.height;
@@ -121,9 +137,22 @@ export async function prepareSample(job: SampleJob): Promise<PreparedSample> {
   let boxes: Float32Array = job.boxes.slice();
   let masks: Uint8Array | null = job.segmentations ? masksOf(job, H, W) : null;
   if (job.flip) {
-    raw = hflipImage(raw);
+    if (!hwc) raw = hflipImage(raw);
     boxes = hflipBoxes(boxes, W);
     if (masks) masks = hflipMasks(masks, K, H, W);
+  }
+  if (hwc) {
+    return {
+      position: job.position,
+      index: job.index,
+      imageId: job.imageId,
+      image: { data: raw.data, height: H, width: W, channels: 3 },
+      originalSize: [H, W],
+      boxes,
+      labels: job.labels.slice(),
+      masks,
+      flipped: job.flip,
+    };
   }
   let img: PlanarImage = normalize(raw, job.output === 'uint8' ? IDENTITY_TABLES : undefined);
   if (job.resize === 'torchvision') {

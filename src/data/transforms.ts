@@ -194,18 +194,16 @@ export function hflipBoxes(boxes: Float32Array, W: number): Float32Array {
   return boxes;
 }
 
-/** Horizontal flip of K x H x W masks (new buffer). */
+/** Horizontal flip of K x H x W masks (new buffer): each row copied, then reversed in place (native). */
 export function hflipMasks(masks: Uint8Array, K: number, H: number, W: number): Uint8Array {
-  const out = new Uint8Array(masks.length);
-  for (let r = 0; r < K * H; r++) {
-    const row = r * W;
-    for (let x = 0; x < W; x++) out[row + W - 1 - x] = masks[row + x]!;
-  }
+  if (masks.length !== K * H * W) throw new RangeError(`masks: expected ${K}x${H}x${W} = ${K * H * W} bytes, got ${masks.length}`);
+  const out = masks.slice();
+  for (let r = 0; r < K * H; r++) out.subarray(r * W, (r + 1) * W).reverse();
   return out;
 }
 
 export interface Batch<D extends 'float32' | 'uint8' = 'float32'> {
-  /** [N, C, Hp, Wp], zero padded bottom/right, Hp and Wp multiples of the stride. */
+  /** [N, C, Hp, Wp] ([N, Hp, Wp, C] for layout hwc), zero padded bottom/right, Hp and Wp multiples of the stride. */
   images: Tensor<D>;
   /** [N] sizes [h, w] of the images before padding (after resizing). */
   imageSizes: [number, number][];
@@ -213,10 +211,14 @@ export interface Batch<D extends 'float32' | 'uint8' = 'float32'> {
 
 type Planar<A> = { data: A; height: number; width: number; channels: number };
 
-/** Stacks CHW images into one zero-padded batch, as torchvision's batch_images(size_divisible). */
+/**
+ * Stacks CHW images into one zero-padded batch, as torchvision's batch_images(size_divisible):
+ * (N, C, Hp, Wp). `hwc`: interleaved (h, w, C) images into (N, Hp, Wp, C), the same padding.
+ * Row copies only.
+ */
 export function batchImages(images: readonly Planar<Float32Array>[], stride?: number): Batch<'float32'>;
-export function batchImages(images: readonly Planar<Uint8Array>[], stride?: number): Batch<'uint8'>;
-export function batchImages(images: readonly Planar<Float32Array | Uint8Array>[], stride = 32): Batch<'float32' | 'uint8'> {
+export function batchImages(images: readonly Planar<Uint8Array>[], stride?: number, layout?: 'chw' | 'hwc'): Batch<'uint8'>;
+export function batchImages(images: readonly Planar<Float32Array | Uint8Array>[], stride = 32, layout: 'chw' | 'hwc' = 'chw'): Batch<'float32' | 'uint8'> {
   if (images.length === 0) throw new RangeError('batchImages: no images');
   if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`batchImages: stride must be a positive integer, got ${stride}`);
   const C = images[0]!.channels;
@@ -234,6 +236,17 @@ export function batchImages(images: readonly Planar<Float32Array | Uint8Array>[]
   Wp = Math.ceil(Wp / stride) * stride;
   const N = images.length;
   const data = u8 ? new Uint8Array(N * C * Hp * Wp) : new Float32Array(N * C * Hp * Wp);
+  const imageSizes = images.map((im) => [im.height, im.width] as [number, number]);
+  if (layout === 'hwc') {
+    if (!u8) throw new RangeError("batchImages: layout 'hwc' is for uint8 images");
+    // (h, w, C) -> rows of w*C bytes at ((n*Hp + y)*Wp)*C
+    images.forEach((im, n) => {
+      const row = im.width * C;
+      if (im.width === Wp) data.set(im.data, n * Hp * Wp * C);
+      else for (let y = 0; y < im.height; y++) data.set(im.data.subarray(y * row, (y + 1) * row), (n * Hp + y) * Wp * C);
+    });
+    return { images: { dtype: 'uint8', shape: [N, Hp, Wp, C], data: data as Uint8Array }, imageSizes };
+  }
   images.forEach((im, n) => {
     for (let c = 0; c < C; c++) {
       for (let y = 0; y < im.height; y++) {
@@ -243,6 +256,5 @@ export function batchImages(images: readonly Planar<Float32Array | Uint8Array>[]
     }
   });
   const shape = [N, C, Hp, Wp];
-  const imageSizes = images.map((im) => [im.height, im.width] as [number, number]);
   return u8 ? { images: { dtype: 'uint8', shape, data: data as Uint8Array }, imageSizes } : { images: { dtype: 'float32', shape, data: data as Float32Array }, imageSizes };
 }

@@ -96,8 +96,8 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
 
   const c = config.order.costs;
   const bs = config.evaluation.batchSize;
-  const train = firstBatches(() => new DataLoader(splits.train, { batchSize: bs, shuffle: true, seed: config.seed, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.trainImages);
-  const val = firstBatches(() => new DataLoader(splits.val, { batchSize: bs, shuffle: false, train: false, resize: 'none', output: 'uint8', workers: 0 }), c.valImages);
+  const train = firstBatches(() => new DataLoader(splits.train, { batchSize: bs, shuffle: true, seed: config.seed, train: false, resize: 'none', output: 'uint8', layout: 'hwc', workers: 0 }), c.trainImages);
+  const val = firstBatches(() => new DataLoader(splits.val, { batchSize: bs, shuffle: false, train: false, resize: 'none', output: 'uint8', layout: 'hwc', workers: 0 }), c.valImages);
   for (const { det } of models) await det.eval();
   // Mixed precision: the frozen models' forward passes under autocast (maps come back float32).
   const amp = ampOn(config);

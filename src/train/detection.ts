@@ -85,6 +85,7 @@ export function loaderFor(splits: Splits, config: Config, seed: number, position
     flipProb: config.data.flip,
     resize: 'none',
     output: 'uint8',
+    layout: 'hwc',
     workers: config.data.workers,
     ...(position ? { position } : {}),
   });

@@ -175,7 +175,8 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
         const meta = batch.imageIds.map((id, i) => ({ id, flipped: batch.flipped[i] ?? false }));
         teacherFeatures = [];
         for (const [i, t] of o.teachers.entries()) {
-          teacherFeatures.push(await cache.batch(t.name, t.det, meta, images, (x) => session.teacherFeatures(i, x)));
+          // (the session runs its teachers under autocast when the schedule asks for amp)
+          teacherFeatures.push(await cache.batch(t.name, t.det, meta, images, (x) => session.teacherFeatures(i, x), { amp: schedule.amp }));
         }
       }
       const losses = (await session.step({ images, targets, ...(teacherFeatures ? { teacherFeatures } : {}) })).losses;

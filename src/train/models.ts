@@ -151,7 +151,7 @@ export async function loadBackbone(det: Detector, path: string, name = 'model'):
  * images hands this rank its part.
  */
 export function evalLoader(val: CocoDataset, batchSize: number, shard?: { rank: number; worldSize: number }, workers = 0): DataLoader {
-  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', workers, ...(shard ? { shard } : {}) });
+  return new DataLoader(val, { batchSize: batchSize * (shard?.worldSize ?? 1), shuffle: false, train: false, resize: 'none', output: 'uint8', layout: 'hwc', workers, ...(shard ? { shard } : {}) });
 }
 
 /**

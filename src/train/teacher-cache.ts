@@ -3,10 +3,13 @@
  * every stage and baseline that distils from that teacher (the progressive stages, direct,
  * ensemble, every node of `mtpd orders`), on disk through the feature cache in <output>/features.
  *
- * A training batch's teacher input is decided by the image, whether the loader flipped it, and
- * the teacher (its weights, and its options, among them its resolution: a teacher runs in eval
- * mode, so at its last min size); the key holds all of them. The loader's own multi-scale choice
- * only changes the student's input (the detector resizes), never the teacher's.
+ * A training batch's teacher maps are decided by the image (the dataset's annotation file, by path
+ * and content, and the image's id and decoded size), whether the loader flipped it, the teacher
+ * (its weights, and its options, among them its resolution: a teacher runs in eval mode, so at its
+ * last min size), and how it runs (mixed precision or float32, the device); the key holds all of
+ * them, so a run folder reused with another `schedule.amp`, device or dataset never reads maps made
+ * under the old one. The loader's own multi-scale choice only changes the student's input (the
+ * detector resizes), never the teacher's.
  *
  * On a miss the teacher runs once on the batch's missing images together when they all resize to
  * the same size (each then pads to the batch's size on its own, so an image's maps do not depend
@@ -17,18 +20,34 @@
  * Bounded: once the folder holds `maxBytes`, no entry is added and further misses are computed
  * on each use (the run's results do not change, only its speed).
  */
-import { readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Detector } from '../detector.js';
 import { FeatureCache, type FeatureKey, padBatch, weightsHash } from '../distill/feature_cache.js';
 import type { FeatureMaps } from '../distill/binding.js';
 import type { Tensor } from '../tensor.js';
+import { imageHW } from './inputs.js';
 
 /** What decides a training image's teacher input besides the teacher: the image and its flip. */
 export interface TeacherImage {
   /** Dataset image id. */
   id: number;
   flipped: boolean;
+}
+
+/** How the teacher runs on a batch, beyond its weights and options. */
+export interface TeacherRun {
+  /** The teacher's forward pass under CUDA autocast (schedule.amp). */
+  amp?: boolean;
+}
+
+/** sha256 of a file's bytes (hex), streamed; '' when there is no such file. */
+async function fileHash(file: string): Promise<string> {
+  if (!existsSync(file)) return '';
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 function folderBytes(dir: string): number {
@@ -71,11 +90,13 @@ export class TeacherCache {
   unwritten = 0;
   private bytes: number | null = null;
   private readonly identities = new Map<Detector, Promise<{ model: string; weights: string; options: string }>>();
+  private datasetId: Promise<string> | null = null;
 
   /**
    * @param dir the cache folder (<output>/features)
    * @param maxBytes the most the folder may hold
-   * @param dataset what names the images (the training annotation file): part of every key
+   * @param dataset what names the images (the training annotation file): its path, and its
+   *   content's hash when it is a file, are part of every key
    */
   constructor(
     readonly dir: string,
@@ -103,27 +124,49 @@ export class TeacherCache {
     return id;
   }
 
-  private async keys(name: string, teacher: Detector, images: TeacherImage[]): Promise<FeatureKey[]> {
+  /** The dataset's part of the key: the annotation file's path and content hash (computed once). */
+  private datasetKey(): Promise<string> {
+    this.datasetId ??= fileHash(this.dataset).then((h) => (h ? `${this.dataset}@sha256:${h}` : this.dataset));
+    return this.datasetId;
+  }
+
+  /** The keys of a batch's images, image by image. */
+  private async keys(name: string, teacher: Detector, images: TeacherImage[], inputs: Tensor[], how: TeacherRun): Promise<FeatureKey[]> {
     const id = await this.identity(name, teacher);
-    return images.map((im) => ({
-      model: id.model,
-      weights: id.weights,
-      image: `${this.dataset}#${im.id}`,
-      transform: `${im.flipped ? 'flip' : 'noflip'} ${id.options}`,
-    }));
+    const dataset = await this.datasetKey();
+    const precision = how.amp ? 'amp' : 'fp32';
+    const device = teacher.config.device ?? 'cpu';
+    return images.map((im, i) => {
+      const x = inputs[i];
+      // the decoded size as the teacher sees it, whatever the layout
+      const size = x ? imageHW(x).join('x') : '?';
+      return {
+        model: id.model,
+        weights: id.weights,
+        image: `${dataset}#${im.id}`,
+        transform: `${im.flipped ? 'flip' : 'noflip'} in=${size} ${precision} ${device} ${id.options}`,
+      };
+    });
+  }
+
+  /** The cache key of one image's maps (what decides them; see the file's comment). */
+  async keyOf(name: string, teacher: Detector, image: TeacherImage, input: Tensor, how: TeacherRun = {}): Promise<FeatureKey> {
+    return (await this.keys(name, teacher, [image], [input], how))[0] as FeatureKey;
   }
 
   /**
    * The teacher's maps of a batch, (N, C, H, W) per tap, from the cache where it has them;
-   * `run(images)` runs the teacher (eval mode, no grad) on the others.
+   * `run(images)` runs the teacher (eval mode, no grad) on the others, as `how` says (its
+   * precision is part of the key).
    */
-  async batch(name: string, teacher: Detector, meta: TeacherImage[], images: Tensor[], run: (images: Tensor[]) => Promise<FeatureMaps>): Promise<FeatureMaps> {
-    const keys = await this.keys(name, teacher, meta);
+  async batch(name: string, teacher: Detector, meta: TeacherImage[], images: Tensor[], run: (images: Tensor[]) => Promise<FeatureMaps>, how: TeacherRun = {}): Promise<FeatureMaps> {
+    if (meta.length !== images.length) throw new RangeError(`teacher cache: ${meta.length} image records for ${images.length} images`);
+    const keys = await this.keys(name, teacher, meta, images, how);
     const per: (FeatureMaps | null)[] = [];
     for (const k of keys) per.push(await this.cache.get(k));
     const missing = per.flatMap((f, i) => (f ? [] : [i]));
     if (missing.length > 0) {
-      const sizes = teacher.evalImageSizes(missing.map((i) => [images[i]!.shape[1] as number, images[i]!.shape[2] as number]));
+      const sizes = teacher.evalImageSizes(missing.map((i) => imageHW(images[i] as Tensor)));
       const same = sizes.every((s) => s[0] === sizes[0]![0] && s[1] === sizes[0]![1]);
       const computed = same
         ? splitBatch(await run(missing.map((i) => images[i] as Tensor)), missing.length)

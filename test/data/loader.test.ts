@@ -7,6 +7,7 @@ import { CocoDataset } from '../../src/data/coco.js';
 import { DataLoader, type LoaderBatch, type LoaderOptions } from '../../src/data/loader.js';
 import { prepareSample } from '../../src/data/pipeline.js';
 import { writeSynthDataset } from '../../src/data/synth.js';
+import { detectorInputs } from '../../src/train/inputs.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'mtpd-loader-'));
 const out = path.join(root, 'synth');
@@ -106,6 +107,53 @@ t.test('evaluation mode: no flips, the last min size, uint8 output without norma
   t.equal(b.images.dtype, 'uint8');
   for (const [h, w] of b.imageSizes) t.ok(Math.min(h, w) >= 95 || Math.max(h, w) >= 127, `${h}x${w}`);
   t.equal(b.targets[0]!.masks, undefined);
+});
+
+t.test("layout 'hwc': the decoder's bytes as they are, the same pixels, flips, boxes and masks as 'chw'", async (t) => {
+  const opts: LoaderOptions = { ...base, resize: 'none', output: 'uint8', flipProb: 0.5 };
+  const chw = new DataLoader(ds, opts);
+  const hwc = new DataLoader(ds, { ...opts, layout: 'hwc' });
+  let flips = 0;
+  for (let k = 0; k < 3; k++) {
+    const a = await chw.next();
+    const b = await hwc.next();
+    t.equal(a.layout, 'chw');
+    t.equal(b.layout, 'hwc');
+    t.same(b.imageIds, a.imageIds);
+    t.same(b.flipped, a.flipped);
+    flips += b.flipped.filter(Boolean).length;
+    t.same(b.imageSizes, a.imageSizes);
+    const [n, c, hp, wp] = a.images.shape as number[];
+    t.same(b.images.shape, [n, hp, wp, c], '(N, Hp, Wp, C)');
+    // (N, C, Hp, Wp)[n, ch, y, x] == (N, Hp, Wp, C)[n, y, x, ch], padding included
+    const x = a.images.data as Uint8Array;
+    const y = b.images.data as Uint8Array;
+    let diff = 0;
+    for (let i = 0; i < n!; i++)
+      for (let ch = 0; ch < c!; ch++)
+        for (let r = 0; r < hp!; r++)
+          for (let q = 0; q < wp!; q++) if (x[((i * c! + ch) * hp! + r) * wp! + q] !== y[((i * hp! + r) * wp! + q) * c! + ch]) diff++;
+    t.equal(diff, 0, `batch ${k}: the same bytes, transposed`);
+    t.same(b.targets.map((q) => Array.from(q.boxes.data)), a.targets.map((q) => Array.from(q.boxes.data)), 'boxes');
+    t.same(b.targets.map((q) => Array.from(q.masks!.data)), a.targets.map((q) => Array.from(q.masks!.data)), 'masks (flipped rows reversed)');
+    // cut per image as the detectors take them: (h, w, 3) against (3, h, w)
+    const ia = detectorInputs(a).images;
+    const ib = detectorInputs(b).images;
+    for (const [i, im] of ib.entries()) {
+      const [h, w] = a.imageSizes[i]!;
+      t.same(im.shape, [h, w, 3]);
+      const p = ia[i]!.data as Uint8Array;
+      const q = im.data as Uint8Array;
+      let bad = 0;
+      for (let ch = 0; ch < 3; ch++) for (let r = 0; r < h; r++) for (let u = 0; u < w; u++) if (p[(ch * h + r) * w + u] !== q[(r * w + u) * 3 + ch]) bad++;
+      t.equal(bad, 0, `image ${i}: the same pixels`);
+    }
+  }
+  t.ok(flips > 0, 'some images flipped');
+  await chw.close();
+  await hwc.close();
+  t.throws(() => new DataLoader(ds, { ...base, output: 'float32', layout: 'hwc' }), /layout 'hwc' needs output 'uint8' and resize 'none'/);
+  t.throws(() => new DataLoader(ds, { ...base, output: 'uint8', resize: 'torchvision', layout: 'hwc' }), /layout 'hwc'/);
 });
 
 t.test('the same batches for any worker count', async (t) => {

@@ -101,3 +101,46 @@ t.test('teacher maps: once per (teacher, image, flip), shared, bounded', async (
   t.equal(files(dir), n, 'nothing written past the bound');
   t.ok(f.p3, 'the maps still come back');
 });
+
+t.test('teacher maps: the key holds the precision, the device, the input size and the dataset content', async (t) => {
+  if (!haveAddon(t)) return;
+  const dir = tempDir(t);
+  const { writeFileSync } = await import('node:fs');
+  const ann = join(dir, 'instances_train.json');
+  writeFileSync(ann, '{"images": [], "annotations": [], "categories": []}');
+  const student = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.125, minSize: 64, maxSize: 64 });
+  const teacher = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.125, minSize: 96, maxSize: 96 });
+  const session = await DistillSession.create(student, [{ name: 't', model: teacher, distiller: { taps: ['p3'], losses: [{ type: 'mse' }] } }]);
+  let runs = 0;
+  const run = (x: Tensor[]) => {
+    runs++;
+    return session.teacherFeatures(0, x);
+  };
+  const img = image(64, 64, 11);
+  const meta = [{ id: 1, flipped: false }];
+  const cache = new TeacherCache(join(dir, 'features'), 2 ** 30, ann);
+  await cache.batch('t', teacher, meta, [img], run);
+  await cache.batch('t', teacher, meta, [img], run, { amp: false });
+  t.equal(runs, 1, 'float32 is the default: one entry');
+  // maps made under autocast are other maps: a run folder reused with schedule.amp on misses
+  await cache.batch('t', teacher, meta, [img], run, { amp: true });
+  t.equal(runs, 2, 'amp: a new entry, not the float32 maps');
+  await cache.batch('t', teacher, meta, [img], run, { amp: true });
+  t.equal(runs, 2, 'amp again: read back');
+  t.equal(files(join(dir, 'features')), 2);
+
+  const k = await cache.keyOf('t', teacher, meta[0]!, img);
+  t.not(k.transform, (await cache.keyOf('t', teacher, meta[0]!, img, { amp: true })).transform, 'precision');
+  t.not(k.transform, (await cache.keyOf('t', teacher, meta[0]!, image(64, 80, 11))).transform, 'the input size');
+  t.not(k.transform, (await cache.keyOf('t', teacher, { id: 1, flipped: true }, img)).transform, 'the flip');
+  t.match(k.transform, / cpu /, 'the device');
+  t.not(k.weights, (await cache.keyOf('t', student, meta[0]!, img)).weights, 'the weights');
+
+  // The same annotation file path with other content (a dataset remade in place): new keys.
+  writeFileSync(ann, '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}');
+  const remade = new TeacherCache(join(dir, 'features'), 2 ** 30, ann);
+  t.not((await remade.keyOf('t', teacher, meta[0]!, img)).image, k.image, 'the dataset content');
+  await remade.batch('t', teacher, meta, [img], run);
+  t.equal(runs, 3, 'a remade dataset: computed again');
+  await t.rejects(cache.batch('t', teacher, meta, [img, img], run), RangeError, 'one record per image');
+});
