@@ -38,8 +38,8 @@ NormLayer make_norm2d(const std::string& kind, int64_t num_features) {
   }
   if (kind == "bn") {
     // torch.nn.BatchNorm2d, which can be synchronized over a data-parallel job (sync_batch_norm.h).
-    auto m = std::make_shared<SyncBatchNorm2dImpl>(torch::nn::BatchNorm2dOptions(num_features).eps(1e-5).momentum(0.1));
-    return {m, [m](const at::Tensor& x) { return m->forward(x); }};
+    auto m = make_sync_batch_norm2d(torch::nn::BatchNorm2dOptions(num_features).eps(1e-5).momentum(0.1));
+    return {m.module, m.forward};
   }
   throw ArgumentError(fmt("unknown norm_layer \"", kind, "\" (known: frozen_bn, bn)"));
 }

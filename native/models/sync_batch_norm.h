@@ -1,17 +1,19 @@
 // BatchNorm2d that can compute its batch statistics over every process of a data-parallel job
-// (torch.nn.SyncBatchNorm, mmdetection's SyncBN). It is torch.nn.BatchNorm2d (same parameters,
-// buffers and names) until a NormStatsSync is attached (set_norm_sync); then, in training mode,
-// each forward sums the per-channel count, sum and sum of squares of its input over the
-// processes, normalizes with the job's mean and biased variance, and updates the running
-// statistics with the job's unbiased variance, as one BatchNorm2d over the job's whole batch.
-// Backward sums the gradients of those statistics over the processes, so the input gradient is
-// that of the job's batch. Eval mode, and a layer with no sync, are plain BatchNorm2d.
+// (torch.nn.SyncBatchNorm, mmdetection's SyncBN). make_sync_batch_norm2d gives a plain
+// torch::nn::BatchNorm2d (same parameters, buffers and names) and a forward for it that stays
+// plain BatchNorm until a NormStatsSync is attached (set_norm_sync); then, in training mode, each
+// forward sums the per-channel count, sum and sum of squares of its input over the processes,
+// normalizes with the job's mean and biased variance, and updates the running statistics with
+// the job's unbiased variance, as one BatchNorm2d over the job's whole batch. Backward sums the
+// gradients of those statistics over the processes, so the input gradient is that of the job's
+// batch. Eval mode is plain BatchNorm2d.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/modules/batchnorm.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace mtpd {
@@ -28,20 +30,19 @@ class NormStatsSync {
   virtual double weight() const = 0;
 };
 
-class SyncBatchNorm2dImpl : public torch::nn::BatchNorm2dImpl {
- public:
-  explicit SyncBatchNorm2dImpl(const torch::nn::BatchNorm2dOptions& options);
+struct SyncBatchNorm2d {
+  std::shared_ptr<torch::nn::BatchNorm2dImpl> module;
   // (N, C, H, W) -> (N, C, H, W)
-  at::Tensor forward(const at::Tensor& x);
-  void set_sync(std::shared_ptr<NormStatsSync> sync) { sync_ = std::move(sync); }
-  bool synced() const { return sync_ != nullptr; }
-
- private:
-  std::shared_ptr<NormStatsSync> sync_;
+  std::function<at::Tensor(const at::Tensor&)> forward;
 };
+SyncBatchNorm2d make_sync_batch_norm2d(const torch::nn::BatchNorm2dOptions& options);
 
-// Attaches `sync` (null: detaches) to every SyncBatchNorm2dImpl under `root` (the trainable
-// BatchNorm2d layers; FrozenBatchNorm2d has no batch statistics); returns how many.
+// Attaches `sync` (null: detaches) to every BatchNorm2d under `root` made by
+// make_sync_batch_norm2d (the trainable BatchNorm layers; FrozenBatchNorm2d has no batch
+// statistics); returns how many.
 int64_t set_norm_sync(torch::nn::Module& root, const std::shared_ptr<NormStatsSync>& sync);
+
+// One synchronized forward of `bn` in training mode (updates its running statistics).
+at::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x, const std::shared_ptr<NormStatsSync>& sync);
 
 }  // namespace mtpd
