@@ -1,7 +1,8 @@
 // N-API glue for data-parallel training: dist.backends(), dist.createGroup(options) ->
 // Promise<NativeProcessGroup> (rendezvous off the event loop), its collectives as promises, and
 // group.createGradSync(bucketBytes) -> NativeGradSync, which optimizer.setGradSync /
-// distillStep.setGradSync attach (binding/dist_js.h).
+// distillStep.setGradSync attach (binding/dist_js.h), and dist.setSyncBatchNorm(detector, sync)
+// (synchronized BatchNorm over the same job, models/sync_batch_norm.h).
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -10,10 +11,12 @@
 #include <cstring>
 
 #include "binding/convert.h"
+#include "binding/detector_wrap.h"
 #include "binding/dist_js.h"
 #include "binding/exports.h"
 #include "binding/worker.h"
 #include "core/errors.h"
+#include "dist/norm_sync.h"
 #include "dist/process_group.h"
 
 namespace mtpd::binding {
@@ -273,6 +276,32 @@ Napi::Value ExitNow(const Napi::CallbackInfo& info) {
   std::_Exit(code);
 }
 
+// setSyncBatchNorm(detector, sync | null) -> number: the detector's trainable BatchNorm layers
+// compute their batch statistics over the job of the gradient sync `sync` (weighted by its
+// share, which follows every step's batch); null makes them plain BatchNorm again. Returns how
+// many layers it changed (0 for a model with frozen BatchNorm only). Synchronous (it sets a
+// pointer per layer); refused while a call on the model runs.
+Napi::Value SetSyncBatchNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DetectorWrap* w = detector_from_js(info.Length() > 0 ? info[0] : env.Undefined(), "detector");
+  w->check_alive(env, "setSyncBatchNorm");
+  auto grads = grad_sync_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "sync");
+  auto release = w->claim(env, "setSyncBatchNorm");
+  int64_t n = 0;
+  try {
+    n = guarded(env, [&] {
+      std::shared_ptr<NormStatsSync> sync;
+      if (grads) sync = std::make_shared<dist::GroupNormSync>(grads);
+      return set_norm_sync(*w->detector(), sync);
+    });
+  } catch (...) {
+    release();
+    throw;
+  }
+  release();
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 Napi::Value Backends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto b = dist::available_backends();
@@ -294,6 +323,7 @@ ExportRegistrar reg("dist", [](Napi::Env env, Napi::Object exports) {
   d.Set("backends", Napi::Function::New<Backends>(env, "backends"));
   d.Set("createGroup", Napi::Function::New<CreateGroup>(env, "createGroup"));
   d.Set("exitNow", Napi::Function::New<ExitNow>(env, "exitNow"));
+  d.Set("setSyncBatchNorm", Napi::Function::New<SetSyncBatchNorm>(env, "setSyncBatchNorm"));
   exports.Set("dist", d);
 });
 }  // namespace

@@ -41,6 +41,7 @@ class GradSync : public train::GradHook {
   // This rank's share of the step's gradient (n_r / N); 1 / world size by default.
   void set_weight(double w);
   double weight() const { return weight_; }
+  const std::shared_ptr<ProcessGroup>& group() const { return group_; }
   // Rank `root`'s values of `params` to every rank (the same start everywhere).
   void broadcast(std::vector<at::Tensor>& params, int root = 0);
   // (number of buckets, their sizes in elements) once built.

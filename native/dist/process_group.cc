@@ -92,6 +92,8 @@ ProcessGroup::ProcessGroup(const GroupOptions& o) : options_(o) {
       gopts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     gloo_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", store_),
                                                         o.rank, o.world_size, gopts);
+    gloo_norm_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo-norm", store_), o.rank, o.world_size, gopts);
   }
 #ifdef USE_C10D_NCCL
   if (o.cuda) {
@@ -99,6 +101,8 @@ ProcessGroup::ProcessGroup(const GroupOptions& o) : options_(o) {
     nopts->timeout = timeout;
     nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl", store_),
                                                         o.rank, o.world_size, nopts);
+    nccl_norm_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl-norm", store_), o.rank, o.world_size, nopts);
   }
 #endif
   heartbeat_ = std::thread([this] {
@@ -131,13 +135,19 @@ ProcessGroup::~ProcessGroup() {
 
 std::string ProcessGroup::backends() const { return nccl_ ? "gloo+nccl" : "gloo"; }
 
-Collectives& ProcessGroup::group_for(const at::Tensor& t) {
+Collectives& ProcessGroup::group_for(const at::Tensor& t, bool norm) {
   if (t.is_cuda()) {
     MTPD_CHECK_ARG(nccl_, "distributed: a CUDA tensor, but the process group was made without CUDA (NCCL)");
-    return *nccl_;
+    return norm ? *nccl_norm_ : *nccl_;
   }
   MTPD_CHECK_ARG(t.device().is_cpu(), "distributed: tensors must be on the CPU or CUDA, got ", t.device());
-  return *gloo_;
+  return norm ? *gloo_norm_ : *gloo_;
+}
+
+void ProcessGroup::allreduce_norm(at::Tensor& tensor) {
+  std::vector<at::Tensor> one{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  wait(group_for(one[0], /*norm=*/true).allreduce(one), "SyncBatchNorm allreduce");
+  if (!one[0].is_same(tensor)) tensor.copy_(one[0]);
 }
 
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {

@@ -67,6 +67,10 @@ class ProcessGroup {
   // Sum over ranks, in place; tensors of one device kind. The async form returns the work.
   void allreduce(std::vector<at::Tensor>& tensors);
   c10::intrusive_ptr<c10d::Work> allreduce_async(std::vector<at::Tensor>& tensors);
+  // The same sum on a group of its own, for the statistics of synchronized BatchNorm
+  // (models/sync_batch_norm.h): they are summed in forward and backward, while the gradient
+  // buckets' allreduces run on the main group, so neither sequence depends on the other's timing.
+  void allreduce_norm(at::Tensor& tensor);
   // Rank `root`'s tensors to every rank, in place (same shapes everywhere).
   void broadcast(std::vector<at::Tensor>& tensors, int root);
   // Every rank's 1-D uint8 tensor (lengths may differ), in rank order.
@@ -82,12 +86,14 @@ class ProcessGroup {
   std::vector<int64_t> heartbeats();
 
  private:
-  Collectives& group_for(const at::Tensor& t);
+  Collectives& group_for(const at::Tensor& t, bool norm = false);
   std::vector<int64_t> beats(c10d::Store& store);
   GroupOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<Collectives> gloo_;
   c10::intrusive_ptr<Collectives> nccl_;
+  c10::intrusive_ptr<Collectives> gloo_norm_;  // allreduce_norm's groups
+  c10::intrusive_ptr<Collectives> nccl_norm_;
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
   std::mutex beat_mutex_;

@@ -3,6 +3,7 @@
 #include <torch/nn/modules/batchnorm.h>
 
 #include "core/errors.h"
+#include "models/sync_batch_norm.h"
 
 namespace mtpd {
 
@@ -36,8 +37,9 @@ NormLayer make_norm2d(const std::string& kind, int64_t num_features) {
     return {m.ptr(), [m](const at::Tensor& x) mutable { return m->forward(x); }};
   }
   if (kind == "bn") {
-    torch::nn::BatchNorm2d m(torch::nn::BatchNorm2dOptions(num_features).eps(1e-5).momentum(0.1));
-    return {m.ptr(), [m](const at::Tensor& x) mutable { return m->forward(x); }};
+    // torch.nn.BatchNorm2d, which can be synchronized over a data-parallel job (sync_batch_norm.h).
+    auto m = make_sync_batch_norm2d(torch::nn::BatchNorm2dOptions(num_features).eps(1e-5).momentum(0.1));
+    return {m.module, m.forward};
   }
   throw ArgumentError(fmt("unknown norm_layer \"", kind, "\" (known: frozen_bn, bn)"));
 }

@@ -1,10 +1,15 @@
 // Data-parallel scaling on CPU (Gloo): images per second of a detector's train step with one
 // process, then with two (each one intra-op thread, the same batch per process, gradients
 // averaged through c10d's allreduce in buckets overlapped with backward). Prints the scaling
-// efficiency: throughput(2 processes) / (2 x throughput(1 process)); 1.0 is perfect.
+// efficiency: throughput(2 processes) / (2 x throughput(1 process)); 1.0 is perfect. A shared
+// machine's load drifts, so the two are measured in interleaved rounds (1, 2, 1, 2, ...): each
+// round's ratio compares neighbours in time; the median and the range over the rounds are
+// printed, with the load average before and after.
 // Env: MTPD_BENCH_REPS (default 6), MTPD_BENCH_SIZE (default 128), MTPD_BENCH_WIDTH (default 0.25),
-// MTPD_BENCH_BATCH (per process, default 2), MTPD_BENCH_PORT (default 29611).
+// MTPD_BENCH_BATCH (per process, default 2), MTPD_BENCH_PORT (default 29611),
+// MTPD_BENCH_ROUNDS (default 3).
 import { spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const reps = Number(process.env.MTPD_BENCH_REPS ?? 6);
@@ -12,6 +17,7 @@ const size = Number(process.env.MTPD_BENCH_SIZE ?? 128);
 const width = Number(process.env.MTPD_BENCH_WIDTH ?? 0.25);
 const batch = Number(process.env.MTPD_BENCH_BATCH ?? 2);
 const basePort = Number(process.env.MTPD_BENCH_PORT ?? 29611);
+const rounds = Number(process.env.MTPD_BENCH_ROUNDS ?? 3);
 
 async function worker() {
   const { createDetector, distEnv, initDist, endDist, dist, setThreads } = await import('../../dist/index.js');
@@ -58,12 +64,24 @@ async function job(world, port) {
 if (process.env.MTPD_BENCH_WORKER) {
   await worker();
 } else {
-  console.log(`retinanet_resnet18_fpn x${width}, ${size} px, batch ${batch} per process, 1 thread per process, ${reps} steps`);
-  const t1 = await job(1, basePort);
-  const t2 = await job(2, basePort + 1);
-  const ips1 = batch / t1;
-  const ips2 = (2 * batch) / t2;
-  console.log(`1 process : ${t1.toFixed(3)} s/step, ${ips1.toFixed(2)} images/s`);
-  console.log(`2 processes: ${t2.toFixed(3)} s/step, ${ips2.toFixed(2)} images/s (effective batch ${2 * batch})`);
-  console.log(`scaling efficiency 1 -> 2 processes: ${(ips2 / (2 * ips1)).toFixed(2)} (speed-up ${(ips2 / ips1).toFixed(2)}x)`);
+  console.log(`retinanet_resnet18_fpn x${width}, ${size} px, batch ${batch} per process, 1 thread per process, ${reps} steps, ${rounds} interleaved rounds (1 process, 2 processes, ...)`);
+  const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
+  console.log(`load average before (1, 5, 15 min): ${load()}`);
+  const median = (v) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)];
+  const one = [];
+  const two = [];
+  const eff = [];
+  for (let r = 0; r < rounds; r++) {
+    const t1 = await job(1, basePort + 2 * r);
+    const t2 = await job(2, basePort + 2 * r + 1);
+    one.push(batch / t1);
+    two.push((2 * batch) / t2);
+    eff.push(two[r] / (2 * one[r]));
+    console.log(`round ${r + 1}: 1 process ${one[r].toFixed(2)} images/s, 2 processes ${two[r].toFixed(2)} images/s (effective batch ${2 * batch}), efficiency ${eff[r].toFixed(2)}`);
+  }
+  const range = (v, d = 2) => `${Math.min(...v).toFixed(d)}..${Math.max(...v).toFixed(d)}`;
+  console.log(`1 process : median ${median(one).toFixed(2)} images/s (range ${range(one)})`);
+  console.log(`2 processes: median ${median(two).toFixed(2)} images/s (range ${range(two)})`);
+  console.log(`scaling efficiency 1 -> 2 processes: median ${median(eff).toFixed(2)} (range ${range(eff)} over ${rounds} rounds; speed-up ${(2 * median(eff)).toFixed(2)}x)`);
+  console.log(`load average after (1, 5, 15 min): ${load()}`);
 }

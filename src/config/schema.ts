@@ -84,6 +84,12 @@ export const studentSchema = modelSchema.extend({
     .describe(
       "backbone stages of the student that train, counted from the top (torchvision's trainable_backbone_layers: 5 = all, ResNet conv1+layer1..4; 3 = layer2..4; 0 = none, only FPN and head train), in every stage it trains in; auto = 5 when the student is trained from scratch here (weights null), 3 when it starts from given weights",
     ),
+  syncBN: z
+    .boolean()
+    .default(false)
+    .describe(
+      "data-parallel training (--nproc N): the student's trainable BatchNorm layers compute their batch statistics over every process of the job, as one BatchNorm over the job's whole batch (torch.nn.SyncBatchNorm.convert_sync_batchnorm, torchvision's --sync-bn, mmdetection's norm_cfg type SyncBN), in every stage it trains in; no effect with one process or with frozen BatchNorm (student.norm frozen_bn)",
+    ),
 });
 
 export const splitSchema = z.strictObject({

@@ -34,6 +34,8 @@ declare module '../native.js' {
     dist: {
       backends(): string[];
       exitNow(code: number): never;
+      /** The detector's trainable BatchNorm layers synchronized over the job of `sync` (null: plain again); how many layers. */
+      setSyncBatchNorm(detector: unknown, sync: NativeGradSyncHandle | null): number;
       createGroup(options: { host: string; port: number; rank: number; worldSize: number; timeoutMs?: number; heartbeatMs?: number; cuda?: boolean }): Promise<NativeProcessGroupHandle>;
     };
   }

@@ -6,7 +6,8 @@
 import type { Config } from '../config/schema.js';
 import type { NativeGradSyncHandle } from './group.js';
 import { MtpdError } from '../errors.js';
-import { dist } from './context.js';
+import { native } from '../native.js';
+import { dist, isMainRank } from './context.js';
 
 /** The loader shard of this rank (undefined: one process). */
 export function loaderShard(): { rank: number; worldSize: number } | undefined {
@@ -33,12 +34,24 @@ export function describeJob(config: Config, lr: number): string | null {
   return `data-parallel: ${d.worldSize} processes (${backends}) x batch ${config.data.batchSize} = effective batch ${jobBatch(config)}; ${scaled}; gradients averaged over all ${jobBatch(config)} images in ${config.dist.bucketMb} MiB buckets, overlapped with backward`;
 }
 
-/** A gradient sync over the job's group for an optimizer (or a distillation session); null for one process. */
-export async function attachGradSync(target: { setGradSync(sync: NativeGradSyncHandle | null): Promise<void> }, config: Config): Promise<NativeGradSyncHandle | null> {
+/**
+ * A gradient sync over the job's group for an optimizer (or a distillation session); null for one
+ * process. `syncBN`: the model whose trainable BatchNorm layers then compute their statistics over
+ * the job (student.syncBN), weighted as this sync weighs the gradients; `log` says how many.
+ */
+export async function attachGradSync(
+  target: { setGradSync(sync: NativeGradSyncHandle | null): Promise<void> },
+  config: Config,
+  syncBN?: { model: { detectorHandle: unknown }; stage: string; log?: ((line: string) => void) | undefined },
+): Promise<NativeGradSyncHandle | null> {
   const g = dist().group;
   if (!g) return null;
   const sync = g.createGradSync(Math.max(1, Math.round(config.dist.bucketMb * 1024 * 1024)));
   await target.setGradSync(sync);
+  if (syncBN && config.student.syncBN) {
+    const n = native().dist.setSyncBatchNorm(syncBN.model.detectorHandle, sync);
+    if (isMainRank()) syncBN.log?.(`${syncBN.stage}: SyncBatchNorm: ${n} BatchNorm layer${n === 1 ? '' : 's'} compute their statistics over all ${dist().worldSize} processes${n === 0 ? ' (none: the student has frozen BatchNorm)' : ''}`);
+  }
   return sync;
 }
 

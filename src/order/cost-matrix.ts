@@ -27,7 +27,7 @@ import { FeatureCache, type FeatureKey } from '../distill/feature_cache.js';
 import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { CostTable } from './bgs.js';
-import { type FitSource, fitLinearMapStreamed, type LinearFitOptions } from './linear-fit.js';
+import { type FitShard, type FitSource, fitLinearMapStreamed, type LinearFitOptions } from './linear-fit.js';
 
 /**
  * Anything that turns a batch of images into named feature maps (a frozen detector). Returning a
@@ -59,10 +59,25 @@ export interface CostMatrixOptions extends LinearFitOptions {
   levels?: string[];
   onProgress?: (event: { phase: 'features' | 'fit'; done: number; total: number; label: string }) => void;
   /**
+   * Data-parallel: the processes the work is sharded over. Process `rank` computes the features
+   * of batches rank, rank + worldSize, ... of each split (whole batches, the same batches as one
+   * process makes, so the features are the same), and the closed-form fits sum their moments and
+   * squared errors over the processes (`sum`), so every process gets the single-process matrix
+   * (up to the order of float64 additions). `allgather`: every process's JSON value, in rank
+   * order. The SGD fitter cannot be sharded.
+   */
+  shard?: CostShard;
+  /**
    * Folder of the on-disk feature cache the maps stream through (kept, so a rerun in the same
    * folder could read it; delete it when done). Default: a temporary folder removed at the end.
    */
   featureDir?: string;
+}
+
+export interface CostShard extends FitShard {
+  rank: number;
+  worldSize: number;
+  allgather<T>(value: T): Promise<T[]>;
 }
 
 export interface CostMatrix extends CostTable {
@@ -71,6 +86,8 @@ export interface CostMatrix extends CostTable {
   levels: string[];
   fitter: string;
   seconds: { features: number; fit: number };
+  /** Batches (of every model and split) whose features this process computed (sharded: its part). */
+  computed: number;
 }
 
 /** One model's features of one batch, with where its images lie. */
@@ -135,9 +152,10 @@ function gridOf(f: Features, level: string, model: string): { sizes: [number, nu
 }
 
 /** A's level-`level` maps of a split aligned onto B's grid, with B's valid cells, read batch by batch from the bank. */
-function aligned(bank: FeatureBank, split: 'train' | 'val', count: number, level: string, names: [string, string]): FitSource {
+function aligned(bank: FeatureBank, split: 'train' | 'val', count: number, level: string, names: [string, string], shard?: CostShard): FitSource {
   return {
     count,
+    ...(shard ? { indices: ownBatches(count, shard) } : {}),
     batch: async (i) => {
       const ga = gridOf(await bank.get(names[0], split, i, level), level, names[0]);
       const gb = gridOf(await bank.get(names[1], split, i, level), level, names[1]);
@@ -162,12 +180,20 @@ export async function computeCostMatrix(
     throw new MtpdError('ERR_MTPD_CONFIG', `pairs "bgs" needs the student's name among the models (${names.join(', ')})`);
   }
 
+  if (options.shard && (options.fitter ?? 'closed-form') !== 'closed-form') throw new MtpdError('ERR_MTPD_ARGUMENT', 'cost matrix: only the closed-form fitter can be sharded over processes');
   const dir = options.featureDir ?? (await mkdtemp(join(tmpdir(), 'mtpd-cost-features-')));
   try {
     return await costsThroughBank(new FeatureBank(dir), models, trainBatches, valBatches, options, names, pairsMode);
   } finally {
     if (options.featureDir === undefined) await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The batches of a split of `count` that process `rank` holds: rank, rank + worldSize, ... */
+function ownBatches(count: number, shard: { rank: number; worldSize: number }): number[] {
+  const out: number[] = [];
+  for (let i = shard.rank; i < count; i += shard.worldSize) out.push(i);
+  return out;
 }
 
 async function* batchesOf(b: Tensor[][] | ImageBatches): AsyncIterable<Tensor[]> {
@@ -197,6 +223,11 @@ async function costsThroughBank(
     for (const [split, batches] of [['train', trainBatches], ['val', valBatches]] as const) {
       let i = 0;
       for await (const b of batchesOf(batches)) {
+        // sharded: another process makes this batch's features
+        if (options.shard && i % options.shard.worldSize !== options.shard.rank) {
+          i++;
+          continue;
+        }
         const f = await m.features(b);
         await bank.put(m.name, split, i++, isFeatureBatch(f) ? { maps: f.maps, imageSizes: f.imageSizes, strides: f.strides } : { maps: f, imageSizes: null, strides: {} }, options.levels ?? null);
         options.onProgress?.({ phase: 'features', done: ++doneFeat, total: Math.max(totalFeat(), doneFeat), label: `${m.name} ${split}` });
@@ -210,8 +241,11 @@ async function costsThroughBank(
   const nVal = counts.val as number;
   const tFeat = (Date.now() - t0) / 1000;
 
-  // 2. The levels distilled, or every level the models share.
-  const tapsOf = (n: string) => bank.taps.get(n) ?? [];
+  // 2. The levels distilled, or every level the models share (sharded: the taps seen by any
+  // process, for one with no batch of its own).
+  const taps = new Map(bank.taps);
+  if (options.shard) for (const part of await options.shard.allgather([...bank.taps])) for (const [n, t] of part) if (!taps.has(n)) taps.set(n, t);
+  const tapsOf = (n: string) => taps.get(n) ?? [];
   const levels = options.levels ?? tapsOf(names[0] as string).filter((l) => names.every((n) => tapsOf(n).includes(l)));
   for (const l of levels) {
     const lacking = names.filter((n) => !tapsOf(n).includes(l));
@@ -242,7 +276,7 @@ async function costsThroughBank(
     let total = 0;
     const per: Record<string, number> = {};
     for (const level of levels) {
-      const r = await fitLinearMapStreamed(aligned(bank, 'train', nTrain, level, [a, b]), aligned(bank, 'val', nVal, level, [a, b]), fit);
+      const r = await fitLinearMapStreamed(aligned(bank, 'train', nTrain, level, [a, b], options.shard), aligned(bank, 'val', nVal, level, [a, b], options.shard), fit, options.shard);
       per[level] = r.valMse;
       total += r.valMse;
     }
@@ -257,5 +291,6 @@ async function costsThroughBank(
     levels,
     fitter: fit.fitter ?? 'closed-form',
     seconds: { features: tFeat, fit: (Date.now() - t1) / 1000 },
+    computed: doneFeat,
   };
 }

@@ -110,6 +110,56 @@ export interface FitBatch {
 export interface FitSource {
   count: number;
   batch(i: number): Promise<FitBatch>;
+  /**
+   * Sharded over processes (with FitShard): the batches this process holds, by their index in
+   * the whole split (`count` stays the whole split's); default every batch.
+   */
+  indices?: number[];
+}
+
+/**
+ * The processes a streamed closed-form fit is sharded over: each sums the moments and squared
+ * errors of its own batches, and `sum` adds them up over the processes (every process calls it
+ * in the same order with vectors of the same length), so every process gets the fit of the
+ * whole split.
+ */
+export interface FitShard {
+  sum(values: Float64Array): Promise<Float64Array>;
+}
+
+const MOMENT_KEYS = ['sx', 'sy', 'sxx', 'sxy'] as const;
+
+/**
+ * The moments summed over the processes (null on every process when none has any). A process
+ * may hold none (fewer batches than processes): the channel counts come from the others.
+ */
+async function reduceMoments(local: Moments | null, shard: FitShard): Promise<Moments | null> {
+  const ca = local ? (local.sx.shape[0] as number) : 0;
+  const cb = local ? (local.sy.shape[0] as number) : 0;
+  const head = await shard.sum(Float64Array.of(local ? 1 : 0, ca, cb));
+  const holders = head[0] as number;
+  if (holders === 0) return null;
+  const [a, b] = [(head[1] as number) / holders, (head[2] as number) / holders];
+  if (local && (a !== ca || b !== cb)) throw new MtpdError('ERR_MTPD_SHAPE', `fitLinearMap: channel counts differ between processes (${ca} -> ${cb} here, ${a} -> ${b} on average)`);
+  const shapes = { sx: [a], sy: [b], sxx: [a, a], sxy: [a, b] };
+  const sizes = [a, b, a * a, a * b];
+  const flat = new Float64Array(sizes.reduce((x, y) => x + y, 0) + 2);
+  let off = 0;
+  MOMENT_KEYS.forEach((k, i) => {
+    if (local) flat.set(local[k].data, off);
+    off += sizes[i] as number;
+  });
+  flat[off] = local?.syy ?? 0;
+  flat[off + 1] = local?.n ?? 0;
+  const sum = await shard.sum(flat);
+  off = 0;
+  const out = { syy: sum[flat.length - 2] as number, n: sum[flat.length - 1] as number } as Moments;
+  MOMENT_KEYS.forEach((k, i) => {
+    const n = sizes[i] as number;
+    out[k] = { dtype: 'float64', shape: shapes[k], data: sum.slice(off, off + n) };
+    off += n;
+  });
+  return out;
 }
 
 /**
@@ -119,13 +169,15 @@ export interface FitSource {
  * passes over the training batches, one over the validation ones). The SGD fitter revisits
  * batches step after step, so it gathers the split in memory and calls fitLinearMap.
  */
-export async function fitLinearMapStreamed(train: FitSource, val: FitSource, options: LinearFitOptions = {}): Promise<LinearFitResult> {
+export async function fitLinearMapStreamed(train: FitSource, val: FitSource, options: LinearFitOptions = {}, shard?: FitShard): Promise<LinearFitResult> {
   const site = new Error().stack;
   try {
     if (train.count === 0) throw new MtpdError('ERR_MTPD_SHAPE', 'train: no feature batches');
     if (val.count === 0) throw new MtpdError('ERR_MTPD_SHAPE', 'val: no feature batches');
     const o = native().order;
+    const mine = (src: FitSource): number[] => src.indices ?? Array.from({ length: src.count }, (_, i) => i);
     if ((options.fitter ?? 'closed-form') !== 'closed-form') {
+      if (shard) throw new MtpdError('ERR_MTPD_ARGUMENT', 'fitLinearMap: only the closed-form fitter can be sharded over processes (the SGD fitter revisits every batch)');
       const gather = async (s: FitSource): Promise<FitSplit> => {
         const out: FitSplit = { a: [], b: [] };
         for (let i = 0; i < s.count; i++) {
@@ -148,7 +200,7 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
       if (masked === null) masked = b.mask !== undefined;
       if (masked !== (b.mask !== undefined)) throw new MtpdError('ERR_MTPD_ARGUMENT', `fitLinearMap: ${split}[${i}]: give masks for every batch of both splits or for none`);
     };
-    for (let i = 0; i < train.count; i++) {
+    for (const i of mine(train)) {
       const b = await train.batch(i);
       check(b, 'train', i);
       const m = await o.linearMoments(b.a, b.b, b.mask ?? null);
@@ -156,18 +208,24 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
       if (hold) held = addMoments(held, m);
       else fit = addMoments(fit, m);
     }
+    if (shard) {
+      // Every process solves the same summed moments.
+      fit = await reduceMoments(fit, shard);
+      if (autoRidge) held = await reduceMoments(held, shard);
+    }
     if (!fit) throw new MtpdError('ERR_MTPD_SHAPE', 'train: no feature batches to fit on');
     const s = await o.solveLinearMoments(fit, autoRidge ? held : null, ridge);
     const score = async (src: FitSource, split: string) => {
       let se = 0;
       let count = 0;
-      for (let i = 0; i < src.count; i++) {
+      for (const i of mine(src)) {
         const b = await src.batch(i);
         check(b, split, i);
         const r = await o.linearScore(b.a, b.b, b.mask ?? null, s.weight, s.bias);
         se += r.se;
         count += r.count;
       }
+      if (shard) [se, count] = Array.from(await shard.sum(Float64Array.of(se, count))) as [number, number];
       if (count === 0) throw new MtpdError('ERR_MTPD_SHAPE', `${split}: the feature batches hold no pixels (0 images or empty maps)`);
       return { mse: se / count, count };
     };

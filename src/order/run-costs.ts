@@ -7,6 +7,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, ModelConfig } from '../config/schema.js';
 import { DataLoader } from '../data/loader.js';
+import { dist, fromMainRank, isMainRank } from '../dist/context.js';
 import type { Detector } from '../detector.js';
 import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
@@ -17,7 +18,7 @@ import { detectorInputs } from '../train/inputs.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from '../train/models.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { backwardGreedySelection } from './bgs.js';
-import { type CostMatrix, computeCostMatrix, type FeatureSource, type ImageBatches } from './cost-matrix.js';
+import { type CostMatrix, type CostShard, computeCostMatrix, type FeatureSource, type ImageBatches } from './cost-matrix.js';
 
 export interface CostRunOptions {
   fitters?: ('closed-form' | 'sgd')[];
@@ -50,12 +51,13 @@ export async function modelAps(config: Config, splits: Splits, models: { cfg: Mo
       continue;
     }
     const t0 = Date.now();
-    const summary = await evaluateModel(det, splits, config);
+    // (a data-parallel job: each process predicts its part, rank 0 scores them)
+    const summary = await evaluateModel(det, splits, config, undefined, { distributed: true });
     out[cfg.name] = summary.stats[0] as number;
     cache[cfg.name] = { ap: summary.stats[0] as number, stats: summary.stats, weights: w, bytes: st.size, mtimeMs: st.mtimeMs };
     log(`evaluated ${cfg.name}: AP ${(summary.stats[0] as number).toFixed(4)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
-  await writeFileAtomic(cacheFile, [Buffer.from(JSON.stringify(cache, null, 1))]);
+  if (isMainRank()) await writeFileAtomic(cacheFile, [Buffer.from(JSON.stringify(cache, null, 1))]);
   return out;
 }
 
@@ -78,8 +80,28 @@ function firstBatches(makeLoader: () => DataLoader, images: number): ImageBatche
   };
 }
 
+/** The job's processes as a cost-matrix shard (null for one process). */
+export function costShard(): CostShard | null {
+  const g = dist().group;
+  if (!g || g.worldSize < 2) return null;
+  return {
+    rank: g.rank,
+    worldSize: g.worldSize,
+    sum: async (values) => {
+      const [t] = await g.allreduce([{ dtype: 'float64', shape: [values.length], data: values }], 'cost matrix: summing the fits');
+      return t?.data as Float64Array;
+    },
+    allgather: (value) => g.allgatherJson(value, 'cost matrix: the feature levels'),
+  };
+}
+
+/**
+ * The cost matrices of the config's fitters. In a data-parallel job every process runs this: the
+ * closed-form fitter's features and fits are sharded over the processes (each gets the whole
+ * matrix), the SGD fitter runs on rank 0 and the others get its matrix; rank 0 writes the files.
+ */
 export async function runCosts(config: Config, options: CostRunOptions = {}): Promise<CostRunResult> {
-  const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const log = isMainRank() ? (options.log ?? ((s: string) => process.stderr.write(`${s}\n`))) : () => undefined;
   const all = [config.student, ...config.teachers];
   const missing = all.filter((m) => !m.weights);
   if (missing.length) {
@@ -107,10 +129,15 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   const fitters = options.fitters ?? [c.fitter];
   const matrices: Record<string, CostMatrix> = {};
   const files: string[] = [];
+  const shard = costShard();
+  // The maps stream through an on-disk cache in the run folder (removed when done), one per process.
+  const featureDir = join(config.output, shard ? `.cost-features-rank${shard.rank}` : '.cost-features');
   for (const fitter of fitters) {
-    const m = await computeCostMatrix(sources, train, val, {
-      // The maps stream through an on-disk cache in the run folder (removed when done).
-      featureDir: join(config.output, '.cost-features'),
+    const sharded = shard !== null && fitter === 'closed-form';
+    if (shard && !sharded) log(`${fitter}: the cost matrix runs on rank 0 (this fitter cannot be sharded over processes)`);
+    const compute = () => computeCostMatrix(sources, train, val, {
+      featureDir,
+      ...(sharded && shard ? { shard } : {}),
       pairs: 'all',
       student: config.student.name,
       // The levels distilled: the cost is measured on what is distilled.
@@ -125,9 +152,15 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
         if (e.done === e.total) log(`${fitter}: ${e.phase} done (${e.total})`);
       },
     });
-    await rm(join(config.output, '.cost-features'), { recursive: true, force: true });
+    let m: CostMatrix;
+    try {
+      m = shard && !sharded ? await fromMainRank(`cost matrix (${fitter})`, compute) : await compute();
+    } finally {
+      await rm(featureDir, { recursive: true, force: true });
+    }
     matrices[fitter] = m;
-    log(`${fitter}: features ${m.seconds.features.toFixed(1)} s, fits ${m.seconds.fit.toFixed(1)} s over ${m.levels.length} levels`);
+    log(`${fitter}: features ${m.seconds.features.toFixed(1)} s, fits ${m.seconds.fit.toFixed(1)} s over ${m.levels.length} levels${sharded && shard ? ` (sharded over ${shard.worldSize} processes)` : ''}`);
+    if (!isMainRank()) continue;
     const name = fitters.length > 1 && fitter !== c.fitter ? `costs.${fitter}` : 'costs';
     const path = join(config.output, `${name}.json`);
     const body = { models: m.models, costs: m.costs, perLevel: m.perLevel, levels: m.levels, fitter: m.fitter, seconds: m.seconds };

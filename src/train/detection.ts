@@ -44,6 +44,8 @@ export interface DetectionStageOptions {
   seed: number;
   /** Where the stage's notes go (the distillation/detection loss ratio, warnings). */
   log?: ((line: string) => void) | undefined;
+  /** The model is the student: student.syncBN applies to it in a data-parallel job. */
+  isStudent?: boolean;
 }
 
 /** The optimizer a stage's schedule asks for. */
@@ -196,7 +198,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
   // The stage's optimizer state is freed when the stage ends (the detector belongs to the caller).
   await using optimizer = await det.createOptimizer(optimizerFor(o.schedule));
-  const gradSync = await attachGradSync(optimizer, o.config);
+  const gradSync = await attachGradSync(optimizer, o.config, o.isStudent ? { model: det, stage: o.stage, log: o.log } : undefined);
   return await runLoaderStage({
     ...o,
     resumeState,

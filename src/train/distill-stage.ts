@@ -116,7 +116,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
       optimizer: optimizerFor(schedule),
     },
   ));
-  const gradSync = await attachGradSync(session, config);
+  const gradSync = await attachGradSync(session, config, { model: student, stage: o.stage, log: o.log });
   // The distillation/detection ratio: logged once the stage's first RATIO_WINDOW steps are done
   // (over those steps, and at its first step, where a new adapter is still random), smoothed in
   // every progress line, and a warning (once per stage) when distillation swamps detection.

@@ -41,7 +41,7 @@ import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
 import { TeacherCache } from './teacher-cache.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
-import { endDist, isMainRank, onMainRank } from '../dist/context.js';
+import { endDist, fromMainRank, isMainRank, onMainRank } from '../dist/context.js';
 
 export type { Baseline } from './baselines.js';
 
@@ -257,6 +257,7 @@ export class Run {
       quiet: this.options.quiet ?? false,
       seed,
       log: this.log,
+      isStudent: m.name === this.config.student.name,
     });
     if (!r.completed) throw new MtpdError('ERR_MTPD_ABORTED', `${stage}: stopped at step ${r.iter}; a checkpoint was saved (resume with --resume)`);
     await onMainRank(`${stage}: saving ${out}`, async () => {
@@ -338,7 +339,7 @@ export class Run {
       log: this.log,
     };
     let r;
-    if (plan.kind === 'detect') r = await trainDetectionStage({ ...common, det: student });
+    if (plan.kind === 'detect') r = await trainDetectionStage({ ...common, det: student, isStudent: true });
     else {
       const { trainDistillStage } = await import('./distill-stage.js');
       const teachers = [];
@@ -421,13 +422,16 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     order = orderByAp(table, resolved.student.name, resolved.order.k);
   } else {
     const costsFile = run.path('costs.json');
-    if (!existsSync(costsFile)) {
+    // Rank 0's view of the run folder decides, for every rank.
+    if (!(await fromMainRank('looking for costs.json', () => existsSync(costsFile)))) {
       run.event({ type: 'phase', phase: 'costs' });
-      // (the cost matrix runs on rank 0; the other ranks wait for costs.json)
-      await onMainRank('cost matrix', () => runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) }));
+      // (a data-parallel job: every rank computes its shard of the features and fits; rank 0 writes costs.json)
+      await runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) });
     }
-    const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
-    order = backwardGreedySelection(table, resolved.student.name, resolved.order.k).order;
+    order = await fromMainRank('the teacher order', () => {
+      const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
+      return backwardGreedySelection(table, resolved.student.name, resolved.order.k).order;
+    });
   }
   if (order.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', 'order: the teacher order is empty (order.given needs at least one teacher)');
   await onMainRank('writing order.json', () => writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]));

@@ -2,6 +2,7 @@
 import t, { type Test } from 'tap';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { CheckpointManager } from '../../src/train/checkpoint.js';
 import { haveAddon } from '../helpers.js';
 import { config, port, run, setup, writeConfig } from './common.js';
 
@@ -37,6 +38,11 @@ async function stopOneRank(t: Test, signal: 'SIGKILL' | 'SIGSTOP'): Promise<void
   t.match(r0.out, /ERR_MTPD_DIST/, 'with the distributed error code');
   // dist.heartbeatTimeout is 5 s (common.ts); a dead peer's sockets close at once.
   t.ok(secs < 30, `within the heartbeat timeout, not the 60 s collective timeout (${secs.toFixed(1)} s)`);
+  // The watchdog ends the process at once (no teardown), yet the last checkpoint is whole: a
+  // checkpoint is renamed into place only when complete, and last_checkpoint names it.
+  const last = await new CheckpointManager(out5, 2).loadLast();
+  t.equal((last?.state as { stage?: string } | undefined)?.stage, 'train:student', `the last checkpoint is complete and loads (${last?.name ?? 'none'})`);
+  if (last) t.ok((await last.weights('model')).size > 0, 'with its weights');
 }
 
 t.test('data-parallel: killing one rank stops the other with an error naming it', async (t) => {
