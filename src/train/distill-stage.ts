@@ -12,11 +12,11 @@ import { Distiller } from '../distill/distiller.js';
 import type { FeatureMaps } from '../distill/binding.js';
 import { DistillSession } from '../distill/step.js';
 import { Disposer } from '../dispose.js';
-import { MtpdError } from '../errors.js';
 import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { pairedLevels } from './levels.js';
 import { targetLabelsOf } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
@@ -63,17 +63,9 @@ function ratioWarning(stage: string, ratio: number, weight: number, loss: string
   return `warning: ${stage}: the distillation loss is ${ratio.toFixed(1)}x the detection loss; it will swamp the detection task. Lower distill.weight${suggest}${scaleFree}.`;
 }
 
-/** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
+/** The FPN levels distilled from a teacher into a student, paired by stride (levels.ts; config.distill.levels narrows them). */
 export function sharedLevels(student: Detector, teacher: Detector, config: Config): string[] {
-  const t = new Set(teacher.featureNames);
-  const shared = student.featureNames.filter((n) => t.has(n));
-  const wanted = config.distill.levels ?? shared;
-  const missing = wanted.filter((l) => !shared.includes(l));
-  if (missing.length) {
-    throw new MtpdError('ERR_MTPD_CONFIG', `distill.levels names ${missing.join(', ')}, which student and teacher do not share (${shared.join(', ') || 'none'})`);
-  }
-  if (wanted.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', `the student's FPN (${student.featureNames.join(', ')}) and the teacher's (${teacher.featureNames.join(', ')}) share no level`);
-  return wanted;
+  return pairedLevels(student, teacher, config.distill.levels);
 }
 
 export async function trainDistillStage(o: DistillStageOptions): Promise<StageResult> {
