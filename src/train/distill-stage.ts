@@ -12,6 +12,7 @@ import { Distiller } from '../distill/distiller.js';
 import type { FeatureMaps } from '../distill/binding.js';
 import { DistillSession } from '../distill/step.js';
 import { Disposer } from '../dispose.js';
+import { MtpdError } from '../errors.js';
 import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
@@ -77,6 +78,13 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   // when the stage ends; the student and teachers belong to the caller.
   await using owned = new Disposer();
   const distillers: Distiller[] = [];
+  // Under ensemble "maps" the first distiller reads every teacher's maps: only the levels every
+  // teacher pairs with the student (a Mask R-CNN's p2 has no RetinaNet partner).
+  const levelsOf = o.teachers.map((t) => sharedLevels(student, t.det, config));
+  const mapsLevels = (levelsOf[0] ?? []).filter((l) => levelsOf.every((ls) => ls.includes(l)));
+  if (o.ensemble === 'maps' && mapsLevels.length === 0) {
+    throw new MtpdError('ERR_MTPD_CONFIG', `${o.stage}: the teachers ${o.teachers.map((t) => t.name).join(', ')} share no level with the student for the ensemble of maps (${levelsOf.map((ls, i) => `${o.teachers[i]?.name}: ${ls.join('/')}`).join('; ')})`);
+  }
   for (const [i, t] of o.teachers.entries()) {
     distillers.push(
       owned.add(await Distiller.create(
@@ -84,7 +92,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
           student_channels: student.featureChannels,
           teacher_channels: t.det.featureChannels,
           seed: stageSeed(o.seed, `distiller${i}`),
-          taps: sharedLevels(student, t.det, config),
+          taps: o.ensemble === 'maps' ? mapsLevels : (levelsOf[i] as string[]),
           losses: [{ type: config.distill.loss, weight: config.distill.weight, options: config.distill.options }],
         },
         config.device,
