@@ -13,6 +13,9 @@ import { formatOrders, runOrders } from '../../src/train/orders.js';
 import { formatResults, formatRunSummary, formatRunSummaryWithSpreads, train } from '../../src/train/pipeline.js';
 import { haveAddon, tempDir } from '../helpers.js';
 
+// Several tiny pipeline runs with Mask R-CNNs: longer than the suite's 600 s per file on a busy 2-core machine.
+t.setTimeout(1_800_000);
+
 const MRCNN = { arch: 'maskrcnn_resnet18_fpn', widthMult: 0.125 };
 const RETINA = { arch: 'retinanet_resnet18_fpn', widthMult: 0.125 };
 

@@ -13,6 +13,9 @@ import { train } from '../../src/train/pipeline.js';
 import { loadSafetensors } from '../../src/weights/safetensors.js';
 import { haveAddon, tempDir } from '../helpers.js';
 
+// Several tiny pipeline runs with Mask R-CNNs: longer than the suite's 600 s per file on a busy 2-core machine.
+t.setTimeout(1_800_000);
+
 function raw(dir: string, dataRoot = join(dir, 'data')): Record<string, unknown> {
   return {
     output: join(dir, 'run'),
