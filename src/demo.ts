@@ -41,10 +41,25 @@ export const DEMO_POOL = {
   teachers: [{ name: 'r18-w025-hr', short: 'hr', arch: 'retinanet_resnet18_fpn', widthMult: 0.25, minSizes: [128, 160, 192], maxSize: 256, iterations: 6000, anchors: [16, 32, 64, 128, 256] }],
 } as const;
 
+/**
+ * `mtpd demo --task instance`: the same setting with a Mask R-CNN student (ResNet-18 x0.25 at
+ * 96 px, box and mask heads narrowed with the width, RPN anchors 16-256 over p2..p6) taught by the
+ * demo's RetinaNet pool (hr128, hr160, hr192): distillation touches only the FPN maps, the levels
+ * of equal stride (p3, p4, p5; see src/train/levels.ts), and the student keeps its RPN, box and
+ * mask heads. Its off-the-shelf weights are trained by --retrain (task instance) with the pool's
+ * recipe and ship as half precision beside the RetinaNets.
+ */
+export const DEMO_INSTANCE = {
+  student: { name: 'mrcnn-r18-w025', arch: 'maskrcnn_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 1500, anchors: [16, 32, 64, 128, 256] },
+} as const;
+
+/** Which demo: RetinaNet students (detection, the default) or a Mask R-CNN student (instance). */
+export type DemoTask = 'detection' | 'instance';
+
 /** The demo's validation images; its training images are DEMO_DATA.images. */
 export const DEMO_DATA = { images: 800, valImages: 200, size: 192, seed: 0, difficulty: 'clear' } as const;
 
-type PoolModel = (typeof DEMO_POOL.teachers)[number] | typeof DEMO_POOL.student;
+type PoolModel = (typeof DEMO_POOL.teachers)[number] | typeof DEMO_POOL.student | typeof DEMO_INSTANCE.student;
 type ModelInput = ConfigInput['teachers'][number];
 
 export interface DemoOptions extends Pick<TrainOptions, 'signal' | 'onEvent' | 'quiet' | 'resume'> {
@@ -58,6 +73,8 @@ export interface DemoOptions extends Pick<TrainOptions, 'signal' | 'onEvent' | '
   retrainOnly?: string[];
   /** The pool's weights (default: the shipped demo/weights). */
   weightsDir?: string;
+  /** detection (default): RetinaNet students; instance: the Mask R-CNN student (box and mask AP). */
+  task?: DemoTask;
   log?: (line: string) => void;
 }
 
@@ -66,11 +83,25 @@ export function shippedWeightsDir(): string {
   return join(packageRoot, 'demo', 'weights');
 }
 
-/** The demo's run config; `weightsDir` null: every model is trained here (--retrain's first phase). */
-export function demoConfig(out: string, weightsDir: string | null, threads = 0): Config {
-  const weights = (m: PoolModel) => (weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null);
+/** The student of a demo task (the Mask R-CNN of `--task instance` has RPN anchors of one size per level). */
+function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null): ConfigInput['student'] {
+  if (task === 'instance') {
+    const s = DEMO_INSTANCE.student;
+    return {
+      name: s.name,
+      arch: s.arch,
+      widthMult: s.widthMult,
+      minSize: s.minSize,
+      maxSize: s.maxSize,
+      weights: weights(s),
+      norm: 'bn' as const,
+      trainableLayers: 5,
+      options: { anchor_sizes: [...s.anchors] },
+      train: { ...POOL_SCHEDULE, iterations: s.iterations },
+    };
+  }
   const s = DEMO_POOL.student;
-  const student = {
+  return {
     name: s.name,
     arch: s.arch,
     widthMult: s.widthMult,
@@ -84,6 +115,17 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
     options: { anchor_sizes: [...s.anchors], head_norm: 'gn' },
     train: { ...POOL_SCHEDULE, iterations: s.iterations },
   };
+}
+
+/** The names of a demo task's models that --retrain trains (the student first, then the pool). */
+export function demoModelNames(task: DemoTask = 'detection'): string[] {
+  return [(task === 'instance' ? DEMO_INSTANCE : DEMO_POOL).student.name, ...DEMO_POOL.teachers.map((m) => m.name)];
+}
+
+/** The demo's run config; `weightsDir` null: every model is trained here (--retrain's first phase). */
+export function demoConfig(out: string, weightsDir: string | null, threads = 0, task: DemoTask = 'detection'): Config {
+  const weights = (m: PoolModel) => (weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null);
+  const student = demoStudent(task, weights);
   // With weights: one pool entry per (teacher, resolution). Without (--retrain): each teacher once,
   // trained multi-scale (the detector picks one of its min sizes per batch, evaluates at the last).
   const teachers = DEMO_POOL.teachers.flatMap((t): ModelInput[] =>
@@ -92,7 +134,7 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
       : [{ name: t.name, arch: t.arch, widthMult: t.widthMult, maxSize: t.maxSize, weights: null, options: { anchor_sizes: [...t.anchors], head_norm: 'gn', min_size: [...t.minSizes] }, train: { ...POOL_SCHEDULE, iterations: t.iterations } }],
   );
   const raw: ConfigInput = {
-    output: join(out, 'run'),
+    output: join(out, task === 'instance' ? 'run-instance' : 'run'),
     threads,
     seed: 0,
     data: { root: join(out, 'data'), minSize: 192, maxSize: 256, batchSize: 4, workers: 0, synth: { ...DEMO_DATA } },
@@ -114,7 +156,7 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0):
 
 /** Trains the pool and the student from scratch and writes half-precision copies to `dir`. */
 async function retrainPool(out: string, dir: string, options: DemoOptions, log: (s: string) => void): Promise<void> {
-  const config = demoConfig(out, null, options.threads ?? 0);
+  const config = demoConfig(out, null, options.threads ?? 0, options.task ?? 'detection');
   setThreads(config.threads);
   await mkdir(dir, { recursive: true });
   const run = new Run(config, { ...options, log });
@@ -146,7 +188,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
   const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const threads = options.threads ?? 0;
   const t0 = Date.now();
-  const poolNames = [DEMO_POOL.student.name, ...DEMO_POOL.teachers.map((m) => m.name)] as string[];
+  const task = options.task ?? 'detection';
+  if (task !== 'detection' && task !== 'instance') throw new MtpdError('ERR_MTPD_ARGUMENT', `--task must be detection or instance, got ${JSON.stringify(task)}`);
+  const poolNames = demoModelNames(task);
   for (const name of options.retrainOnly ?? []) {
     if (!poolNames.includes(name)) throw new MtpdError('ERR_MTPD_ARGUMENT', `--retrain-only: no demo model "${name}" (the pool: ${poolNames.join(', ')})`);
   }
@@ -159,12 +203,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
     }
   }
   // --retrain trains before the pipeline (which would make the dataset itself) runs.
-  await ensureDataset(demoConfig(out, null, threads), { log, event: (e) => options.onEvent?.(e) });
+  await ensureDataset(demoConfig(out, null, threads, task), { log, event: (e) => options.onEvent?.(e) });
   if (options.retrain) {
     await retrainPool(out, weightsDir, options, log);
     if (options.retrainOnly) return { output: join(out, 'run'), order: [], results: [], aborted: false, summary: `trained ${options.retrainOnly.join(', ')} into ${weightsDir}` };
   }
-  const config = demoConfig(out, weightsDir, threads);
+  const config = demoConfig(out, weightsDir, threads, task);
   const report = await train(config, { ...options, log });
   const summary = formatRunSummaryWithSpreads(report, report.spreads ?? null);
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);

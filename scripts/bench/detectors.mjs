@@ -1,4 +1,4 @@
-// RetinaNet train step and inference, mtpd against torchvision 0.14 on the same libtorch
+// RetinaNet (and Mask R-CNN: MTPD_BENCH_ARCHS=maskrcnn_resnet50) train step and inference, mtpd against torchvision 0.14 on the same libtorch
 // (Debian's /usr/bin/python3), same models (ResNet-18 / ResNet-50 FPN with FrozenBatchNorm2d and
 // trainable_backbone_layers 3, Swin-T FPN; 91 classes), same input (batch 2 of 512x512), in this
 // run. Every measurement is a whole process (its peak memory is that process's max RSS), run in
@@ -7,7 +7,7 @@
 // model the median over rounds of each figure with its spread (min..max), and the ratio
 // mtpd/torchvision per round, as median (min..max): below 1 is faster or smaller. Single-shot
 // figures on a shared machine swing by 2x; quote the ratios with their spreads.
-// Env: MTPD_BENCH_ARCHS (resnet18,resnet50,swin_t), MTPD_BENCH_ROUNDS, MTPD_BENCH_REPS,
+// Env: MTPD_BENCH_ARCHS (resnet18,resnet50,swin_t; maskrcnn_resnet50 for Mask R-CNN R50 FPN), MTPD_BENCH_ROUNDS, MTPD_BENCH_REPS,
 // MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -44,7 +44,7 @@ const FIELDS = [
   ['sys_s', 'system CPU s'],
 ];
 
-console.log(`RetinaNet, batch ${batch} of ${size}x${size}, ${threads} threads; ${rounds} rounds of whole processes in turn (torchvision, mtpd), median of ${reps} steps each after 1 warm-up`);
+console.log(`RetinaNet (maskrcnn_*: Mask R-CNN), batch ${batch} of ${size}x${size}, ${threads} threads; ${rounds} rounds of whole processes in turn (torchvision, mtpd), median of ${reps} steps each after 1 warm-up`);
 let ok = true;
 for (const arch of archs) {
   const res = { tv: [], mt: [] };

@@ -88,13 +88,15 @@ export interface DistillStepResult {
 interface NativeTarget {
   boxes: Tensor;
   labels: Tensor;
+  /** (K, H, W) uint8 instance masks: a Mask R-CNN student's losses need them. */
+  masks?: Tensor;
 }
 
 function toNativeTarget(t: Target, i: number): NativeTarget {
   if (!t || typeof t !== 'object') throw new MtpdError('ERR_MTPD_ARGUMENT', `targets[${i}] must be {boxes, labels}`);
   const boxes = Array.isArray(t.boxes) ? tensor('float32', [t.boxes.length, 4], t.boxes.flat()) : t.boxes;
   const labels = Array.isArray(t.labels) ? tensor('int64', [t.labels.length], t.labels) : t.labels;
-  return { boxes, labels };
+  return t.masks ? { boxes, labels, masks: t.masks } : { boxes, labels };
 }
 
 /** A student, its teachers and their distillers, and ONE optimizer over student + distillers. */

@@ -15,6 +15,7 @@ import { costHeatmapSpec, writePlot } from '../report/plot.js';
 import type { Tensor } from '../tensor.js';
 import { ampOn, checkAmp } from '../train/amp.js';
 import { detectorInputs } from '../train/inputs.js';
+import { runLevels } from '../train/levels.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from '../train/models.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { backwardGreedySelection } from './bgs.js';
@@ -126,6 +127,8 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   // Maps with where each image lies in them, so A's maps are aligned onto B's grid as the adapter does.
   const sources: FeatureSource[] = models.map(({ cfg, det }) => ({ name: cfg.name, ap: aps[cfg.name] as number, features: (imgs) => det.features(imgs, { layout: true, amp }) }));
 
+  const [student, ...teachers] = models.map((m) => m.det);
+  const levels = runLevels(student as Detector, teachers, config);
   const fitters = options.fitters ?? [c.fitter];
   const matrices: Record<string, CostMatrix> = {};
   const files: string[] = [];
@@ -140,8 +143,8 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
       ...(sharded && shard ? { shard } : {}),
       pairs: 'all',
       student: config.student.name,
-      // The levels distilled: the cost is measured on what is distilled.
-      ...(config.distill.levels ? { levels: config.distill.levels } : {}),
+      // The levels distilled: the cost is measured on what is distilled (paired by stride, levels.ts).
+      levels,
       fitter,
       ridge: c.ridge ?? -1,
       optimizer: c.optimizer,

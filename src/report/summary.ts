@@ -19,6 +19,8 @@ export interface SummaryRow {
   stats: readonly number[];
   /** Show the gain over the reference row (default true; never on the reference row itself). */
   gain?: boolean;
+  /** A mask model's 12 COCO segm stats (mask AP); any row with them adds the mask columns. */
+  segm?: readonly number[];
 }
 
 export interface Comparison {
@@ -37,6 +39,8 @@ export interface SummaryInput {
   /** Header of the gain column (default "gain"). */
   gainHeader?: string;
   comparisons?: readonly Comparison[];
+  /** The paired bootstrap of the rows' mask (segm) detections: intervals of mask AP and its gain. */
+  maskBootstrap?: BootstrapResult | null;
 }
 
 const HEAD = ['AP50', 'AP75', 'APs', 'APm', 'APl'];
@@ -85,34 +89,57 @@ interface Cells {
   ap: string;
   rest: string[];
   gain: string;
+  /** Mask AP with its interval and its gain (empty for rows without masks). */
+  mask: string;
+  maskGain: string;
+}
+
+/** AP with its interval and the gain over the reference, from `stats` and bootstrap `b`. */
+function apCells(b: BootstrapResult | null, r: SummaryRow, stats: readonly number[] | undefined, ref: string | undefined, refStats: readonly number[] | undefined): { ap: string; gain: string } {
+  if (!stats) return { ap: '', gain: '' };
+  const m = b?.models.find((x) => x.name === r.model);
+  const ap = m && stats[0]! >= 0 ? `${pct(stats[0]!)} [${pct(m.lo[0]!)}, ${pct(m.hi[0]!)}]` : pct(stats[0] ?? -1);
+  let gain = '';
+  if (ref !== undefined && r.model !== ref && (r.gain ?? true)) {
+    const p = pairFor(b, r.model, ref);
+    if (p) gain = `${signedPct(p.diff[0]!)} [${signedPct(p.lo[0]!)}, ${signedPct(p.hi[0]!)}]`;
+    else if (refStats) gain = signedPct(stats[0]! - refStats[0]!);
+  }
+  return { ap, gain };
 }
 
 function cells(input: SummaryInput): Cells[] {
-  const b = input.bootstrap ?? null;
   const ref = input.reference;
   const refRow = ref === undefined ? undefined : input.rows.find((r) => r.model === ref);
   return input.rows.map((r) => {
-    const m = b?.models.find((x) => x.name === r.model);
-    const ap = m && r.stats[0]! >= 0 ? `${pct(r.stats[0]!)} [${pct(m.lo[0]!)}, ${pct(m.hi[0]!)}]` : pct(r.stats[0] ?? -1);
-    let gain = '';
-    if (ref !== undefined && r.model !== ref && (r.gain ?? true)) {
-      const p = pairFor(b, r.model, ref);
-      if (p) gain = `${signedPct(p.diff[0]!)} [${signedPct(p.lo[0]!)}, ${signedPct(p.hi[0]!)}]`;
-      else if (refRow) gain = signedPct(r.stats[0]! - refRow.stats[0]!);
-    }
-    return { label: r.label, ap, rest: [1, 2, 3, 4, 5].map((s) => pct(r.stats[s] ?? -1)), gain };
+    const box = apCells(input.bootstrap ?? null, r, r.stats, ref, refRow?.stats);
+    const mask = apCells(input.maskBootstrap ?? null, r, r.segm, ref, refRow?.segm);
+    return { label: r.label, ap: box.ap, rest: [1, 2, 3, 4, 5].map((s) => pct(r.stats[s] ?? -1)), gain: box.gain, mask: mask.ap, maskGain: mask.gain };
   });
+}
+
+/** True when some row has mask stats (the table gets the mask columns). */
+function hasMasks(input: SummaryInput): boolean {
+  return input.rows.some((r) => r.segm !== undefined);
 }
 
 function footnote(input: SummaryInput): string {
   const b = input.bootstrap;
-  if (!b) return 'COCO bbox stats in %; no bootstrap: no intervals.';
-  return `COCO bbox stats in %; [lo, hi]: ${Math.round(100 * b.level)}% percentile intervals of a paired bootstrap over the ${b.images} validation images (${b.resamples} resamples, seed ${b.seed}).`;
+  const what = hasMasks(input) ? 'COCO bbox stats and mask AP (segm) in %' : 'COCO bbox stats in %';
+  if (!b) return `${what}; no bootstrap: no intervals.`;
+  return `${what}; [lo, hi]: ${Math.round(100 * b.level)}% percentile intervals of a paired bootstrap over the ${b.images} validation images (${b.resamples} resamples, seed ${b.seed}).`;
 }
 
 function comparisonLines(input: SummaryInput): string[] {
-  const byModel = new Map(input.rows.map((r) => [r.model, r.stats]));
-  return (input.comparisons ?? []).map((c) => describeComparison(input.bootstrap, c, { a: byModel.get(c.a), b: byModel.get(c.b) }));
+  const byModel = new Map(input.rows.map((r) => [r.model, r]));
+  const lines: string[] = [];
+  for (const c of input.comparisons ?? []) {
+    const a = byModel.get(c.a);
+    const b = byModel.get(c.b);
+    lines.push(describeComparison(input.bootstrap, c, { a: a?.stats, b: b?.stats }));
+    if (a?.segm && b?.segm) lines.push(describeComparison(input.maskBootstrap, { ...c, label: `${c.label ?? `${c.a} vs ${c.b}`}, mask` }, { a: a.segm, b: b.segm }));
+  }
+  return lines;
 }
 
 /** The table as plain text (for the terminal), its footnote and one line per comparison. */
@@ -122,10 +149,14 @@ export function formatSummaryTable(input: SummaryInput): string {
   const wl = Math.max(5, ...rows.map((r) => r.label.length));
   const wa = Math.max(2, ...rows.map((r) => r.ap.length));
   const wg = Math.max(gainHead.length, ...rows.map((r) => r.gain.length));
-  const line = (label: string, ap: string, rest: string[], gain: string) =>
-    `${label.padEnd(wl)}  ${ap.padStart(wa)}  ${rest.map((v) => v.padStart(5)).join('  ')}${wg ? `  ${gain.padStart(wg)}` : ''}`.trimEnd();
-  const head = line('model', 'AP', HEAD, gainHead);
-  const out = [head, '-'.repeat(head.length), ...rows.map((r) => line(r.label, r.ap, r.rest, r.gain)), '', footnote(input)];
+  const masks = hasMasks(input);
+  const maskGainHead = gainHead ? `mask ${gainHead}` : '';
+  const wm = masks ? Math.max(7, ...rows.map((r) => r.mask.length)) : 0;
+  const wmg = masks ? Math.max(maskGainHead.length, ...rows.map((r) => r.maskGain.length)) : 0;
+  const line = (label: string, ap: string, rest: string[], gain: string, mask: string, maskGain: string) =>
+    `${label.padEnd(wl)}  ${ap.padStart(wa)}  ${rest.map((v) => v.padStart(5)).join('  ')}${wg ? `  ${gain.padStart(wg)}` : ''}${wm ? `  ${mask.padStart(wm)}` : ''}${wmg ? `  ${maskGain.padStart(wmg)}` : ''}`.trimEnd();
+  const head = line('model', 'AP', HEAD, gainHead, 'mask AP', maskGainHead);
+  const out = [head, '-'.repeat(head.length), ...rows.map((r) => line(r.label, r.ap, r.rest, r.gain, r.mask, r.maskGain)), '', footnote(input)];
   const cmp = comparisonLines(input);
   if (cmp.length) out.push('', ...cmp);
   return out.join('\n');
@@ -136,9 +167,11 @@ export function formatSummaryMarkdown(input: SummaryInput): string {
   const rows = cells(input);
   const withGain = input.reference !== undefined;
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const head = ['model', 'AP', ...HEAD, ...(withGain ? [input.gainHeader ?? 'gain'] : [])];
+  const masks = hasMasks(input);
+  const gainHead = input.gainHeader ?? 'gain';
+  const head = ['model', 'AP', ...HEAD, ...(withGain ? [gainHead] : []), ...(masks ? ['mask AP', ...(withGain ? [`mask ${gainHead}`] : [])] : [])];
   const out = [`| ${head.join(' | ')} |`, `| --- | ${head.slice(1).map(() => '---:').join(' | ')} |`];
-  for (const r of rows) out.push(`| ${[esc(r.label), r.ap, ...r.rest, ...(withGain ? [r.gain] : [])].join(' | ')} |`);
+  for (const r of rows) out.push(`| ${[esc(r.label), r.ap, ...r.rest, ...(withGain ? [r.gain] : []), ...(masks ? [r.mask, ...(withGain ? [r.maskGain] : [])] : [])].join(' | ')} |`);
   out.push('', footnote(input));
   const cmp = comparisonLines(input);
   if (cmp.length) out.push('', ...cmp.map((l) => `- ${esc(l)}`));

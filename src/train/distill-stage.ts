@@ -17,6 +17,7 @@ import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
 import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
+import { pairedLevels } from './levels.js';
 import { targetLabelsOf } from './models.js';
 import { totalIterations } from './schedule.js';
 import { stageSeed } from './stage-seed.js';
@@ -63,17 +64,9 @@ function ratioWarning(stage: string, ratio: number, weight: number, loss: string
   return `warning: ${stage}: the distillation loss is ${ratio.toFixed(1)}x the detection loss; it will swamp the detection task. Lower distill.weight${suggest}${scaleFree}.`;
 }
 
-/** The FPN levels a student and a teacher share (config.distill.levels narrows them). */
+/** The FPN levels distilled from a teacher into a student, paired by stride (levels.ts; config.distill.levels narrows them). */
 export function sharedLevels(student: Detector, teacher: Detector, config: Config): string[] {
-  const t = new Set(teacher.featureNames);
-  const shared = student.featureNames.filter((n) => t.has(n));
-  const wanted = config.distill.levels ?? shared;
-  const missing = wanted.filter((l) => !shared.includes(l));
-  if (missing.length) {
-    throw new MtpdError('ERR_MTPD_CONFIG', `distill.levels names ${missing.join(', ')}, which student and teacher do not share (${shared.join(', ') || 'none'})`);
-  }
-  if (wanted.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', `the student's FPN (${student.featureNames.join(', ')}) and the teacher's (${teacher.featureNames.join(', ')}) share no level`);
-  return wanted;
+  return pairedLevels(student, teacher, config.distill.levels);
 }
 
 export async function trainDistillStage(o: DistillStageOptions): Promise<StageResult> {
@@ -85,6 +78,13 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   // when the stage ends; the student and teachers belong to the caller.
   await using owned = new Disposer();
   const distillers: Distiller[] = [];
+  // Under ensemble "maps" the first distiller reads every teacher's maps: only the levels every
+  // teacher pairs with the student (a Mask R-CNN's p2 has no RetinaNet partner).
+  const levelsOf = o.teachers.map((t) => sharedLevels(student, t.det, config));
+  const mapsLevels = (levelsOf[0] ?? []).filter((l) => levelsOf.every((ls) => ls.includes(l)));
+  if (o.ensemble === 'maps' && mapsLevels.length === 0) {
+    throw new MtpdError('ERR_MTPD_CONFIG', `${o.stage}: the teachers ${o.teachers.map((t) => t.name).join(', ')} share no level with the student for the ensemble of maps (${levelsOf.map((ls, i) => `${o.teachers[i]?.name}: ${ls.join('/')}`).join('; ')})`);
+  }
   for (const [i, t] of o.teachers.entries()) {
     distillers.push(
       owned.add(await Distiller.create(
@@ -92,7 +92,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
           student_channels: student.featureChannels,
           teacher_channels: t.det.featureChannels,
           seed: stageSeed(o.seed, `distiller${i}`),
-          taps: sharedLevels(student, t.det, config),
+          taps: o.ensemble === 'maps' ? mapsLevels : (levelsOf[i] as string[]),
           losses: [{ type: config.distill.loss, weight: config.distill.weight, options: config.distill.options }],
         },
         config.device,

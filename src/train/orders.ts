@@ -37,6 +37,8 @@ export interface OrderRow {
   name: string;
   ap: number;
   stats: number[];
+  /** A mask student's segm stats (mask AP first). */
+  segm?: number[];
   rank: number;
   bgs: boolean;
 }
@@ -47,7 +49,7 @@ export interface OrdersReport {
   iterations: number;
   k: number;
   schedule: Schedule;
-  student: { name: string; ap: number; stats: number[] } & StudentSetup;
+  student: { name: string; ap: number; stats: number[]; segm?: number[] } & StudentSetup;
   /** The BGS order of the run (costs of the run folder) and its rank among the orders (1 = best). */
   bgs: string[];
   bgsRank: number | null;
@@ -96,10 +98,15 @@ export function formatOrders(r: OrdersReport): string {
   const label = (o: string[]) => o.join(' -> ');
   const w = Math.max(5, ...r.orders.map((o) => label(o.order).length));
   const pct = (v: number) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
-  const head = `${'rank'.padStart(4)}  ${'order'.padEnd(w)}  ${'BGS'.padEnd(3)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
+  const masks = r.orders.some((o) => o.segm);
+  const signed = (v: number) => {
+    const d = Math.round(1000 * v) / 10;
+    return `${d > 0 ? '+' : ''}${d.toFixed(1)}`;
+  };
+  const head = `${'rank'.padStart(4)}  ${'order'.padEnd(w)}  ${'BGS'.padEnd(3)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}${masks ? `  ${'mAP'.padStart(6)}  ${'mask vs OTS'.padStart(11)}` : ''}`;
   const lines = r.orders.map((o) => {
-    const d = Math.round(1000 * (o.ap - r.student.ap)) / 10;
-    return `${String(o.rank).padStart(4)}  ${label(o.order).padEnd(w)}  ${(o.bgs ? '*' : '').padEnd(3)}  ${o.stats.slice(0, 6).map(pct).join(' ')}  ${`${d > 0 ? '+' : ''}${d.toFixed(1)}`.padStart(6)}`;
+    const mask = masks ? `  ${pct(o.segm?.[0] ?? -1)}  ${(o.segm && r.student.segm ? signed((o.segm[0] as number) - (r.student.segm[0] as number)) : '').padStart(11)}` : '';
+    return `${String(o.rank).padStart(4)}  ${label(o.order).padEnd(w)}  ${(o.bgs ? '*' : '').padEnd(3)}  ${o.stats.slice(0, 6).map(pct).join(' ')}  ${signed(o.ap - r.student.ap).padStart(6)}${mask}`.trimEnd();
   });
   const bgs = r.bgsRank !== null ? `BGS order ${label(r.bgs)}: rank ${r.bgsRank} of ${r.orders.length}` : `BGS order ${label(r.bgs)}: not among the orders run (k ${r.k})`;
   return [
@@ -148,7 +155,7 @@ export async function runOrders(config: Config, options: OrdersOptions = {}): Pr
     }
     weightsOf.set(order.join('>'), r.weights);
     evaluated.push(r);
-    done.push({ order, name: plan.name, ap: r.ap, stats: r.stats, bgs: order.join('>') === bgs.join('>') });
+    done.push({ order, name: plan.name, ap: r.ap, stats: r.stats, ...(r.segm ? { segm: r.segm } : {}), bgs: order.join('>') === bgs.join('>') });
   }
   const orders = rank(done);
   const bgsRow = orders.find((o) => o.bgs);
@@ -157,7 +164,7 @@ export async function runOrders(config: Config, options: OrdersOptions = {}): Pr
     iterations,
     k,
     schedule: orderSchedule(resolved.schedule, iterations),
-    student: { name: ots.name, ap: ots.ap, stats: ots.stats, ...setup },
+    student: { name: ots.name, ap: ots.ap, stats: ots.stats, ...(ots.segm ? { segm: ots.segm } : {}), ...setup },
     bgs,
     bgsRank: bgsRow ? bgsRow.rank : null,
     orders,

@@ -61,6 +61,8 @@ export interface ModelResult {
   role: 'teacher' | 'student' | 'stage' | 'baseline' | 'order';
   ap: number;
   stats: number[];
+  /** A mask model's 12 COCO segm stats (mask AP first). */
+  segm?: number[];
   weights: string;
   /** Stages and baselines: which method made this student. */
   method?: Method;
@@ -81,15 +83,23 @@ export interface TrainReport {
   budget?: { stages: number; stageIterations: number };
   /** The paired bootstrap of the final table's student rows over the validation images (null: their detections were missing). */
   spreads?: BootstrapResult | null;
+  /** The same bootstrap of the mask (segm) detections, for a mask student (null: missing). */
+  maskSpreads?: BootstrapResult | null;
 }
 
 export const STATS_HEAD = ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'];
 
-/** The COCO table of a set of results. */
+/** Mask AP columns of a table (mask models: segm AP, AP50, AP75). */
+export const MASK_HEAD = ['mAP', 'mAP50', 'mAP75'];
+
+/** The COCO table of a set of results (bbox; and mask AP when a model has masks). */
 export function formatResults(results: ModelResult[]): string {
   const w = Math.max(5, ...results.map((r) => r.name.length));
-  const head = `${'model'.padEnd(w)}  ${'role'.padEnd(8)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}`;
-  const rows = results.map((r) => `${r.name.padEnd(w)}  ${r.role.padEnd(8)}  ${r.stats.slice(0, 6).map((v) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6)).join(' ')}`);
+  const masks = results.some((r) => r.segm);
+  const pct = (v: number | undefined) => (v === undefined || v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
+  const maskCells = (r: ModelResult) => (masks ? ` ${[0, 1, 2].map((i) => pct(r.segm?.[i])).join(' ')}` : '');
+  const head = `${'model'.padEnd(w)}  ${'role'.padEnd(8)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}${masks ? ` ${MASK_HEAD.map((h) => h.padStart(6)).join(' ')}` : ''}`;
+  const rows = results.map((r) => `${r.name.padEnd(w)}  ${r.role.padEnd(8)}  ${r.stats.slice(0, 6).map(pct).join(' ')}${maskCells(r)}`);
   return [head, '-'.repeat(head.length), ...rows].join('\n');
 }
 
@@ -106,6 +116,8 @@ export interface RunSummaryRow {
   what: string;
   method: Method | 'teacher' | 'student';
   stats: number[];
+  /** Mask models: the segm stats. */
+  segm?: number[];
   gain: boolean;
 }
 
@@ -117,9 +129,10 @@ export interface RunSummaryRow {
 export function runSummaryRows(report: TrainReport): RunSummaryRow[] {
   const rows: RunSummaryRow[] = [];
   const lastOf = (method: Method) => report.results.filter((r) => r.role !== 'teacher' && r.role !== 'student' && methodOf(r) === method).at(-1);
-  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ name: r.name, what: 'teacher', method: 'teacher', stats: r.stats, gain: false });
+  const segm = (r: ModelResult) => (r.segm ? { segm: r.segm } : {});
+  for (const r of report.results.filter((x) => x.role === 'teacher')) rows.push({ name: r.name, what: 'teacher', method: 'teacher', stats: r.stats, ...segm(r), gain: false });
   const ots = report.results.find((x) => x.role === 'student');
-  if (ots) rows.push({ name: ots.name, what: 'student, off-the-shelf', method: 'student', stats: ots.stats, gain: false });
+  if (ots) rows.push({ name: ots.name, what: 'student, off-the-shelf', method: 'student', stats: ots.stats, ...segm(ots), gain: false });
   const k = report.budget?.stages ?? report.order.length;
   const budget = k > 0 ? `, one ${k}x schedule` : '';
   const methods: [Method, (r: ModelResult) => string][] = [
@@ -130,7 +143,7 @@ export function runSummaryRows(report: TrainReport): RunSummaryRow[] {
   ];
   for (const [method, what] of methods) {
     const r = lastOf(method);
-    if (r) rows.push({ name: r.name, what: what(r), method, stats: r.stats, gain: true });
+    if (r) rows.push({ name: r.name, what: what(r), method, stats: r.stats, ...segm(r), gain: true });
   }
   return rows;
 }
@@ -140,22 +153,32 @@ export function formatRunSummary(report: TrainReport): string {
   const rows = runSummaryRows(report);
   const ots = rows.find((r) => r.method === 'student');
   const base = ots?.stats[0] ?? NaN;
+  const maskBase = ots?.segm?.[0] ?? NaN;
+  const masks = rows.some((r) => r.segm);
   const nw = Math.max(5, ...rows.map((r) => r.name.length));
   const ww = Math.max(4, ...rows.map((r) => r.what.length));
-  const pct = (v: number) => (v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
-  const head = `${'model'.padEnd(nw)}  ${'what'.padEnd(ww)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}`;
+  const pct = (v: number | undefined) => (v === undefined || v < 0 ? '   -' : (100 * v).toFixed(1)).padStart(6);
+  const gainOf = (v: number | undefined, b: number) => {
+    if (v === undefined || !Number.isFinite(b)) return '';
+    const d = Math.round(1000 * (v - b)) / 10;
+    return `${d > 0 ? '+' : ''}${d.toFixed(1)}`;
+  };
+  const head = `${'model'.padEnd(nw)}  ${'what'.padEnd(ww)}  ${STATS_HEAD.map((h) => h.padStart(6)).join(' ')}  ${'vs OTS'.padStart(6)}${masks ? `  ${'mAP'.padStart(6)}  ${'mask vs OTS'.padStart(11)}` : ''}`;
   const lines = rows.map((r) => {
-    const d = Math.round(1000 * ((r.stats[0] as number) - base)) / 10;
-    const gain = r.gain ? `${d > 0 ? '+' : ''}${d.toFixed(1)}` : '';
-    return `${r.name.padEnd(nw)}  ${r.what.padEnd(ww)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}`;
+    const gain = r.gain ? gainOf(r.stats[0], base) : '';
+    const mask = masks ? `  ${pct(r.segm?.[0])}  ${(r.gain ? gainOf(r.segm?.[0], maskBase) : '').padStart(11)}` : '';
+    return `${r.name.padEnd(nw)}  ${r.what.padEnd(ww)}  ${r.stats.slice(0, 6).map(pct).join(' ')}  ${gain.padStart(6)}${mask}`;
   });
   return [head, '-'.repeat(head.length), ...lines].join('\n');
 }
 
-/** The paired bootstrap of the final table's student rows, from the detections the run kept. */
-export function bootstrapRunSummary(report: TrainReport, valAnnotations: string, resamples = 1000): BootstrapResult {
-  const students = runSummaryRows(report).filter((r) => r.method !== 'teacher');
-  return bootstrapRun(report.output, valAnnotations, students.map((r) => r.name), { resamples });
+/**
+ * The paired bootstrap of the final table's student rows, from the detections the run kept
+ * (`iouType` segm: of their masks; a mask student's detections carry them).
+ */
+export function bootstrapRunSummary(report: TrainReport, valAnnotations: string, resamples = 1000, iouType: 'bbox' | 'segm' = 'bbox'): BootstrapResult {
+  const students = runSummaryRows(report).filter((r) => r.method !== 'teacher' && (iouType === 'bbox' || r.segm));
+  return bootstrapRun(report.output, valAnnotations, students.map((r) => r.name), { resamples, iouType });
 }
 
 /**
@@ -164,7 +187,7 @@ export function bootstrapRunSummary(report: TrainReport, valAnnotations: string,
  * with its interval, and one plain line per comparison of the methods (progressive against each
  * baseline, each baseline against training longer) saying whether the difference is real.
  */
-export function formatRunSummaryWithSpreads(report: TrainReport, bootstrap: BootstrapResult | null, options: { markdown?: boolean } = {}): string {
+export function formatRunSummaryWithSpreads(report: TrainReport, bootstrap: BootstrapResult | null, options: { markdown?: boolean; maskBootstrap?: BootstrapResult | null } = {}): string {
   const rows = runSummaryRows(report);
   const by = (m: RunSummaryRow['method']) => rows.find((r) => r.method === m)?.name;
   const label: Record<string, string> = { mtpd: 'progressive', direct: 'direct', ensemble: 'ensemble', longer: 'longer', student: 'off-the-shelf' };
@@ -182,8 +205,9 @@ export function formatRunSummaryWithSpreads(report: TrainReport, bootstrap: Boot
     return na && nb ? [{ a: na, b: nb, label: `${label[a]} vs ${label[b]}` }] : [];
   });
   const input = {
-    rows: rows.map((r) => ({ label: r.method === 'teacher' || r.method === 'student' ? `${r.what} ${r.name}` : r.what, model: r.name, stats: r.stats, gain: r.gain })),
+    rows: rows.map((r) => ({ label: r.method === 'teacher' || r.method === 'student' ? `${r.what} ${r.name}` : r.what, model: r.name, stats: r.stats, ...(r.segm ? { segm: r.segm } : {}), gain: r.gain })),
     bootstrap,
+    maskBootstrap: options.maskBootstrap ?? report.maskSpreads ?? null,
     ...(by('student') ? { reference: by('student') as string } : {}),
     gainHeader: 'vs OTS',
     comparisons,
@@ -291,14 +315,14 @@ export class Run {
     if (cached) return { ...cached, role, ...extra };
     const cache = evalPaths(this.config.output, name);
     const s = await evaluateModel(det, splits, this.config, undefined, { distributed: true });
-    const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, weights, ...extra };
+    const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, ...(s.segm ? { segm: s.segm.stats } : {}), weights, ...extra };
     await onMainRank(`${name}: saving its evaluation`, async () => {
       await mkdir(this.path('eval'), { recursive: true });
       await writeDetections(cache.detections, s.detections);
       await writeFileAtomic(cache.stats, [Buffer.from(JSON.stringify(r))]);
     });
     this.event({ type: 'evaluated', model: name, stats: s.stats });
-    this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}`);
+    this.log(`${name}: AP ${(100 * r.ap).toFixed(1)}${r.segm ? `, mask AP ${(100 * (r.segm[0] as number)).toFixed(1)}` : ''}`);
     return r;
   }
 
@@ -498,6 +522,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   await endDist(true);
   if (!main) return report;
   report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
+  if (results.some((r) => r.role === 'student' && r.segm)) report.maskSpreads = runSpreads(report, splits.val.annotationFile, run.log, 'segm');
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
     '# mtpd report',
@@ -523,9 +548,9 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
 }
 
 /** The bootstrap of the final table once per run (report.json, report.md, the demo); null when the detections to bootstrap are missing. */
-function runSpreads(report: TrainReport, valAnnotations: string, log: (s: string) => void): BootstrapResult | null {
+function runSpreads(report: TrainReport, valAnnotations: string, log: (s: string) => void, iouType: 'bbox' | 'segm' = 'bbox'): BootstrapResult | null {
   try {
-    return bootstrapRunSummary(report, valAnnotations);
+    return bootstrapRunSummary(report, valAnnotations, 1000, iouType);
   } catch (err) {
     log(`report: no bootstrap intervals (${(err as Error).message})`);
     return null;

@@ -9,9 +9,11 @@ const size = Number(sizeS);
 const reps = Number(repsS);
 const threads = setThreads(Number(threadsS));
 
+// maskrcnn_resnet50: mtpd counts real classes (90 + torchvision's background = 91 outputs).
+const masks = arch.startsWith('maskrcnn_');
 const det = await createDetector({
-  arch: `retinanet_${arch}_fpn`,
-  numClasses: 91,
+  arch: masks ? `${arch}_fpn` : `retinanet_${arch}_fpn`,
+  numClasses: masks ? 90 : 91,
   minSize: size,
   maxSize: size,
   trainableLayers: 3,
@@ -22,13 +24,19 @@ const images = Array.from({ length: batch }, () => {
   for (let i = 0; i < data.length; i++) data[i] = Math.random();
   return { dtype: 'float32', shape: [3, size, size], data };
 });
-const targets = images.map(() => ({
-  boxes: [
-    [40, 60, 200, 220],
-    [300, 100, 420, 380],
-  ],
-  labels: [1, 7],
-}));
+const boxes = [
+  [40, 60, 200, 220],
+  [300, 100, 420, 380],
+];
+// The same two instances as the reference: filled boxes as masks; labels are torchvision's minus 1 for Mask R-CNN.
+function boxMasks() {
+  const data = new Uint8Array(2 * size * size);
+  boxes.forEach(([x1, y1, x2, y2], k) => {
+    for (let y = y1; y < Math.min(y2, size); y++) data.fill(1, k * size * size + y * size + x1, k * size * size + y * size + Math.min(x2, size));
+  });
+  return { dtype: 'uint8', shape: [2, size, size], data };
+}
+const targets = images.map(() => (masks ? { boxes, labels: [0, 6], masks: boxMasks() } : { boxes, labels: [1, 7] }));
 const opt = await det.createOptimizer({ type: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
 
 // Median of `reps` after a warm-up (as the reference side).
