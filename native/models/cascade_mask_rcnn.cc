@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "core/errors.h"
-#include "models/paste_masks.h"
+#include "models/two_stage.h"
 
 namespace mtpd {
 
@@ -99,55 +99,8 @@ ImageBatch CascadeMaskRCNNImpl::prepare(const std::vector<at::Tensor>& images, c
 }
 
 DetectorOutput CascadeMaskRCNNImpl::forward_batch(const ImageBatch& batch, const RunOptions& what) {
-  MTPD_CHECK_ARG(!what.losses || batch.targets.size() == batch.image_sizes.size(), arch(),
-                 ": losses need targets for every image");
-  const bool masks = options_.base.masks;
-  DetectorOutput out;
-  out.image_sizes = batch.image_sizes;
-  out.original_sizes = batch.original_sizes;
-  out.batch_size = {batch.tensors.size(2), batch.tensors.size(3)};
-  out.targets = batch.targets;
-  std::vector<at::Tensor> features = backbone->forward(batch.tensors);  // P2..P5, pool
-  if (what.features) {
-    const auto names = feature_names();
-    for (size_t i = 0; i < features.size(); ++i) out.features[names[i]] = features[i];
-  }
-  if (!what.losses && !what.detections) return out;
-  std::vector<at::Tensor> pooled(features.begin(), features.end() - 1);  // RoI pooling: P2..P5
-  std::vector<std::array<int64_t, 2>> sizes(batch.image_sizes.begin(), batch.image_sizes.end());
-  RPNOutput proposals;
-  if (what.losses) {
-    std::vector<at::Tensor> gt;
-    std::vector<Target> tv;  // torchvision labels: + 1 for the background
-    for (size_t i = 0; i < batch.targets.size(); ++i) {
-      const Target& t = batch.targets[i];
-      if (t.labels.numel() > 0) {
-        const int64_t lo = t.labels.min().item<int64_t>(), hi = t.labels.max().item<int64_t>();
-        MTPD_CHECK_SHAPE(lo >= 0 && hi < options_.base.num_classes, arch(), ": targets[", i,
-                         "].labels must be in 0..", options_.base.num_classes - 1, ", got ", lo, "..", hi);
-      }
-      MTPD_CHECK_ARG(!masks || t.masks.defined(), arch(), ": losses need targets[", i, "].masks");
-      gt.push_back(t.boxes);
-      tv.push_back({t.boxes, t.labels + 1, t.masks});
-    }
-    proposals = rpn->forward(features, sizes, out.batch_size, &gt);
-    out.losses = proposals.losses;
-    for (auto& [k, v] : roi_heads->losses(pooled, proposals.boxes, sizes, tv)) out.losses[k] = v;
-  }
-  if (what.detections) {
-    at::NoGradGuard no_grad;
-    if (!what.losses) proposals = rpn->forward(features, sizes, out.batch_size, nullptr);
-    out.detections = roi_heads->detect(pooled, proposals.boxes, sizes);
-    for (auto& d : out.detections) d.labels = d.labels - 1;
-    transform_.postprocess(out.detections, batch.image_sizes, batch.original_sizes);
-    if (masks) {
-      for (size_t i = 0; i < out.detections.size(); ++i) {
-        auto& d = out.detections[i];
-        d.masks = paste_masks_in_image(d.masks, d.boxes, batch.original_sizes[i][0], batch.original_sizes[i][1]);
-      }
-    }
-  }
-  return out;
+  return two_stage_forward(arch(), backbone, rpn, roi_heads, transform_, feature_names(), options_.base.num_classes, options_.base.masks, batch,
+                           what);
 }
 
 namespace {
