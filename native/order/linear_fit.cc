@@ -68,6 +68,20 @@ void check_pairs(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor
   MTPD_CHECK_SHAPE(pixels > 0, split, ": the feature batches hold no pixels (0 images or empty maps)");
 }
 
+LinearMoments zero_moments(int64_t ca, int64_t cb, const at::TensorOptions& f64) {
+  return LinearMoments{torch::zeros({ca}, f64), torch::zeros({cb}, f64), torch::zeros({ca, ca}, f64),
+                       torch::zeros({ca, cb}, f64)};
+}
+
+void add_moments(LinearMoments& into, const LinearMoments& m) {
+  into.sx += m.sx;
+  into.sy += m.sy;
+  into.sxx += m.sxx;
+  into.sxy += m.sxy;
+  into.syy += m.syy;
+  into.n += m.n;
+}
+
 }  // namespace
 
 LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std::vector<at::Tensor>& train_y,
@@ -88,76 +102,21 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
   if (o.fitter == "closed-form") {
     // One streaming pass over the training batches collects first and second moments in float64
     // (sums of x, y, x x^T, x y^T, |y|^2). The map is ridge least squares on the centred moments
-      // (the bias is not regularised). With ridge < 0 ("auto") the strength is chosen from a grid by
+    // (the bias is not regularised). With ridge < 0 ("auto") the strength is chosen from a grid by
     // the error on held-out training batches, then the map is refitted on all of them.
-    auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
-    struct Moments {
-      at::Tensor sx, sy, sxx, sxy;
-      double syy = 0, n = 0;
-    };
-    auto zero = [&] {
-      return Moments{torch::zeros({ca}, f64), torch::zeros({cb}, f64), torch::zeros({ca, ca}, f64),
-                     torch::zeros({ca, cb}, f64)};
-    };
-    Moments fit = zero(), held = zero();
     const bool auto_ridge = o.ridge < 0 && train_x.size() >= 2;
+    auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
+    LinearMoments fit = zero_moments(ca, cb, f64), held = zero_moments(ca, cb, f64);
     for (size_t i = 0; i < train_x.size(); ++i) {
-      const at::Tensor valid = mask_at(train_mask, i);
-      at::Tensor X = pixels(train_x[i], train_y[i].size(2), train_y[i].size(3), at::kDouble, valid);
-      at::Tensor Y = pixels(train_y[i], train_y[i].size(2), train_y[i].size(3), at::kDouble, valid);
       // Every fourth batch is held out (the last one when there are fewer than four).
       const bool hold = auto_ridge && (train_x.size() >= 4 ? i % 4 == 3 : i + 1 == train_x.size());
-      Moments& m = hold ? held : fit;
-      m.sx += X.sum(0);
-      m.sy += Y.sum(0);
-      m.sxx += X.t().mm(X);
-      m.sxy += X.t().mm(Y);
-      m.syy += Y.pow(2).sum().item<double>();
-      m.n += static_cast<double>(X.size(0));
+      add_moments(hold ? held : fit, linear_moments(train_x[i], train_y[i], mask_at(train_mask, i)));
     }
-    // Ridge solution from moments; lambda is relative to the mean feature variance.
-    auto solve = [&](const Moments& m, double lambda, at::Tensor& w_out, at::Tensor& b_out) {
-      at::Tensor mx = m.sx / m.n, my = m.sy / m.n;
-      at::Tensor cxx = m.sxx / m.n - mx.unsqueeze(1).mm(mx.unsqueeze(0));
-      at::Tensor cxy = m.sxy / m.n - mx.unsqueeze(1).mm(my.unsqueeze(0));
-      const double scale = std::max(cxx.diagonal().mean().item<double>(), 1e-12);
-      at::Tensor reg = cxx + torch::eye(ca, f64) * (std::max(lambda, 0.0) * scale + 1e-12 * scale);
-      // at::linalg_solve exists in 1.13 and 2.x (torch::linalg is not declared by <torch/torch.h> in 2.11).
-      w_out = at::linalg_solve(reg, cxy, /*left=*/true);  // (C_A, C_B)
-      b_out = my - w_out.t().mv(mx);
-    };
-    // Sum of squared errors of (w, b) over a set, from its moments.
-    auto sse = [&](const Moments& m, const at::Tensor& w, const at::Tensor& b) {
-      return m.syy - 2.0 * (w * m.sxy).sum().item<double>() - 2.0 * b.dot(m.sy).item<double>() +
-             (w * m.sxx.mm(w)).sum().item<double>() + 2.0 * b.dot(w.t().mv(m.sx)).item<double>() +
-             m.n * b.dot(b).item<double>();
-    };
-    double lambda = o.ridge < 0 ? 1e-3 : o.ridge;
-    if (auto_ridge && held.n > 0 && fit.n > 0) {
-      double best = std::numeric_limits<double>::infinity();
-      for (double l : {0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0}) {
-        at::Tensor w, b;
-        solve(fit, l, w, b);
-        const double e = sse(held, w, b);
-        if (e < best) {
-          best = e;
-          lambda = l;
-        }
-      }
-      // Refit on every training batch.
-      fit.sx += held.sx;
-      fit.sy += held.sy;
-      fit.sxx += held.sxx;
-      fit.sxy += held.sxy;
-      fit.syy += held.syy;
-      fit.n += held.n;
-    }
-    at::Tensor w, b;
-    solve(fit, lambda, w, b);
-    weight = w.t().contiguous();  // (C_B, C_A)
-    bias = b;
-    r.ridge = lambda;
-    r.train_pixels = static_cast<int64_t>(fit.n);
+    const LinearSolution s = solve_linear_moments(fit, auto_ridge ? &held : nullptr, o.ridge);
+    weight = s.weight;  // (C_B, C_A)
+    bias = s.bias;
+    r.ridge = s.ridge;
+    r.train_pixels = static_cast<int64_t>(s.pixels);
   } else {
     MTPD_CHECK_ARG(o.steps > 0, "steps must be positive");
     MTPD_CHECK_ARG(o.lr > 0, "lr must be positive");
@@ -244,8 +203,7 @@ LinearMoments linear_moments(const at::Tensor& x, const at::Tensor& y, const at:
   at::Tensor Y = pixels(y, y.size(2), y.size(3), at::kDouble, valid);
   auto f64 = at::TensorOptions().dtype(at::kDouble).device(x.device());
   const int64_t ca = x.size(1), cb = y.size(1);
-  LinearMoments m{torch::zeros({ca}, f64), torch::zeros({cb}, f64), torch::zeros({ca, ca}, f64),
-                  torch::zeros({ca, cb}, f64)};
+  LinearMoments m = zero_moments(ca, cb, f64);
   m.sx += X.sum(0);
   m.sy += Y.sum(0);
   m.sxx += X.t().mm(X);
@@ -287,12 +245,7 @@ LinearSolution solve_linear_moments(const LinearMoments& fit_in, const LinearMom
         lambda = l;
       }
     }
-    fit.sx += held->sx;
-    fit.sy += held->sy;
-    fit.sxx += held->sxx;
-    fit.sxy += held->sxy;
-    fit.syy += held->syy;
-    fit.n += held->n;
+    add_moments(fit, *held);
   }
   MTPD_CHECK_SHAPE(fit.n > 0, "the training feature batches hold no pixels (0 images or empty maps)");
   at::Tensor w, b;
