@@ -85,22 +85,7 @@ export function shippedWeightsDir(): string {
 
 /** The student of a demo task (the Mask R-CNN of `--task instance` has RPN anchors of one size per level). */
 function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null): ConfigInput['student'] {
-  if (task === 'instance') {
-    const s = DEMO_INSTANCE.student;
-    return {
-      name: s.name,
-      arch: s.arch,
-      widthMult: s.widthMult,
-      minSize: s.minSize,
-      maxSize: s.maxSize,
-      weights: weights(s),
-      norm: 'bn' as const,
-      trainableLayers: 5,
-      options: { anchor_sizes: [...s.anchors] },
-      train: { ...POOL_SCHEDULE, iterations: s.iterations },
-    };
-  }
-  const s = DEMO_POOL.student;
+  const s = task === 'instance' ? DEMO_INSTANCE.student : DEMO_POOL.student;
   return {
     name: s.name,
     arch: s.arch,
@@ -108,11 +93,12 @@ function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null): 
     minSize: s.minSize,
     maxSize: s.maxSize,
     weights: weights(s),
-    // The shipped student was trained from scratch with trainable BatchNorm and every stage
+    // The shipped students were trained from scratch with trainable BatchNorm and every stage
     // trainable; every later stage keeps that setup (not 'auto', which would freeze a given student).
     norm: 'bn' as const,
     trainableLayers: 5,
-    options: { anchor_sizes: [...s.anchors], head_norm: 'gn' },
+    // RetinaNet's head has GroupNorm (torchvision's v2 head); Mask R-CNN's options take no head_norm.
+    options: task === 'instance' ? { anchor_sizes: [...s.anchors] } : { anchor_sizes: [...s.anchors], head_norm: 'gn' },
     train: { ...POOL_SCHEDULE, iterations: s.iterations },
   };
 }
