@@ -145,17 +145,8 @@ std::map<std::string, at::Tensor> CascadeRoIHeadsImpl::losses(const std::vector<
         at::Tensor props = at::cat({proposals[i], gt});  // add_gt_as_proposals
         at::Tensor flag = at::cat({at::zeros({proposals[i].size(0)}, props.options().dtype(at::kBool)),
                                    at::ones({gt.size(0)}, props.options().dtype(at::kBool))});
-        at::Tensor matched, lab;
-        if (gt.size(0) == 0) {
-          matched = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
-          lab = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
-        } else {
-          at::Tensor m = matchers_[static_cast<size_t>(s)](ops::box_iou(gt, props));
-          matched = m.clamp_min(0);
-          lab = targets[i].labels.to(props.device(), at::kLong).index_select(0, matched);
-          lab.masked_fill_(m == Matcher::BELOW_LOW_THRESHOLD, 0);
-          lab.masked_fill_(m == Matcher::BETWEEN_THRESHOLDS, -1);
-        }
+        auto [matched, lab] =
+            assign_targets_to_proposals(matchers_[static_cast<size_t>(s)], props, gt, targets[i].labels);
         all_props.push_back(props);
         all_matched.push_back(matched);
         all_labels.push_back(lab);

@@ -97,6 +97,19 @@ at::Tensor RoIHeadsImpl::mask_logits(const std::vector<at::Tensor>& features, co
   return mask_predictor->forward(mask_head->forward(x));   // (K, num_classes, 28, 28)
 }
 
+std::pair<at::Tensor, at::Tensor> assign_targets_to_proposals(const Matcher& matcher, const at::Tensor& proposals,
+                                                              const at::Tensor& gt_boxes,
+                                                              const at::Tensor& gt_labels) {
+  const auto idx = proposals.options().dtype(at::kLong);
+  if (gt_boxes.size(0) == 0) return {at::zeros({proposals.size(0)}, idx), at::zeros({proposals.size(0)}, idx)};
+  at::Tensor m = matcher(ops::box_iou(gt_boxes, proposals));
+  at::Tensor matched = m.clamp_min(0);
+  at::Tensor labels = gt_labels.to(proposals.device(), at::kLong).index_select(0, matched);
+  labels.masked_fill_(m == Matcher::BELOW_LOW_THRESHOLD, 0);
+  labels.masked_fill_(m == Matcher::BETWEEN_THRESHOLDS, -1);
+  return {matched, labels};
+}
+
 std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Tensor>& features,
                                                        const std::vector<at::Tensor>& proposals_in,
                                                        const std::vector<std::array<int64_t, 2>>& image_sizes,
@@ -110,17 +123,7 @@ std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Ten
     for (size_t i = 0; i < n; ++i) {
       at::Tensor gt = targets[i].boxes.to(proposals_in[i].options());
       at::Tensor props = at::cat({proposals_in[i], gt});  // add_gt_proposals
-      at::Tensor matched, lab;
-      if (gt.size(0) == 0) {
-        matched = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
-        lab = at::zeros({props.size(0)}, props.options().dtype(at::kLong));
-      } else {
-        at::Tensor m = matcher_(ops::box_iou(gt, props));
-        matched = m.clamp_min(0);
-        lab = targets[i].labels.to(props.device(), at::kLong).index_select(0, matched);
-        lab.masked_fill_(m == Matcher::BELOW_LOW_THRESHOLD, 0);
-        lab.masked_fill_(m == Matcher::BETWEEN_THRESHOLDS, -1);
-      }
+      auto [matched, lab] = assign_targets_to_proposals(matcher_, props, gt, targets[i].labels);
       all_props.push_back(props);
       all_matched.push_back(matched);
       all_labels.push_back(lab);

@@ -19,6 +19,7 @@
 #include <array>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/box_coder.h"
@@ -28,6 +29,14 @@
 #include "ops/poolers.h"
 
 namespace mtpd {
+
+// torchvision's RoIHeads.assign_targets_to_proposals for one image: proposals (P, 4) and gt boxes
+// (G, 4) with labels (G) (torchvision's, 1..) -> each proposal's matched gt index (P) (0 where
+// unmatched) and label (P): its gt's label, 0 (background) below the matcher's low threshold, -1
+// (ignored) between its thresholds; all 0 without gt.
+std::pair<at::Tensor, at::Tensor> assign_targets_to_proposals(const Matcher& matcher, const at::Tensor& proposals,
+                                                              const at::Tensor& gt_boxes,
+                                                              const at::Tensor& gt_labels);
 
 struct RoIHeadsOptions {
   int64_t num_classes = 91;  // torchvision's: background included
