@@ -187,7 +187,7 @@ t.test('what can be known before training is an error before training: device, u
   });
   await t.rejects(train(bad, { quiet: true, log: () => undefined, onEvent: (e) => events.push(e.type) }), {
     code: 'ERR_MTPD_CONFIG',
-    message: /teacher p3only cannot be distilled into student student: .*share no level/,
+    message: /teacher p3only cannot be distilled into student student: .*share no stride/,
   });
   t.notOk(events.includes('step'), 'no training step ran');
   const levels = tinyConfig(dir, { distill: { loss: 'mse', levels: ['p3', 'p9'] } });
