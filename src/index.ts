@@ -1,7 +1,8 @@
 /** mtpd: Multi-Teacher Progressive Distillation for lightweight object detectors. */
 export { MtpdError, type ErrorCode } from './errors.js';
 export { detectInstalledLibtorch, loadAddon, type BuildMeta, type LoadedAddon } from './native.js';
-export { blasWarning, checkDevice, formatSystemInfo, rngState, setRngState, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export { blasWarning, checkDevice, formatSystemInfo, hostMemory, releaseHostMemory, rngState, setRngState, setSeed, setThreads, systemInfo, type SystemInfo } from './runtime.js';
+export type { HostMemory } from './native.js';
 export { listModules, Module, type LoadReport, type ModuleOptions } from './module.js';
 export { Disposer, withDisposable, type Disposable } from './dispose.js';
 export * from './tensor.js';

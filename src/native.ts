@@ -66,11 +66,25 @@ export interface NativeModuleHandle {
   dispose(): void;
 }
 
+/** What the caching host allocator holds (native/core/host_allocator.h). */
+export interface HostMemory {
+  cachingAllocator: boolean;
+  liveBytes: number;
+  cachedBytes: number;
+  peakLiveBytes: number;
+  hits: number;
+  misses: number;
+}
+
 /** The addon's exports, as src/ sees them. */
 export interface Binding {
   runtimeInfo(): RawRuntimeInfo;
   setNumThreads(threads: number): number;
   setSeed(seed: number): void;
+  /** The caching host allocator's figures (bytes); cachingAllocator false under MTPD_HOST_ALLOCATOR=system. */
+  hostMemory(): HostMemory;
+  /** Frees the caching host allocator's cached buffers (live tensors are untouched). */
+  releaseHostMemory(): void;
   rngState(): { names: string[]; tensors: Tensor[] };
   setRngState(names: string[], tensors: Tensor[], strict: boolean): void;
   listModules(): Record<string, string>;

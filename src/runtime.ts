@@ -1,7 +1,7 @@
 /** Runtime facts and settings: versions, devices, thread count. */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { loadAddon, loadedBlas, loadedLibtorchPath, native, packageRoot } from './native.js';
+import { loadAddon, loadedBlas, loadedLibtorchPath, native, packageRoot, type HostMemory } from './native.js';
 import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export interface SystemInfo {
@@ -31,6 +31,20 @@ export function packageVersion(): string {
 /** Sets the intra-op thread count for native work; 0 or undefined means all cores. */
 export function setThreads(threads?: number): number {
   return native().setNumThreads(threads ?? 0);
+}
+
+/**
+ * The caching host allocator's figures: large CPU tensor buffers live and cached for reuse (bytes),
+ * the largest live total so far, and cache hits/misses. `cachingAllocator` is false when the
+ * process started with MTPD_HOST_ALLOCATOR=system (libtorch's own allocator).
+ */
+export function hostMemory(): HostMemory {
+  return native().hostMemory();
+}
+
+/** Frees every buffer the caching host allocator keeps for reuse (live tensors are untouched). */
+export function releaseHostMemory(): void {
+  native().releaseHostMemory();
 }
 
 /** Seeds libtorch's default generators (weight initialization, random ops). */

@@ -9,6 +9,7 @@
 #include "binding/module_wrap.h"
 #include "binding/worker.h"
 #include "core/errors.h"
+#include "core/host_allocator.h"
 #include "core/registry.h"
 #include "core/runtime.h"
 
@@ -92,6 +93,25 @@ Napi::Value SetRngStateJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// hostMemory() -> the caching host allocator's figures (bytes); releaseHostMemory() frees its cache.
+Napi::Value HostMemoryJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const HostAllocatorStats s = host_allocator_stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cachingAllocator", s.installed);
+  o.Set("liveBytes", static_cast<double>(s.live_bytes));
+  o.Set("cachedBytes", static_cast<double>(s.cached_bytes));
+  o.Set("peakLiveBytes", static_cast<double>(s.peak_live_bytes));
+  o.Set("hits", static_cast<double>(s.hits));
+  o.Set("misses", static_cast<double>(s.misses));
+  return o;
+}
+
+Napi::Value ReleaseHostMemoryJs(const Napi::CallbackInfo& info) {
+  release_cached_host_memory();
+  return info.Env().Undefined();
+}
+
 Napi::Value ListModulesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto mods = registered_modules();
@@ -133,6 +153,7 @@ Napi::Value ToDeviceJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  install_host_allocator();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   data->module_ctor = Napi::Persistent(ModuleWrap::Define(env));
@@ -142,6 +163,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSeed", Napi::Function::New<SetSeedJs>(env, "setSeed"));
   exports.Set("rngState", Napi::Function::New<RngStateJs>(env, "rngState"));
   exports.Set("setRngState", Napi::Function::New<SetRngStateJs>(env, "setRngState"));
+  exports.Set("hostMemory", Napi::Function::New<HostMemoryJs>(env, "hostMemory"));
+  exports.Set("releaseHostMemory", Napi::Function::New<ReleaseHostMemoryJs>(env, "releaseHostMemory"));
   exports.Set("listModules", Napi::Function::New<ListModulesJs>(env, "listModules"));
   exports.Set("checkDevice", Napi::Function::New<CheckDeviceJs>(env, "checkDevice"));
   exports.Set("createModule", Napi::Function::New<ModuleWrap::Create>(env, "createModule"));

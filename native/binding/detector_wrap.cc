@@ -20,6 +20,7 @@
 #include "binding/optimizer_wrap.h"
 #include "binding/worker.h"
 #include "core/errors.h"
+#include "core/host_allocator.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
 
@@ -190,7 +191,10 @@ void SerialExecutor::run(const std::function<void()>& fn) {
         const char* v = std::getenv("MTPD_MALLOC_TRIM");
         return v && *v && std::string(v) != "0";
       }();
-      if (trim) malloc_trim(0);
+      if (trim) {
+        release_cached_host_memory();
+        malloc_trim(0);
+      }
 #endif
       std::lock_guard<std::mutex> l(m);
       done = true;
