@@ -159,10 +159,24 @@ declare module './native.js' {
 
 const BUILDER = /^retinanet_(.+?)_fpn(_v2)?$/;
 /**
- * Two-stage builders: torchvision's maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout), and
+ * Two-stage builders: torchvision's maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn (v1 layout) and
+ * their `_v2` (maskrcnn_resnet50_fpn_v2, fasterrcnn_resnet50_fpn_v2; over any backbone here), and
  * the cascades cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn (native cascade_mask_rcnn, cascade_rcnn).
  */
-const TWO_STAGE = /^(cascade_maskrcnn|cascade_rcnn|maskrcnn|fasterrcnn)_(.+?)_fpn$/;
+const TWO_STAGE = /^(cascade_maskrcnn|cascade_rcnn|maskrcnn|fasterrcnn)_(.+?)_fpn(_v2)?$/;
+/**
+ * The layout torchvision 0.14's maskrcnn_resnet50_fpn_v2 / fasterrcnn_resnet50_fpn_v2 build, as
+ * native options: the body's and the FPN's BatchNorm2d (the v2 builders use nn.BatchNorm2d whether
+ * or not the backbone is pretrained), RPNHead(conv_depth=2), FastRCNNConvFCHead (4 x conv 3x3 +
+ * BatchNorm2d, 1 FC of 1024), MaskRCNNHeads with BatchNorm2d.
+ */
+export const TWO_STAGE_V2_OPTIONS: Readonly<Record<string, unknown>> = Object.freeze({
+  norm_layer: 'bn',
+  fpn_norm: 'bn',
+  rpn_conv_depth: 2,
+  box_head: 'conv_fc',
+  head_norm: 'bn',
+});
 const TWO_STAGE_NATIVE: Record<string, string> = {
   maskrcnn: 'mask_rcnn',
   fasterrcnn: 'faster_rcnn',
@@ -185,6 +199,10 @@ function resolveTwoStage(config: DetectorConfig): { name: string; options: Recor
   const m = TWO_STAGE.exec(config.arch);
   const name = m ? (TWO_STAGE_NATIVE[m[1] as string] as string) : config.arch;
   if (m) options.backbone = m[2];
+  if (m?.[3]) {
+    if (isCascade(config.arch)) throw new MtpdError('ERR_MTPD_ARGUMENT', `unknown detector arch "${config.arch}": torchvision's _v2 layout exists for maskrcnn_<backbone>_fpn_v2 and fasterrcnn_<backbone>_fpn_v2, not for the cascades`);
+    Object.assign(options, TWO_STAGE_V2_OPTIONS);
+  }
   if (config.backbone !== undefined) {
     if (m && config.backbone !== m[2]) throw new MtpdError('ERR_MTPD_ARGUMENT', `arch ${config.arch} and backbone ${config.backbone} disagree`);
     options.backbone = config.backbone;
@@ -220,7 +238,7 @@ export function resolveDetectorConfig(config: DetectorConfig): { name: string; o
   } else if (config.arch !== 'retinanet') {
     throw new MtpdError(
       'ERR_MTPD_ARGUMENT',
-      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn, fasterrcnn_<backbone>_fpn, cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn / cascade_mask_rcnn / cascade_rcnn with backbone)`,
+      `unknown detector arch "${config.arch}" (expected retinanet_<backbone>_fpn, e.g. retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, retinanet_resnet50_fpn_v2, maskrcnn_<backbone>_fpn(_v2), fasterrcnn_<backbone>_fpn(_v2), cascade_maskrcnn_<backbone>_fpn, cascade_rcnn_<backbone>_fpn, or retinanet / mask_rcnn / faster_rcnn / cascade_mask_rcnn / cascade_rcnn with backbone)`,
     );
   }
   if (config.backbone !== undefined) {

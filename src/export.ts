@@ -58,11 +58,13 @@ export async function exportWeights(o: ExportOptions): Promise<ExportResult> {
     throw new MtpdError('ERR_MTPD_ARGUMENT', `--num-classes is needed: ${o.weights} does not say its number of classes (no mtpd.num_classes metadata)`);
   }
   const widthMult = o.widthMult ?? (meta['mtpd.width_mult'] !== undefined ? Number(meta['mtpd.width_mult']) : 1);
-  const config: DetectorConfig = { arch, numClasses, widthMult, ...(o.options ? { options: o.options } : {}) };
+  // the options `mtpd import` recorded (mmdetection's architecture options, non-default layouts)
+  const options = o.options ?? (meta['mtpd.options'] !== undefined ? (JSON.parse(meta['mtpd.options']) as Record<string, unknown>) : undefined);
+  const config: DetectorConfig = { arch, numClasses, widthMult, ...(options ? { options } : {}) };
   const det = await createDetector(config);
   const load = await det.loadWeights(o.weights, { strict: true, ...(o.key !== undefined ? { key: o.key } : {}) });
   const sd = await det.stateDict();
   if (format === 'pth') await savePth(o.out, sd);
-  else await saveSafetensors(o.out, sd, { format: 'pt', 'mtpd.module': 'retinanet', 'mtpd.arch': arch, 'mtpd.num_classes': String(numClasses), 'mtpd.width_mult': String(widthMult) });
+  else await saveSafetensors(o.out, sd, { format: 'pt', 'mtpd.module': det.resolved.name, 'mtpd.arch': arch, 'mtpd.num_classes': String(numClasses), 'mtpd.width_mult': String(widthMult) });
   return { arch, numClasses, widthMult, format, tensors: sd.size, load };
 }

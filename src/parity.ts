@@ -1,22 +1,23 @@
 /**
  * Numerical parity against torchvision golden files (scripts/golden/torchvision_retinanet.py,
  * scripts/golden/torchvision_maskrcnn.py): loads the torchvision state dict strictly by name, then
- * compares FPN features (eval), final detections with their masks (eval) and losses on the same
- * targets (train mode; two-stage samplers draw from the generator seeded as the golden run's) as
- * relative errors
+ * compares FPN features (eval), two-stage proposals (eval: the RPN alone on torchvision's FPN maps),
+ * final detections with their masks (eval) and losses on the same targets (train mode; two-stage
+ * samplers draw from the generator seeded as the golden run's) as relative errors
  * max|mtpd - torchvision| / max|torchvision|.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDetector, type Target } from './detector.js';
+import { createDetector, renameLegacyTwoStageKeys, type Target } from './detector.js';
+import { Module } from './module.js';
 import { setSeed } from './runtime.js';
-import { type Tensor, toNumbers } from './tensor.js';
-import { loadSafetensors } from './weights/index.js';
+import { type Tensor, tensor, toNumbers } from './tensor.js';
+import { loadSafetensors, readWeights } from './weights/index.js';
 
 export interface Golden {
   name: string;
   weights: string;
-  /** Native registry name ("retinanet", "mask_rcnn"). */
+  /** Native registry name ("retinanet", "mask_rcnn") or a builder name ("maskrcnn_resnet50_fpn_v2"). */
   arch: string;
   config: Record<string, unknown>;
   /** Seed of the generator before the training-mode pass (two-stage samplers), when the file has one. */
@@ -26,6 +27,8 @@ export interface Golden {
   features: Record<string, Tensor>;
   losses: Record<string, number>;
   detections: { boxes: Tensor; scores: Tensor; labels: Tensor; masks?: Tensor }[];
+  /** Two-stage fixtures: per image the RPN's eval-mode proposals (P_i, 4) in resized pixels. */
+  proposals: Tensor[];
 }
 
 export function goldenNames(dir: string): string[] {
@@ -53,6 +56,7 @@ export async function loadGolden(dir: string, name: string): Promise<Golden> {
     features: {},
     losses: {},
     detections: [],
+    proposals: [],
   };
   for (let i = 0; tensors.has(`image.${i}`); i++) {
     g.images.push(get(`image.${i}`));
@@ -60,6 +64,8 @@ export async function loadGolden(dir: string, name: string): Promise<Golden> {
     g.targets.push({ boxes: get(`target.${i}.boxes`), labels: get(`target.${i}.labels`), ...(masks ? { masks } : {}) });
     const dm = tensors.get(`det.${i}.masks`);
     g.detections.push({ boxes: get(`det.${i}.boxes`), scores: get(`det.${i}.scores`), labels: get(`det.${i}.labels`), ...(dm ? { masks: dm } : {}) });
+    const rpn = tensors.get(`rpn.${i}.boxes`);
+    if (rpn) g.proposals.push(rpn);
   }
   for (const [k, v] of tensors) {
     if (k.startsWith('features.')) g.features[k.slice(9)] = v;
@@ -108,6 +114,28 @@ export async function checkParity(dir: string, name: string, tol = 1e-4, device 
   for (const [k, ref] of Object.entries(g.features)) {
     const got = out.features[k];
     add(`features.${k}`, got ? relErr(got, ref) : Infinity);
+  }
+  if (g.proposals.length) {
+    // the RPN alone (models.RegionProposalNetwork) with the checkpoint's rpn.* weights, on torchvision's maps
+    const rpn = await Module.create('models.RegionProposalNetwork', det.resolved.options, { device });
+    try {
+      const sd = renameLegacyTwoStageKeys(await readWeights(g.weights));
+      const own = new Map([...sd].filter(([k]) => k.startsWith('rpn.')).map(([k, v]) => [k.slice(4), v] as const));
+      const r = await rpn.loadStateDict(own, { strict: true });
+      add('rpn.load', r.missing.length || r.unexpected.length || r.mismatched.length ? Infinity : 0);
+      await rpn.eval();
+      const maps = det.featureNames.map((n) => g.features[n]).filter((m): m is Tensor => m !== undefined);
+      const sizes = tensor('int64', [out.imageSizes.length, 2], out.imageSizes.flat());
+      const props = await rpn.forward([...maps, sizes, tensor('int64', [2], out.batchSize)]);
+      g.proposals.forEach((ref, i) => {
+        const p = props[i];
+        const n = ref.shape[0] as number;
+        if (!p || p.shape[0] !== n) add(`rpn.${i}.count`, Infinity, `mtpd ${p?.shape[0]} vs torchvision ${n}`);
+        else add(`rpn.${i}.boxes`, relErr(p, ref));
+      });
+    } finally {
+      await rpn.dispose();
+    }
   }
   g.detections.forEach((ref, i) => {
     const d = out.detections[i];

@@ -33,6 +33,8 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
                  "extra_blocks must be \"p5\", \"c5\", \"c5_norelu\", \"pool\" or \"none\", got \"", o.extra_blocks, "\"");
   MTPD_CHECK_ARG(o.swin_style == "torchvision" || SwinOptions::is_known(o.name),
                  "swin_style \"", o.swin_style, "\" needs a Swin backbone, got \"", o.name, "\"");
+  MTPD_CHECK_ARG(o.fpn_norm == "none" || o.fpn_norm == "bn", "fpn_norm must be \"none\" or \"bn\", got \"",
+                 o.fpn_norm, "\"");
   std::vector<int64_t> stage_channels;
   if (ResNetOptions::is_known(o.name)) {
     ResNetOptions r = ResNetOptions::named(o.name);
@@ -80,7 +82,7 @@ BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneOptions& o) : options_(o)
     levels_.push_back(levels_.back() + 1);
   }
   if (o.extra_blocks == "pool") levels_.push_back(levels_.back() + 1);  // LastLevelMaxPool
-  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in, o.extra_blocks != "c5_norelu"));
+  fpn_ = register_module("fpn", FeaturePyramidNetwork(in_list, out, extra_in, o.extra_blocks != "c5_norelu", o.fpn_norm));
 }
 
 std::vector<at::Tensor> BackboneWithFPNImpl::forward(const at::Tensor& x) {

@@ -23,6 +23,7 @@ struct BackboneOptions {
   int64_t trainable_layers = 3;       // 0..5 (ResNet stages; Swin: stages from the top)
   std::vector<int64_t> returned_layers{2, 3, 4};
   int64_t fpn_channels = 256;         // before width_mult
+  std::string fpn_norm = "none";      // "none" or "bn" (the _v2 two-stage builders' FPN)
   std::string extra_blocks = "p5";    // "p5" (v1: LastLevelP6P7(256,256)), "c5" (v2), "c5_norelu" (mmdetection's on_input), "none"
   // ResNet overrides (0 / empty: the architecture's own)
   int64_t groups = 0, width_per_group = 0;

@@ -24,6 +24,9 @@ CascadeMaskRCNNOptions CascadeMaskRCNNOptions::from_json(const Json& o, bool mas
   MTPD_CHECK_ARG(o.is_object(), what, ": options must be an object");
   for (const auto& [k, instead] : kPerStage)
     MTPD_CHECK_ARG(!o.contains(k), what, ": option \"", k, "\" is per stage in a cascade; use \"", instead, "\"");
+  for (const char* k : {"box_head", "box_conv_layers", "head_norm"})
+    MTPD_CHECK_ARG(!o.contains(k), what, ": option \"", k, "\" is not supported: the cascade's box and mask heads are "
+                   "mmdetection's (TwoMLPHead per stage, convs without norm)");
   Json rest = o;
   for (const auto& k : cascade_option_keys()) rest.erase(k);
   if (!rest.contains("roi_aligned")) rest["roi_aligned"] = true;  // mmdetection's RoIAlign

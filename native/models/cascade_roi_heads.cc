@@ -136,35 +136,14 @@ std::map<std::string, at::Tensor> CascadeRoIHeadsImpl::losses(const std::vector<
   for (int64_t s = 0; s < stages; ++s) {
     const std::string pre = "s" + std::to_string(s) + ".";
     const double lw = options_.stage_loss_weights[static_cast<size_t>(s)];
-    std::vector<at::Tensor> rois, labels, matched_idxs, is_gt, reg_targets;
-    {
-      at::NoGradGuard no_grad;
-      std::vector<at::Tensor> all_labels, all_matched, all_props, all_gt;
-      for (size_t i = 0; i < n; ++i) {
-        at::Tensor gt = targets[i].boxes.to(proposals[i].options());
-        at::Tensor props = at::cat({proposals[i], gt});  // add_gt_as_proposals
-        at::Tensor flag = at::cat({at::zeros({proposals[i].size(0)}, props.options().dtype(at::kBool)),
-                                   at::ones({gt.size(0)}, props.options().dtype(at::kBool))});
-        auto [matched, lab] =
-            assign_targets_to_proposals(matchers_[static_cast<size_t>(s)], props, gt, targets[i].labels);
-        all_props.push_back(props);
-        all_matched.push_back(matched);
-        all_labels.push_back(lab);
-        all_gt.push_back(flag);
-      }
-      auto sampled = sampler_(all_labels);
-      for (size_t i = 0; i < n; ++i) {
-        at::Tensor keep = sampled[i].first.logical_or(sampled[i].second).nonzero().select(1, 0);
-        rois.push_back(all_props[i].index_select(0, keep));
-        labels.push_back(all_labels[i].index_select(0, keep));
-        matched_idxs.push_back(all_matched[i].index_select(0, keep));
-        is_gt.push_back(all_gt[i].index_select(0, keep));
-        at::Tensor gt = targets[i].boxes.to(rois.back().options());
-        if (gt.size(0) == 0) gt = at::zeros({1, 4}, gt.options());
-        reg_targets.push_back(
-            box_coders_[static_cast<size_t>(s)].encode_single(gt.index_select(0, matched_idxs.back()), rois.back()));
-      }
-    }
+    // add_gt_as_proposals, this stage's IoU, one sampler draw over the batch, this stage's coder
+    const SampledProposals sampled = sample_proposals(proposals, targets, matchers_[static_cast<size_t>(s)], sampler_,
+                                                      box_coders_[static_cast<size_t>(s)]);
+    const auto& rois = sampled.rois;
+    const auto& labels = sampled.labels;
+    const auto& matched_idxs = sampled.matched_idxs;
+    const auto& is_gt = sampled.is_gt;
+    const auto& reg_targets = sampled.regression_targets;
     auto [class_logits, box_regression] = box_forward(s, features, rois, image_sizes);
     at::Tensor lab = at::cat(labels), reg = at::cat(reg_targets);
     out[pre + "loss_classifier"] = at::cross_entropy_loss(class_logits, lab) * lw;

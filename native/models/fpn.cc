@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/container/modulelist.h>
 
 #include "core/errors.h"
 
@@ -31,22 +32,37 @@ void LastLevelP6P7Impl::forward(std::vector<at::Tensor>& p, const std::vector<at
   p.push_back(y7);
 }
 
+namespace {
+// Conv2dNormActivation(in, out, k, padding=(k-1)/2, norm_layer, activation_layer=None), FPN's init
+Conv2dNormActivation fpn_block(int64_t in, int64_t out, int64_t k, const std::string& norm) {
+  ConvNormActOptions o;
+  o.in_channels = in;
+  o.out_channels = out;
+  o.kernel_size = k;
+  o.norm = norm;
+  o.relu = false;
+  Conv2dNormActivation b(o);
+  torch::nn::init::kaiming_uniform_(b->conv->weight, 1.0);
+  if (b->conv->bias.defined()) torch::nn::init::constant_(b->conv->bias, 0.0);
+  return b;
+}
+}  // namespace
+
 FeaturePyramidNetworkImpl::FeaturePyramidNetworkImpl(std::vector<int64_t> in_channels_list, int64_t out_channels,
-                                                     int64_t extra_in_channels, bool extra_relu)
+                                                     int64_t extra_in_channels, bool extra_relu,
+                                                     const std::string& norm)
     : out_channels_(out_channels) {
   MTPD_CHECK_ARG(!in_channels_list.empty(), "FeaturePyramidNetwork: in_channels_list is empty");
   MTPD_CHECK_ARG(out_channels > 0, "FeaturePyramidNetwork: out_channels must be positive");
   torch::nn::ModuleList inner, layer;
   for (int64_t in : in_channels_list) {
     MTPD_CHECK_ARG(in > 0, "FeaturePyramidNetwork: in_channels=", in, " is not supported");
-    // Conv2dNormActivation(norm_layer=None, activation_layer=None) == Sequential(conv): names "i.0".
-    torch::nn::Sequential a, b;
-    inner_.push_back(fpn_conv(in, out_channels, 1, 1, 0));
-    layer_.push_back(fpn_conv(out_channels, out_channels, 3, 1, 1));
-    a->push_back(inner_.back());
-    b->push_back(layer_.back());
-    inner->push_back(a);
-    layer->push_back(b);
+    // Conv2dNormActivation(norm_layer=None, activation_layer=None) == Sequential(conv): names "i.0";
+    // with a norm "i.0" (no bias) and "i.1".
+    inner_.push_back(fpn_block(in, out_channels, 1, norm));
+    layer_.push_back(fpn_block(out_channels, out_channels, 3, norm));
+    inner->push_back(inner_.back());
+    layer->push_back(layer_.back());
   }
   register_module("inner_blocks", inner);
   register_module("layer_blocks", layer);

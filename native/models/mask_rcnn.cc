@@ -23,7 +23,8 @@ const std::vector<std::string> kKnownOptions = {
     "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_batch_size_per_image", "rpn_positive_fraction",
     "rpn_score_thresh", "box_score_thresh", "box_nms_thresh", "box_detections_per_img", "box_fg_iou_thresh",
     "box_bg_iou_thresh", "box_batch_size_per_image", "box_positive_fraction", "bbox_reg_weights",
-    "representation_size", "mask_channels", "mask_layers", "mask_dilation", "roi_aligned"};
+    "representation_size", "mask_channels", "mask_layers", "mask_dilation", "roi_aligned", "fpn_norm", "box_head",
+    "box_conv_layers", "head_norm", "anchor_style"};
 
 }  // namespace
 
@@ -47,6 +48,9 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
                  ": norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
   b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
   b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
+  b.fpn_norm = opt_string(o, "fpn_norm", b.fpn_norm);
+  MTPD_CHECK_ARG(b.fpn_norm == "none" || b.fpn_norm == "bn", what, ": fpn_norm must be \"none\" or \"bn\", got \"",
+                 b.fpn_norm, "\"");
   b.groups = opt_int(o, "groups", 0);
   b.width_per_group = opt_int(o, "width_per_group", 0);
   b.layers = opt_ints(o, "layers", {});
@@ -71,6 +75,14 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   MTPD_CHECK_ARG(p.anchor_sizes.size() == b.returned_layers.size() + 1, what, ": anchor_sizes needs ",
                  b.returned_layers.size() + 1, " entries (one per FPN level and the pool level), got ",
                  p.anchor_sizes.size());
+  p.anchor_style = opt_string(o, "anchor_style", p.anchor_style);
+  MTPD_CHECK_ARG(p.anchor_style == "torchvision" || p.anchor_style == "mmdet", what,
+                 ": anchor_style must be \"torchvision\" or \"mmdet\", got \"", p.anchor_style, "\"");
+  if (p.anchor_style == "mmdet") {
+    // mmdetection's RPN strides: the FPN levels' (layer l -> 2^(l+1)) and the pool level's
+    for (int64_t l : b.returned_layers) p.anchor_strides.push_back(int64_t{1} << (l + 1));
+    p.anchor_strides.push_back(int64_t{1} << (b.returned_layers.back() + 2));
+  }
   p.conv_depth = opt_int(o, "rpn_conv_depth", p.conv_depth);
   p.pre_nms_top_n_train = opt_int(o, "rpn_pre_nms_top_n_train", p.pre_nms_top_n_train);
   p.pre_nms_top_n_test = opt_int(o, "rpn_pre_nms_top_n_test", p.pre_nms_top_n_test);
@@ -104,6 +116,14 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   h.mask_dim_reduced = mc;
   h.mask_dilation = opt_int(o, "mask_dilation", h.mask_dilation);
   h.aligned = opt_bool(o, "roi_aligned", h.aligned);
+  h.box_head = opt_string(o, "box_head", h.box_head);
+  MTPD_CHECK_ARG(h.box_head == "two_mlp" || h.box_head == "conv_fc", what,
+                 ": box_head must be \"two_mlp\" or \"conv_fc\", got \"", h.box_head, "\"");
+  h.box_conv_layers = opt_ints(o, "box_conv_layers", h.box_conv_layers);
+  for (int64_t l : h.box_conv_layers) MTPD_CHECK_ARG(l > 0, what, ": box_conv_layers must be positive, got ", l);
+  h.head_norm = opt_string(o, "head_norm", h.head_norm);
+  MTPD_CHECK_ARG(h.head_norm == "none" || h.head_norm == "bn", what, ": head_norm must be \"none\" or \"bn\", got \"",
+                 h.head_norm, "\"");
   return r;
 }
 
@@ -153,6 +173,14 @@ Json MaskRCNNOptions::to_json() const {
     o["mask_dilation"] = roi.mask_dilation;
   }
   o["roi_aligned"] = roi.aligned;
+  // the _v2 layout's options, written where they differ from v1's (v1 configs stay as they were)
+  if (backbone.fpn_norm != "none") o["fpn_norm"] = backbone.fpn_norm;
+  if (roi.box_head != "two_mlp") {
+    o["box_head"] = roi.box_head;
+    o["box_conv_layers"] = roi.box_conv_layers;
+  }
+  if (roi.head_norm != "none") o["head_norm"] = roi.head_norm;
+  if (rpn.anchor_style != "torchvision") o["anchor_style"] = rpn.anchor_style;
   return o;
 }
 
@@ -163,6 +191,7 @@ RoIHeadsOptions scaled_heads(const MaskRCNNOptions& o) {
   h.num_classes = o.num_classes + 1;  // + background
   h.representation_size = scaled(h.representation_size, m);
   for (auto& l : h.mask_layers) l = scaled(l, m);
+  for (auto& l : h.box_conv_layers) l = scaled(l, m);
   h.mask_dim_reduced = scaled(h.mask_dim_reduced, m);
   return h;
 }
@@ -223,13 +252,52 @@ BuiltModule make_mask_rcnn(const Json& o) {
 BuiltModule make_faster_rcnn(const Json& o) {
   return {std::make_shared<MaskRCNNImpl>(MaskRCNNOptions::from_json(o, false)), {}};
 }
+
+// The RPN alone on given FPN maps, for checks against reference proposals: options as
+// mask_rcnn's (channels from width_mult and fpn_channels), weights under the RPN's own names
+// (head.*). forward(p2, ..., p6, image_sizes (N, 2), batch_size (2): the padded (H, W)) returns per
+// image the proposals (P_i, 4) in resized pixels, then per image their objectness (P_i), then the
+// anchors (T, 4) of every level; the mode (train / eval) picks the pre/post-NMS top-n.
+BuiltModule make_rpn(const Json& o) {
+  const auto opts = MaskRCNNOptions::from_json(o, false);
+  const auto& b = opts.backbone;
+  const int64_t c = scaled(b.fpn_channels, b.width_mult);
+  auto rpn = std::make_shared<RegionProposalNetworkImpl>(c, opts.rpn);
+  const size_t levels = opts.rpn.anchor_sizes.size();
+  return {rpn, [rpn, levels](const std::vector<at::Tensor>& x) {
+            MTPD_CHECK_SHAPE(x.size() == levels + 2, "models.RegionProposalNetwork takes ", levels,
+                             " maps, image_sizes (N, 2), batch_size (2): ", levels + 2, " tensors, got ", x.size());
+            at::Tensor sizes = x[levels].to(at::kCPU, at::kLong).contiguous();
+            at::Tensor batch = x[levels + 1].to(at::kCPU, at::kLong).reshape({-1});
+            MTPD_CHECK_SHAPE(sizes.dim() == 2 && sizes.size(1) == 2 && sizes.size(0) == x[0].size(0),
+                             "models.RegionProposalNetwork: image_sizes must be (", x[0].size(0), ", 2), got ",
+                             sizes.sizes());
+            MTPD_CHECK_SHAPE(batch.numel() == 2, "models.RegionProposalNetwork: batch_size must be (2), got ",
+                             x[levels + 1].sizes());
+            std::vector<std::array<int64_t, 2>> image_sizes;
+            for (int64_t i = 0; i < sizes.size(0); ++i)
+              image_sizes.push_back({sizes[i][0].item<int64_t>(), sizes[i][1].item<int64_t>()});
+            std::vector<at::Tensor> maps;
+            for (size_t l = 0; l < levels; ++l) maps.push_back(x[l].to(at::kFloat));
+            at::NoGradGuard no_grad;
+            RPNOutput r = rpn->forward(maps, image_sizes, {batch[0].item<int64_t>(), batch[1].item<int64_t>()}, nullptr);
+            std::vector<at::Tensor> out = r.boxes;
+            out.insert(out.end(), r.scores.begin(), r.scores.end());
+            out.push_back(r.anchors);
+            return out;
+          }};
+}
 }  // namespace
 
 MTPD_REGISTER_MODULE("mask_rcnn",
                      "Mask R-CNN with a ResNet/ResNeXt/Swin FPN backbone (torchvision names; options: backbone, "
                      "num_classes (without background), min_size, max_size, width_mult, trainable_layers, rpn_*, "
-                     "box_*, ...)",
+                     "box_*, ...; the _v2 layout: rpn_conv_depth 2, fpn_norm, box_head \"conv_fc\", head_norm)",
                      make_mask_rcnn);
+MTPD_REGISTER_MODULE("models.RegionProposalNetwork",
+                     "Mask R-CNN's RPN alone on given FPN maps (checks): mask_rcnn's options; forward(maps..., "
+                     "image_sizes (N, 2), batch_size (2)) -> per image proposals, per image objectness, the anchors",
+                     make_rpn);
 MTPD_REGISTER_MODULE("faster_rcnn",
                      "Faster R-CNN (Mask R-CNN without the mask branch; the same options)", make_faster_rcnn);
 

@@ -29,23 +29,62 @@ std::pair<at::Tensor, at::Tensor> FastRCNNPredictorImpl::forward(const at::Tenso
   return {cls_score->forward(f), bbox_pred->forward(f)};
 }
 
-MaskRCNNHeadsImpl::MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation) {
+namespace {
+// Conv2dNormActivation(in, out, 3, padding=dilation, dilation=dilation, norm_layer), with the
+// heads' init: kaiming_normal_(fan_out, relu), bias 0.
+Conv2dNormActivation head_conv(int64_t in, int64_t out, int64_t dilation, const std::string& norm) {
+  ConvNormActOptions o;
+  o.in_channels = in;
+  o.out_channels = out;
+  o.kernel_size = 3;
+  o.padding = dilation;
+  o.dilation = dilation;
+  o.norm = norm;
+  Conv2dNormActivation b(o);
+  torch::nn::init::kaiming_normal_(b->conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+  if (b->conv->bias.defined()) torch::nn::init::zeros_(b->conv->bias);
+  return b;
+}
+}  // namespace
+
+FastRCNNConvFCHeadImpl::FastRCNNConvFCHeadImpl(int64_t in_channels, const std::vector<int64_t>& conv_layers,
+                                               const std::vector<int64_t>& fc_layers, const std::string& norm) {
+  MTPD_CHECK_ARG(!fc_layers.empty(), "FastRCNNConvFCHead: fc_layers needs at least one layer");
+  int64_t c = in_channels, index = 0;
+  for (int64_t l : conv_layers) {
+    MTPD_CHECK_ARG(l > 0, "FastRCNNConvFCHead: conv layer widths must be positive, got ", l);
+    convs_.push_back(register_module(std::to_string(index++), head_conv(c, l, 1, norm)));
+    c = l;
+  }
+  ++index;  // Flatten
+  int64_t features = c * 7 * 7;
+  for (int64_t f : fc_layers) {
+    MTPD_CHECK_ARG(f > 0, "FastRCNNConvFCHead: fc layer widths must be positive, got ", f);
+    fcs_.push_back(register_module(std::to_string(index), torch::nn::Linear(features, f)));
+    index += 2;  // Linear, ReLU
+    features = f;
+  }
+}
+
+at::Tensor FastRCNNConvFCHeadImpl::forward(const at::Tensor& x) {
+  at::Tensor y = x;
+  for (auto& cv : convs_) y = cv->forward(y);  // (K, C_i, 7, 7)
+  y = y.flatten(1);                            // (K, C * 49)
+  for (auto& fc : fcs_) y = at::relu(fc->forward(y));
+  return y;
+}
+
+MaskRCNNHeadsImpl::MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation,
+                                     const std::string& norm) {
   int64_t c = in_channels;
   for (size_t i = 0; i < layers.size(); ++i) {
-    // Conv2dNormActivation(c, l, 3, padding=dilation, dilation=dilation, norm_layer=None)
-    torch::nn::Sequential block;
-    torch::nn::Conv2d cv(torch::nn::Conv2dOptions(c, layers[i], 3).padding(dilation).dilation(dilation).bias(true));
-    torch::nn::init::kaiming_normal_(cv->weight, 0.0, torch::kFanOut, torch::kReLU);
-    torch::nn::init::zeros_(cv->bias);
-    block->push_back(cv);
-    register_module(std::to_string(i), block);
-    convs_.push_back(cv);
+    convs_.push_back(register_module(std::to_string(i), head_conv(c, layers[i], dilation, norm)));
     c = layers[i];
   }
 }
 
 at::Tensor MaskRCNNHeadsImpl::forward(at::Tensor x) {
-  for (auto& cv : convs_) x = at::relu(cv->forward(x));
+  for (auto& cv : convs_) x = cv->forward(x);
   return x;
 }
 
@@ -81,14 +120,28 @@ RoIHeadsImpl::RoIHeadsImpl(int64_t in_channels, RoIHeadsOptions o)
       sampler_(options_.batch_size_per_image, options_.positive_fraction) {
   MTPD_CHECK_ARG(options_.num_classes >= 2, "roi_heads: num_classes (with background) must be at least 2");
   MTPD_CHECK_ARG(options_.representation_size > 0, "roi_heads: representation_size must be positive");
-  box_head = register_module("box_head", TwoMLPHead(in_channels * 7 * 7, options_.representation_size));
+  MTPD_CHECK_ARG(options_.box_head == "two_mlp" || options_.box_head == "conv_fc",
+                 "roi_heads: box_head must be \"two_mlp\" or \"conv_fc\", got \"", options_.box_head, "\"");
+  MTPD_CHECK_ARG(options_.head_norm == "none" || options_.head_norm == "bn",
+                 "roi_heads: head_norm must be \"none\" or \"bn\", got \"", options_.head_norm, "\"");
+  if (options_.box_head == "two_mlp")
+    box_head = register_module("box_head", TwoMLPHead(in_channels * 7 * 7, options_.representation_size));
+  else
+    conv_fc_box_head = register_module("box_head", FastRCNNConvFCHead(in_channels, options_.box_conv_layers,
+                                                                      std::vector<int64_t>{options_.representation_size},
+                                                                      options_.head_norm));
   box_predictor = register_module("box_predictor", FastRCNNPredictor(options_.representation_size, options_.num_classes));
   if (options_.masks) {
     MTPD_CHECK_ARG(!options_.mask_layers.empty(), "roi_heads: mask_layers needs at least one layer");
-    mask_head = register_module("mask_head", MaskRCNNHeads(in_channels, options_.mask_layers, options_.mask_dilation));
+    mask_head = register_module(
+        "mask_head", MaskRCNNHeads(in_channels, options_.mask_layers, options_.mask_dilation, options_.head_norm));
     mask_predictor = register_module(
         "mask_predictor", MaskRCNNPredictor(options_.mask_layers.back(), options_.mask_dim_reduced, options_.num_classes));
   }
+}
+
+at::Tensor RoIHeadsImpl::box_features(const at::Tensor& x) {
+  return !box_head.is_empty() ? box_head->forward(x) : conv_fc_box_head->forward(x);
 }
 
 at::Tensor RoIHeadsImpl::mask_logits(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
@@ -110,37 +163,51 @@ std::pair<at::Tensor, at::Tensor> assign_targets_to_proposals(const Matcher& mat
   return {matched, labels};
 }
 
+SampledProposals sample_proposals(const std::vector<at::Tensor>& proposals, const std::vector<Target>& targets,
+                                  const Matcher& matcher, const BalancedPositiveNegativeSampler& sampler,
+                                  const BoxCoder& coder) {
+  at::NoGradGuard no_grad;
+  const size_t n = proposals.size();
+  MTPD_CHECK_SHAPE(targets.size() == n, "sample_proposals: ", targets.size(), " targets for ", n, " images");
+  std::vector<at::Tensor> all_labels, all_matched, all_props, all_gt;
+  for (size_t i = 0; i < n; ++i) {
+    at::Tensor gt = targets[i].boxes.to(proposals[i].options());
+    at::Tensor props = at::cat({proposals[i], gt});  // add_gt_proposals: (P_i + G_i, 4)
+    const auto flags = props.options().dtype(at::kBool);
+    all_gt.push_back(at::cat({at::zeros({proposals[i].size(0)}, flags), at::ones({gt.size(0)}, flags)}));
+    auto [matched, lab] = assign_targets_to_proposals(matcher, props, gt, targets[i].labels);
+    all_props.push_back(props);
+    all_matched.push_back(matched);
+    all_labels.push_back(lab);
+  }
+  auto picked = sampler(all_labels);
+  SampledProposals out;
+  for (size_t i = 0; i < n; ++i) {
+    at::Tensor keep = picked[i].first.logical_or(picked[i].second).nonzero().select(1, 0);  // (S_i)
+    out.rois.push_back(all_props[i].index_select(0, keep));
+    out.labels.push_back(all_labels[i].index_select(0, keep));
+    out.matched_idxs.push_back(all_matched[i].index_select(0, keep));
+    out.is_gt.push_back(all_gt[i].index_select(0, keep));
+    at::Tensor gt = targets[i].boxes.to(out.rois.back().options());
+    if (gt.size(0) == 0) gt = at::zeros({1, 4}, gt.options());
+    out.regression_targets.push_back(coder.encode_single(gt.index_select(0, out.matched_idxs.back()), out.rois.back()));
+  }
+  return out;
+}
+
 std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Tensor>& features,
                                                        const std::vector<at::Tensor>& proposals_in,
                                                        const std::vector<std::array<int64_t, 2>>& image_sizes,
                                                        const std::vector<Target>& targets) {
   const size_t n = proposals_in.size();
   MTPD_CHECK_SHAPE(targets.size() == n, "roi_heads: ", targets.size(), " targets for ", n, " images");
-  std::vector<at::Tensor> proposals, matched_idxs, labels, reg_targets;
-  {
-    at::NoGradGuard no_grad;
-    std::vector<at::Tensor> all_labels, all_matched, all_props;
-    for (size_t i = 0; i < n; ++i) {
-      at::Tensor gt = targets[i].boxes.to(proposals_in[i].options());
-      at::Tensor props = at::cat({proposals_in[i], gt});  // add_gt_proposals
-      auto [matched, lab] = assign_targets_to_proposals(matcher_, props, gt, targets[i].labels);
-      all_props.push_back(props);
-      all_matched.push_back(matched);
-      all_labels.push_back(lab);
-    }
-    auto sampled = sampler_(all_labels);
-    for (size_t i = 0; i < n; ++i) {
-      at::Tensor keep = sampled[i].first.logical_or(sampled[i].second).nonzero().select(1, 0);
-      proposals.push_back(all_props[i].index_select(0, keep));
-      labels.push_back(all_labels[i].index_select(0, keep));
-      matched_idxs.push_back(all_matched[i].index_select(0, keep));
-      at::Tensor gt = targets[i].boxes.to(proposals.back().options());
-      if (gt.size(0) == 0) gt = at::zeros({1, 4}, gt.options());
-      reg_targets.push_back(box_coder_.encode_single(gt.index_select(0, matched_idxs.back()), proposals.back()));
-    }
-  }
+  SampledProposals sampled = sample_proposals(proposals_in, targets, matcher_, sampler_, box_coder_);
+  const auto& proposals = sampled.rois;
+  const auto& labels = sampled.labels;
+  const auto& matched_idxs = sampled.matched_idxs;
+  const auto& reg_targets = sampled.regression_targets;
   std::map<std::string, at::Tensor> out;
-  at::Tensor x = box_head->forward(box_pool_(features, proposals, image_sizes));
+  at::Tensor x = box_features(box_pool_(features, proposals, image_sizes));
   auto [class_logits, box_regression] = box_predictor->forward(x);
   class_logits = class_logits.to(at::kFloat);
   box_regression = box_regression.to(at::kFloat);
@@ -192,7 +259,7 @@ std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Ten
 std::vector<Detection> RoIHeadsImpl::detect(const std::vector<at::Tensor>& features,
                                             const std::vector<at::Tensor>& proposals,
                                             const std::vector<std::array<int64_t, 2>>& image_sizes) {
-  at::Tensor x = box_head->forward(box_pool_(features, proposals, image_sizes));
+  at::Tensor x = box_features(box_pool_(features, proposals, image_sizes));
   auto [class_logits, box_regression] = box_predictor->forward(x);
   class_logits = class_logits.to(at::kFloat);
   box_regression = box_regression.to(at::kFloat);

@@ -2,6 +2,9 @@
 // 0.14): box_head {fc6, fc7} (TwoMLPHead), box_predictor {cls_score, bbox_pred}
 // (FastRCNNPredictor), mask_head {0.0 .. 3.0} (MaskRCNNHeads: 3x3 convs + ReLU),
 // mask_predictor {conv5_mask, mask_fcn_logits} (MaskRCNNPredictor: 2x2 deconv, ReLU, 1x1 conv).
+// The _v2 builders (maskrcnn_resnet50_fpn_v2, fasterrcnn_resnet50_fpn_v2): box_head is
+// FastRCNNConvFCHead {0..3: Conv2dNormActivation(conv 3x3, BatchNorm2d, ReLU), 5: Linear 1024}
+// (box_head "conv_fc", head_norm "bn") and mask_head's convs carry BatchNorm2d {i.0, i.1}.
 //
 // Labels here are torchvision's: 0 is background, classes are 1..num_classes-1.
 // Training: proposals + gt boxes matched at IoU 0.5, 512 sampled at 0.25 positive; losses
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "models/box_coder.h"
+#include "models/conv_norm_activation.h"
 #include "models/detector.h"
 #include "models/matcher.h"
 #include "models/sampler.h"
@@ -38,6 +42,22 @@ std::pair<at::Tensor, at::Tensor> assign_targets_to_proposals(const Matcher& mat
                                                               const at::Tensor& gt_boxes,
                                                               const at::Tensor& gt_labels);
 
+// torchvision's RoIHeads.select_training_samples (and mmdetection's assign-and-sample with
+// add_gt_as_proposals, which the cascade's stages do): per image the proposals with the gt boxes
+// appended (add_gt_proposals), matched (assign_targets_to_proposals), sampled by `sampler` in one
+// draw over the batch, and the sampled rows' regression targets encoded by `coder`. Without grad.
+struct SampledProposals {
+  std::vector<at::Tensor> rois;                // per image (S_i, 4), sampled proposals and gt boxes
+  std::vector<at::Tensor> labels;              // (S_i) torchvision labels: 0 background, 1..
+  std::vector<at::Tensor> matched_idxs;        // (S_i) index of the matched gt box (0 for background)
+  std::vector<at::Tensor> is_gt;               // (S_i) bool: the row is one of the appended gt boxes
+  std::vector<at::Tensor> regression_targets;  // (S_i, 4) coder.encode(matched gt box, roi)
+};
+// proposals: per image (P_i, 4); targets: torchvision labels (1..).
+SampledProposals sample_proposals(const std::vector<at::Tensor>& proposals, const std::vector<Target>& targets,
+                                  const Matcher& matcher, const BalancedPositiveNegativeSampler& sampler,
+                                  const BoxCoder& coder);
+
 struct RoIHeadsOptions {
   int64_t num_classes = 91;  // torchvision's: background included
   int64_t representation_size = 1024;
@@ -52,6 +72,9 @@ struct RoIHeadsOptions {
   double positive_fraction = 0.25;
   std::array<double, 4> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};
   bool aligned = false;  // RoIAlign's aligned flag of both poolers
+  std::string box_head = "two_mlp";  // "two_mlp" (TwoMLPHead) or "conv_fc" (FastRCNNConvFCHead, _v2)
+  std::vector<int64_t> box_conv_layers{256, 256, 256, 256};  // conv_fc's convs (its one FC: representation_size)
+  std::string head_norm = "none";    // norm of the conv_fc box head's and the mask head's convs: "none" or "bn"
 };
 
 class TwoMLPHeadImpl : public torch::nn::Module {
@@ -61,6 +84,22 @@ class TwoMLPHeadImpl : public torch::nn::Module {
   torch::nn::Linear fc6{nullptr}, fc7{nullptr};
 };
 TORCH_MODULE(TwoMLPHead);
+
+// torchvision.models.detection.faster_rcnn.FastRCNNConvFCHead(input_size, conv_layers, fc_layers,
+// norm_layer): Sequential(Conv2dNormActivation 3x3 per conv layer, Flatten, (Linear, ReLU) per FC
+// layer): names {i}.0 / {i}.1 for the convs, then the Linear layers at their Sequential index
+// (4 convs + 1 FC: "5").
+class FastRCNNConvFCHeadImpl : public torch::nn::Module {
+ public:
+  FastRCNNConvFCHeadImpl(int64_t in_channels, const std::vector<int64_t>& conv_layers,
+                         const std::vector<int64_t>& fc_layers, const std::string& norm);
+  at::Tensor forward(const at::Tensor& x);  // (K, C, 7, 7) -> (K, fc_layers.back())
+
+ private:
+  std::vector<Conv2dNormActivation> convs_;
+  std::vector<torch::nn::Linear> fcs_;
+};
+TORCH_MODULE(FastRCNNConvFCHead);
 
 class FastRCNNPredictorImpl : public torch::nn::Module {
  public:
@@ -75,11 +114,13 @@ TORCH_MODULE(FastRCNNPredictor);
 
 class MaskRCNNHeadsImpl : public torch::nn::Module {
  public:
-  MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation);
+  // norm: "none" (names {i}.0, convs with bias) or "bn" ({i}.0 without bias, {i}.1 BatchNorm2d)
+  MaskRCNNHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation,
+                    const std::string& norm = "none");
   at::Tensor forward(at::Tensor x);  // (K, C, 14, 14) -> (K, layers.back(), 14, 14)
 
  private:
-  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<Conv2dNormActivation> convs_;
 };
 TORCH_MODULE(MaskRCNNHeads);
 
@@ -106,12 +147,15 @@ class RoIHeadsImpl : public torch::nn::Module {
                                 const std::vector<std::array<int64_t, 2>>& image_sizes);
   const RoIHeadsOptions& options() const { return options_; }
 
-  TwoMLPHead box_head{nullptr};
+  TwoMLPHead box_head{nullptr};               // box_head "two_mlp"
+  FastRCNNConvFCHead conv_fc_box_head{nullptr}; // box_head "conv_fc" (registered as "box_head")
   FastRCNNPredictor box_predictor{nullptr};
   MaskRCNNHeads mask_head{nullptr};
   MaskRCNNPredictor mask_predictor{nullptr};
 
  private:
+  // RoI features (K, C, 7, 7) -> (K, representation_size) by whichever box head the model has
+  at::Tensor box_features(const at::Tensor& x);
   at::Tensor mask_logits(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
                          const std::vector<std::array<int64_t, 2>>& image_sizes);
   RoIHeadsOptions options_;

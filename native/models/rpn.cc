@@ -54,7 +54,7 @@ AnchorGenerator rpn_anchors(const RPNOptions& o) {
     sizes.push_back({s});
     ratios.push_back(o.aspect_ratios);
   }
-  return AnchorGenerator(sizes, ratios);
+  return AnchorGenerator(sizes, ratios, /*round=*/o.anchor_style != "mmdet");
 }
 
 // (N, A*C, H, W) -> (N, H*W*A, C) (torchvision's permute_and_flatten)
@@ -71,6 +71,11 @@ RegionProposalNetworkImpl::RegionProposalNetworkImpl(int64_t in_channels, RPNOpt
       box_coder_({1.0, 1.0, 1.0, 1.0}),
       matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/true),
       sampler_(options_.batch_size_per_image, options_.positive_fraction) {
+  MTPD_CHECK_ARG(options_.anchor_style == "torchvision" || options_.anchor_style == "mmdet",
+                 "rpn: anchor_style must be \"torchvision\" or \"mmdet\", got \"", options_.anchor_style, "\"");
+  MTPD_CHECK_ARG(options_.anchor_style != "mmdet" || options_.anchor_strides.size() == options_.anchor_sizes.size(),
+                 "rpn: anchor_style \"mmdet\" needs one stride per level (", options_.anchor_sizes.size(), "), got ",
+                 options_.anchor_strides.size());
   head = register_module("head", RPNHead(in_channels, anchor_generator_.num_anchors_per_location()[0],
                                          options_.conv_depth));
 }
@@ -94,11 +99,14 @@ RPNOutput RegionProposalNetworkImpl::forward(const std::vector<at::Tensor>& feat
   // (N*T, 1) objectness, (N*T, 4) deltas; anchors (T, 4), the same for every image
   at::Tensor objectness = at::cat(obj_flat, 1).flatten(0, -2);
   at::Tensor pred_deltas = at::cat(del_flat, 1).reshape({-1, 4});
-  at::Tensor anchors = anchor_generator_.anchors(grids, batch, at::kFloat, features[0].device());
+  at::Tensor anchors = anchor_generator_.anchors(
+      grids, batch, at::kFloat, features[0].device(),
+      options_.anchor_style == "mmdet" ? options_.anchor_strides : std::vector<int64_t>{});
   const int64_t t = anchors.size(0);
   at::Tensor all_anchors = anchors.repeat({n, 1});  // (N*T, 4)
 
   RPNOutput out;
+  out.anchors = anchors;
   {
     at::NoGradGuard no_grad;
     at::Tensor proposals = box_coder_.decode_single(pred_deltas.detach(), all_anchors).view({n, t, 4});

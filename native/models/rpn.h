@@ -29,6 +29,11 @@ struct RPNOptions {
   std::vector<double> anchor_sizes{32, 64, 128, 256, 512};  // one size per level
   std::vector<double> aspect_ratios{0.5, 1.0, 2.0};
   int64_t conv_depth = 1;  // v1: 1, v2: 2
+  // "torchvision": rounded cell anchors, stride image size // grid size; "mmdet": mmdetection's
+  // AnchorGenerator(strides, ratios, scales=[8]) of its two-stage configs: unrounded cell anchors
+  // tiled at each level's fixed stride (anchor_strides, e.g. 4..64)
+  std::string anchor_style = "torchvision";
+  std::vector<int64_t> anchor_strides;
   int64_t pre_nms_top_n_train = 2000, pre_nms_top_n_test = 1000;
   int64_t post_nms_top_n_train = 2000, post_nms_top_n_test = 1000;
   double nms_thresh = 0.7;
@@ -54,6 +59,7 @@ struct RPNOutput {
   std::vector<at::Tensor> boxes;   // per image (P_i, 4) proposals, xyxy in resized pixels, no grad
   std::vector<at::Tensor> scores;  // per image (P_i) objectness probabilities
   std::map<std::string, at::Tensor> losses;  // "loss_objectness", "loss_rpn_box_reg" (with targets)
+  at::Tensor anchors;  // (T, 4) every level's anchors, the same for each image of the batch
 };
 
 class RegionProposalNetworkImpl : public torch::nn::Module {

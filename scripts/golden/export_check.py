@@ -4,11 +4,13 @@
   /usr/bin/python3 scripts/golden/export_check.py OUT.pth ARCH NUM_CLASSES [--image IMG.png --min-size S --max-size M]
 
 Loads the file with torch.load(weights_only=True), builds ARCH with torchvision's own builder
-(retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2; other ResNets as torchvision builds them:
+(retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2, maskrcnn_resnet50_fpn(_v2),
+fasterrcnn_resnet50_fpn(_v2); other ResNets as torchvision builds them:
 _resnet_fpn_extractor(resnet, 3, [2, 3, 4], LastLevelP6P7(256, 256)) under RetinaNet), loads the
 state dict with strict=True, and with --image prints torchvision's detections on it as one JSON
 array of {bbox: [x, y, w, h], score, category_id} (what `mtpd predict --json` prints), so the
-two can be compared.
+two can be compared. NUM_CLASSES is torchvision's: for the two-stage builders it counts the
+background (mtpd's numClasses + 1).
 """
 import argparse
 import json
@@ -17,13 +19,21 @@ import torch
 import torchvision
 from torchvision.io import read_image
 from torchvision.models import resnet
-from torchvision.models.detection import RetinaNet, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2
+from torchvision.models.detection import (RetinaNet, fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2,
+                                          maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn,
+                                          retinanet_resnet50_fpn_v2)
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 
+TWO_STAGE = {f.__name__: f for f in (maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2, fasterrcnn_resnet50_fpn,
+                                      fasterrcnn_resnet50_fpn_v2)}
+
+
 def build(arch, num_classes, **kw):
+    if arch in TWO_STAGE:
+        return TWO_STAGE[arch](weights=None, weights_backbone=None, num_classes=num_classes, **kw)
     if arch == 'retinanet_resnet50_fpn':
         return retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes, **kw)
     if arch == 'retinanet_resnet50_fpn_v2':

@@ -68,7 +68,7 @@ export function checkpointName(stage: string, iter: number): string {
 
 /** True when a model of the run has a mask head (its training needs instance masks in the targets). */
 export function runHasMasks(config: Config): boolean {
-  return [config.student, ...config.teachers].some((m) => /^(maskrcnn_.+_fpn|mask_rcnn|cascade_maskrcnn_.+_fpn|cascade_mask_rcnn)$/.test(m.arch));
+  return [config.student, ...config.teachers].some((m) => /^(maskrcnn_.+_fpn(_v2)?|mask_rcnn|cascade_maskrcnn_.+_fpn|cascade_mask_rcnn)$/.test(m.arch));
 }
 
 /**

@@ -7,6 +7,8 @@
  *
  *   auto, weights null (trained from scratch here): trainable BatchNorm, all 5 stages trainable
  *   auto, weights given (pretrained):              FrozenBatchNorm, 3 stages trainable (torchvision's default)
+ *   a `_v2` two-stage student (maskrcnn_<backbone>_fpn_v2): trainable BatchNorm either way, as
+ *   torchvision's v2 builders (nn.BatchNorm2d whether or not the backbone is pretrained)
  */
 import type { StudentConfig } from '../config/schema.js';
 
@@ -18,11 +20,12 @@ export interface StudentSetup {
 }
 
 /** The concrete setup of a student config: 'auto' decided by whether it starts from given weights. */
-export function resolveStudentSetup(student: Pick<StudentConfig, 'weights' | 'norm' | 'trainableLayers'> & { backbone?: string | null }): StudentSetup {
+export function resolveStudentSetup(student: Pick<StudentConfig, 'weights' | 'norm' | 'trainableLayers'> & { backbone?: string | null; arch?: string }): StudentSetup {
   // a pretrained backbone (student.backbone) starts from given weights too, as torchvision's weights_backbone
   const scratch = student.weights === null && !student.backbone;
+  const v2 = /^(maskrcnn|fasterrcnn)_.+_fpn_v2$/.test(student.arch ?? '');
   return {
-    norm: student.norm === 'auto' ? (scratch ? 'bn' : 'frozen_bn') : student.norm,
+    norm: student.norm === 'auto' ? (scratch || v2 ? 'bn' : 'frozen_bn') : student.norm,
     trainableLayers: student.trainableLayers === 'auto' ? (scratch ? 5 : 3) : student.trainableLayers,
   };
 }

@@ -14,8 +14,8 @@
  * row is the last, mtpd's the first: moved); fc_reg -> bbox_pred (class-specific: 4 zero rows for
  * the background in front); roi_head.mask_head[.s].convs.j.conv -> roi_heads.mask_head.{s}.{j}.0;
  * upsample -> roi_heads.mask_predictor.{s}.conv5_mask; conv_logits -> mask_fcn_logits.
- * Not reproduced: the RPN's anchors are torchvision's (rounded cell anchors; mmdetection's are
- * unrounded), mmdetection's RPN L1 loss (Mask R-CNN configs) and its OpenCV resize.
+ * The RPN's anchors are mmdetection's (`anchor_style: mmdet`: unrounded cell anchors at the fixed
+ * strides 4..64). Not reproduced: mmdetection's RPN L1 loss (Mask R-CNN configs) and its OpenCV resize.
  */
 import { COCO_CATEGORIES, normalizeName } from '../data/class-map.js';
 import { MtpdError } from '../errors.js';
@@ -126,7 +126,7 @@ export function mmdetTwoStageFromStateDict(sd: StateDict, classNames: string[] |
   const family = layout.masks ? 'cascade_maskrcnn' : 'cascade_rcnn';
   const { arch, options: bb, swin } = archOf(sd, source, family);
   // the backbone's options only: RetinaNet's FPN / anchor / test options do not apply
-  const options: Record<string, unknown> = { ...twoStageOptions(layout) };
+  const options: Record<string, unknown> = { ...twoStageOptions(layout), anchor_style: 'mmdet' };
   for (const k of ['width_mult', 'groups', 'width_per_group']) if (bb[k] !== undefined) options[k] = bb[k];
   const tensors: StateDict = new Map();
   const unmapped: string[] = [];

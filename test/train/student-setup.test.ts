@@ -18,6 +18,7 @@ t.test("auto: trainable BatchNorm and every stage for a student trained here, to
   t.same(resolveStudentSetup(cfg({ backbone: 'resnet50-0676ba61.pth' }).student), { norm: 'frozen_bn', trainableLayers: 3 }, 'a pretrained backbone is given weights too');
   t.same(resolveStudentSetup(cfg({ norm: 'frozen_bn' }).student), { norm: 'frozen_bn', trainableLayers: 5 }, 'each half on its own');
   t.same(resolveStudentSetup(cfg({ weights: 'w', norm: 'bn', trainableLayers: 0 }).student), { norm: 'bn', trainableLayers: 0 });
+  t.same(resolveStudentSetup({ ...cfg({ weights: 'ots.safetensors' }).student, arch: 'maskrcnn_resnet50_fpn_v2' }), { norm: 'bn', trainableLayers: 3 }, "_v2: torchvision's BatchNorm rule");
   t.equal(formatStudentSetup({ norm: 'bn', trainableLayers: 5 }), 'trainable BatchNorm, 5 of 5 backbone stages trainable');
   t.throws(() => cfg({ trainableLayers: 6 }), { code: 'ERR_MTPD_CONFIG', message: /student\.trainableLayers/ });
   t.throws(() => cfg({ norm: 'gn' }), { message: /student\.norm/ });
