@@ -36,6 +36,18 @@ export interface DistillStageOptions extends Omit<DetectionStageOptions, 'det'> 
 /** Above this distillation/detection loss ratio a stage warns that distillation swamps detection. */
 export const RATIO_WARNING = 10;
 
+/**
+ * PKD is scale-free (w (1 - Pearson r) per level, summed over levels) and its published weights
+ * are 6-10, so at the weights it is meant to run with it is 10-30x a trained student's detection
+ * loss; it warns only when far beyond that.
+ */
+export const RATIO_WARNING_PKD = 50;
+
+/** The ratio above which a stage with this distillation loss warns. */
+export function ratioWarningThreshold(loss: string): number {
+  return loss === 'pkd' ? RATIO_WARNING_PKD : RATIO_WARNING;
+}
+
 /** Steps at the start of a distillation stage over which its distillation/detection ratio is logged. */
 export const RATIO_WINDOW = 10;
 
@@ -128,7 +140,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   let emaDistill: number | null = null;
   let emaDet: number | null = null;
   const warnIf = (ratio: number) => {
-    if (ratio > RATIO_WARNING && !warned) {
+    if (ratio > ratioWarningThreshold(config.distill.loss) && !warned) {
       warned = true;
       log(ratioWarning(o.stage, ratio, config.distill.weight, config.distill.loss));
     }
