@@ -20,6 +20,7 @@ import { packageRoot } from './native.js';
 import { setThreads } from './runtime.js';
 import { buildModel, openSplits } from './train/models.js';
 import { ensureDataset, formatRunSummaryWithSpreads, Run, type TrainOptions, type TrainReport, train } from './train/pipeline.js';
+import { PhaseTimer } from './train/timing.js';
 import { saveSafetensors } from './weights/index.js';
 import { float32ToFloat16Bits, type Tensor } from './tensor.js';
 
@@ -188,14 +189,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<TrainReport & 
       throw new MtpdError('ERR_MTPD_CONFIG', `demo: the pool's weights are missing: ${missing.join(', ')}; make them with mtpd demo --retrain`);
     }
   }
+  // Every phase's wall and CPU time, logged as it ends and tabled at the end (timings.json).
+  const timer = new PhaseTimer(log);
   // --retrain trains before the pipeline (which would make the dataset itself) runs.
-  await ensureDataset(demoConfig(out, null, threads, task), { log, event: (e) => options.onEvent?.(e) });
+  await timer.time('dataset', () => ensureDataset(demoConfig(out, null, threads, task), { log, event: (e) => options.onEvent?.(e) }));
   if (options.retrain) {
     await retrainPool(out, weightsDir, options, log);
     if (options.retrainOnly) return { output: join(out, 'run'), order: [], results: [], aborted: false, summary: `trained ${options.retrainOnly.join(', ')} into ${weightsDir}` };
   }
   const config = demoConfig(out, weightsDir, threads, task);
-  const report = await train(config, { ...options, log });
+  const report = await train(config, { ...options, log, timer });
   const summary = formatRunSummaryWithSpreads(report, report.spreads ?? null);
   log(`demo: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   return { ...report, summary };

@@ -234,12 +234,19 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
     }
     auto done = claim_all(env, "step");
     auto step = step_;
+    // On the student's compute thread, as its plain trainStep (SerialExecutor: one malloc arena
+    // for the student's working set, not one per libuv pool thread the steps land on).
+    auto exec = student_->executor();
     return run_async<distill::StepOutput>(
         env,
-        [step, req] {
-          for (auto& im : req->images) im = image_to_chw_float(im);
-          return step->step(req->images, req->targets, req->has_cached ? &req->cached : nullptr,
-                            req->has_sizes ? &req->cached_sizes : nullptr);
+        [step, req, exec] {
+          distill::StepOutput out;
+          exec->run([&] {
+            for (auto& im : req->images) im = image_to_chw_float(im);
+            out = step->step(req->images, req->targets, req->has_cached ? &req->cached : nullptr,
+                             req->has_sizes ? &req->cached_sizes : nullptr);
+          });
+          return out;
         },
         [step](Napi::Env env, distill::StepOutput& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
@@ -275,12 +282,15 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
     auto images = tensors_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "images");
     auto done = claim_all(env, "teacherFeatures");
     auto step = step_;
+    auto exec = student_->executor();  // the step's compute thread (see step())
     return run_async<distill::FeatureMap>(
         env,
-        [step, i, images]() mutable {
-          for (auto& im : images) im = image_to_chw_float(im);
+        [step, i, images, exec]() mutable {
           distill::FeatureMap out;
-          for (auto& [k, v] : step->teacher_features(i, images)) out[k] = host(v.to(at::kFloat));
+          exec->run([&] {
+            for (auto& im : images) im = image_to_chw_float(im);
+            for (auto& [k, v] : step->teacher_features(i, images)) out[k] = host(v.to(at::kFloat));
+          });
           return out;
         },
         [](Napi::Env env, distill::FeatureMap& m) -> Napi::Value {

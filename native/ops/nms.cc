@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/errors.h"
@@ -68,6 +69,41 @@ at::Tensor sorted_nms_keep(const at::Tensor& boxes, const at::Tensor& cats, doub
   return at::tensor(keep, at::TensorOptions().dtype(at::kLong)).to(boxes.device());
 }
 
+// The same greedy pass on the CPU without the N x N mask: box i's IoU with box j is computed only
+// while j is still in play (torchvision's CPU kernel), O(N x kept) instead of O(N^2) tensor work.
+// Same arithmetic in T as the mask above (areas, clamped widths, inter / (a_i + a_j - inter),
+// compared with the threshold cast to T, as a tensor-scalar comparison does), so the same boxes
+// are kept.
+template <typename T>
+at::Tensor sorted_nms_keep_cpu(const at::Tensor& boxes, const at::Tensor& cats, double thr) {
+  const int64_t n = boxes.size(0);
+  const at::Tensor b = boxes.contiguous();  // (N, 4) xyxy, by decreasing score
+  const T* p = b.data_ptr<T>();
+  const at::Tensor c = cats.defined() ? cats.to(at::kLong).contiguous() : at::Tensor();
+  const int64_t* cp = c.defined() ? c.data_ptr<int64_t>() : nullptr;
+  std::vector<T> areas(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) areas[i] = (p[4 * i + 2] - p[4 * i]) * (p[4 * i + 3] - p[4 * i + 1]);
+  const T t = static_cast<T>(thr);
+  std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (removed[i]) continue;
+    keep.push_back(i);
+    const T ix1 = p[4 * i], iy1 = p[4 * i + 1], ix2 = p[4 * i + 2], iy2 = p[4 * i + 3], ia = areas[i];
+    for (int64_t j = i + 1; j < n; ++j) {
+      if (removed[j] || (cp && cp[j] != cp[i])) continue;
+      T w = std::min(ix2, p[4 * j + 2]) - std::max(ix1, p[4 * j]);
+      T h = std::min(iy2, p[4 * j + 3]) - std::max(iy1, p[4 * j + 1]);
+      w = w < 0 ? T(0) : w;
+      h = h < 0 ? T(0) : h;
+      const T inter = w * h;
+      const T ovr = inter / (ia + areas[j] - inter);
+      if (ovr > t) removed[j] = 1;
+    }
+  }
+  return at::tensor(keep, at::TensorOptions().dtype(at::kLong));
+}
+
 at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& cats, double thr) {
   MTPD_CHECK_SHAPE(boxes.dim() == 2 && boxes.size(1) == 4, "nms expects boxes of shape (N, 4), got ", boxes.sizes());
   MTPD_CHECK_SHAPE(scores.dim() == 1 && scores.size(0) == boxes.size(0), "nms expects scores of shape (",
@@ -78,7 +114,10 @@ at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const at:
   at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   at::Tensor b = boxes.detach().index_select(0, order).contiguous();
   at::Tensor c = cats.defined() ? cats.index_select(0, order) : at::Tensor();
-  at::Tensor keep = sorted_nms_keep(b, c, thr);
+  at::Tensor keep;
+  if (b.is_cpu() && b.scalar_type() == at::kFloat) keep = sorted_nms_keep_cpu<float>(b, c, thr);
+  else if (b.is_cpu() && b.scalar_type() == at::kDouble) keep = sorted_nms_keep_cpu<double>(b, c, thr);
+  else keep = sorted_nms_keep(b, c, thr);
   return order.index_select(0, keep);
 }
 

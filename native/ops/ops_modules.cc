@@ -1,13 +1,14 @@
 // RoIAlign and MultiScaleRoIAlign as parameterless modules buildable by name, so the ops can be
 // run (and their gradients checked) from the API: with {"backward": true} the forward also takes
 // the gradient of the output and returns the gradients of the feature maps (autograd's
-// vector-Jacobian product).
+// vector-Jacobian product). NMS and batched NMS the same way (indices of the kept boxes).
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/nn/module.h>
 
 #include "core/errors.h"
 #include "core/registry.h"
+#include "ops/nms.h"
 #include "ops/poolers.h"
 #include "ops/roi_align.h"
 
@@ -80,8 +81,27 @@ BuiltModule make_multi_scale(const Json& o) {
           }};
 }
 
+BuiltModule make_nms(const Json& o, bool batched) {
+  const std::string what = batched ? "ops.batched_nms" : "ops.nms";
+  check_known_options(o, what, {"iou_threshold"});
+  const double thr = opt_number(o, "iou_threshold", 0.5);
+  return {std::make_shared<torch::nn::Module>(batched ? "BatchedNMS" : "NMS"), [=](const std::vector<at::Tensor>& x) {
+            MTPD_CHECK_SHAPE(x.size() == (batched ? 3u : 2u), what, " takes (boxes (N, 4), scores (N)",
+                             batched ? ", idxs (N)" : "", "), got ", x.size(), " tensors");
+            return std::vector<at::Tensor>{batched ? ops::batched_nms(x[0], x[1], x[2], thr) : ops::nms(x[0], x[1], thr)};
+          }};
+}
+
 }  // namespace
 
+MTPD_REGISTER_MODULE("ops.nms",
+                     "torchvision.ops.nms as a module: forward(boxes (N, 4), scores (N)) -> kept indices by "
+                     "decreasing score (options: iou_threshold)",
+                     [](const Json& o) { return make_nms(o, false); });
+MTPD_REGISTER_MODULE("ops.batched_nms",
+                     "torchvision.ops.batched_nms as a module: forward(boxes (N, 4), scores (N), idxs (N)) -> kept "
+                     "indices by decreasing score (options: iou_threshold)",
+                     [](const Json& o) { return make_nms(o, true); });
 MTPD_REGISTER_MODULE("ops.roi_align",
                      "torchvision.ops.roi_align as a module: forward(input, rois) (options: output_size, "
                      "spatial_scale, sampling_ratio, aligned; backward: also take grad_output, return grad_input)",

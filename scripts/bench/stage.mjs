@@ -6,7 +6,7 @@
 // miss (the first use: the teacher runs on the batch and each image's maps are written).
 // Steps are interleaved (plain, live, cached, miss, then rotated by one every rep) and each is reported as its median
 // over MTPD_BENCH_REPS (default 15) with the spread (min..max) and its ratio to the plain step.
-// Times are the process's CPU seconds (user + system) per step, not wall time: on shared cores
+// Times are the process's CPU seconds (user + system; the system part shown apart) per step, not wall time: on shared cores
 // wall time swings with the other jobs, CPU time does not (one thread: one CPU second per second
 // the step runs).
 // Env: MTPD_BENCH_REPS, MTPD_BENCH_THREADS (default 1, the demo's per-core share on 2 shared cores).
@@ -59,6 +59,7 @@ const kinds = {
   },
 };
 const times = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
+const sys = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
 for (const b of batches) await features(b); // every batch's maps in the cache
 for (const k of Object.keys(kinds)) await kinds[k](batches[0]); // warm-up
 const order = Object.entries(kinds);
@@ -70,6 +71,7 @@ for (let r = 0; r < reps; r++) {
     await fn(b);
     const c = process.cpuUsage(c0);
     times[k].push((c.user + c.system) / 1e6);
+    sys[k].push(c.system / 1e6);
   }
 }
 rmSync(dir, { recursive: true, force: true });
@@ -84,6 +86,6 @@ for (const [k, a] of Object.entries(times)) {
   const m = median(a);
   const ratios = a.map((x, i) => x / times.plain[i]);
   console.log(
-    `${(k === 'plain' ? 'plain student step (ref)' : `distill step, ${k}`).padEnd(30)} median ${m.toFixed(3)} CPU s (${Math.min(...a).toFixed(3)}..${Math.max(...a).toFixed(3)})   x${(m / base).toFixed(2)} of plain (per-rep ratios ${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)})`,
+    `${(k === 'plain' ? 'plain student step (ref)' : `distill step, ${k}`).padEnd(30)} median ${m.toFixed(3)} CPU s (${Math.min(...a).toFixed(3)}..${Math.max(...a).toFixed(3)}; system ${median(sys[k]).toFixed(3)})   x${(m / base).toFixed(2)} of plain (per-rep ratios ${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)})`,
   );
 }

@@ -8,10 +8,14 @@
  * the batch equals running the teacher on it exactly when each image pads to the batch's size on
  * its own, and approximates it near the padded borders otherwise (the convolutions there saw
  * zeros instead of padding features).
+ *
+ * Entries are written atomically but not fsynced (a cache is recomputed when an entry is missing):
+ * a file that a crash of the machine left empty or truncated is not a safetensors file, and is
+ * dropped and counted as a miss.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MtpdError } from '../errors.js';
 import type { Module } from '../module.js';
@@ -67,7 +71,16 @@ export class FeatureCache {
       this.misses++;
       return null;
     }
-    const f = await loadSafetensors(p);
+    let f;
+    try {
+      f = await loadSafetensors(p);
+    } catch (err) {
+      // A file a machine crash left truncated (entries are not fsynced): recomputed.
+      if ((err as { code?: string }).code !== 'ERR_MTPD_WEIGHTS') throw err;
+      await rm(p, { force: true });
+      this.misses++;
+      return null;
+    }
     const m = f.metadata;
     if (m['mtpd.weights'] !== key.weights || m['mtpd.image'] !== String(key.image) || m['mtpd.transform'] !== key.transform) {
       throw new MtpdError('ERR_MTPD_DATA', `${p}: feature cache entry does not match its key (hash collision or edited file)`);
@@ -88,7 +101,7 @@ export class FeatureCache {
       'mtpd.image': String(key.image),
       'mtpd.transform': key.transform,
       ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`mtpd.extra.${k}`, v])),
-    });
+    }, { sync: false });
   }
 
   /**

@@ -171,7 +171,7 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
     }
   };
   const cache = o.teacherCache;
-  const before = cache ? { hits: cache.hits, misses: cache.misses, unwritten: cache.unwritten } : null;
+  const before = cache ? { hits: cache.hits, misses: cache.misses, unwritten: cache.unwritten, ...cache.seconds } : null;
   const result = await runLoaderStage({
     ...o,
     resumeState: resuming ? state : null,
@@ -205,7 +205,9 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   });
   if (cache && before) {
     const full = cache.unwritten > before.unwritten ? `; ${cache.unwritten - before.unwritten} not kept (distill.cacheGiB is full)` : '';
-    log(`${o.stage}: teacher maps: ${cache.hits - before.hits} read from the run's cache, ${cache.misses - before.misses} computed${full}`);
+    const s = cache.seconds;
+    const secs = `${(s.read - before.read).toFixed(1)} s reading, ${(s.compute - before.compute).toFixed(1)} s computing, ${(s.write - before.write).toFixed(1)} s writing`;
+    log(`${o.stage}: teacher maps: ${cache.hits - before.hits} read from the run's cache, ${cache.misses - before.misses} computed${full} (${secs})`);
   }
   return result;
 }

@@ -40,6 +40,7 @@ import { totalIterations } from './schedule.js';
 import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
 import { TeacherCache } from './teacher-cache.js';
+import { PhaseTimer } from './timing.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
 import { endDist, fromMainRank, isMainRank, onMainRank } from '../dist/context.js';
 
@@ -52,6 +53,8 @@ export interface TrainOptions {
   resume?: boolean;
   quiet?: boolean;
   log?: (line: string) => void;
+  /** Times the run's phases (timing.ts); default: a new one. The run's table goes to timings.json. */
+  timer?: PhaseTimer;
 }
 
 export type PipelineEvent = TrainEvent | { type: 'phase'; phase: string; detail?: string } | { type: 'evaluated'; model: string; stats: number[] };
@@ -226,6 +229,8 @@ export class Run {
   readonly checkpoints: CheckpointManager;
   readonly metrics: MetricsLog;
   readonly log: (line: string) => void;
+  /** Wall and CPU time of each phase this run went through (timing.ts). */
+  readonly times: PhaseTimer;
 
   constructor(
     readonly config: Config,
@@ -235,6 +240,7 @@ export class Run {
     this.metrics = new MetricsLog(join(config.output, 'metrics.jsonl'));
     // Data-parallel: rank 0 speaks for the job (the others fail loudly through their errors).
     this.log = isMainRank() ? (options.log ?? ((s) => process.stderr.write(`${s}\n`))) : () => undefined;
+    this.times = options.timer ?? new PhaseTimer(this.log);
   }
 
   path(...p: string[]): string {
@@ -267,7 +273,7 @@ export class Run {
     this.event({ type: 'phase', phase: stage });
     const seed = stageSeed(this.config.seed, stage);
     await using det = await buildModel(m, this.config, splits, { loadWeights: false, seed });
-    const r = await trainDetectionStage({
+    const r = await this.times.time(`train ${m.name}`, async () => trainDetectionStage({
       stage,
       det,
       splits,
@@ -282,7 +288,7 @@ export class Run {
       seed,
       log: this.log,
       isStudent: m.name === this.config.student.name,
-    });
+    }));
     if (!r.completed) throw new MtpdError('ERR_MTPD_ABORTED', `${stage}: stopped at step ${r.iter}; a checkpoint was saved (resume with --resume)`);
     await onMainRank(`${stage}: saving ${out}`, async () => {
       await mkdir(this.path('models'), { recursive: true });
@@ -314,7 +320,7 @@ export class Run {
     const cached = this.cachedResult(name, weights);
     if (cached) return { ...cached, role, ...extra };
     const cache = evalPaths(this.config.output, name);
-    const s = await evaluateModel(det, splits, this.config, undefined, { distributed: true });
+    const s = await this.times.time(`eval ${name}`, () => evaluateModel(det, splits, this.config, undefined, { distributed: true }));
     const r: ModelResult = { name, role, ap: s.stats[0] as number, stats: s.stats, ...(s.segm ? { segm: s.segm.stats } : {}), weights, ...extra };
     await onMainRank(`${name}: saving its evaluation`, async () => {
       await mkdir(this.path('eval'), { recursive: true });
@@ -362,9 +368,8 @@ export class Run {
       seed,
       log: this.log,
     };
-    let r;
-    if (plan.kind === 'detect') r = await trainDetectionStage({ ...common, det: student, isStudent: true });
-    else {
+    const r = await this.times.time(`train ${plan.name}`, async () => {
+      if (plan.kind === 'detect') return await trainDetectionStage({ ...common, det: student, isStudent: true });
       const { trainDistillStage } = await import('./distill-stage.js');
       const teachers = [];
       for (const t of plan.teachers) {
@@ -372,8 +377,8 @@ export class Run {
         if (!tc) throw new MtpdError('ERR_MTPD_CONFIG', `${plan.name}: unknown teacher "${t}"`);
         teachers.push({ name: t, det: models.add(await buildModel(tc, resolved, splits)) });
       }
-      r = await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
-    }
+      return await trainDistillStage({ ...common, student, teachers, teacherCache: this.teacherCache(splits), ...(plan.ensemble ? { ensemble: plan.ensemble } : {}) });
+    });
     if (!r.completed) return null;
     await onMainRank(`${plan.name}: saving ${out}`, async () => {
       await mkdir(this.path('models'), { recursive: true });
@@ -416,8 +421,8 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   if (slow) run.log(`warning: ${slow}`);
   run.log(`student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage${config.student.norm === 'auto' || config.student.trainableLayers === 'auto' ? ` (auto: ${config.student.weights === null ? 'trained from scratch here' : 'starts from given weights'})` : ''}`);
   await ensureDataset(config, run);
-  const splits = await openSplits(config);
-  await checkPairs(resolved, splits);
+  const splits = await run.times.time('open the dataset', () => openSplits(config));
+  await run.times.time('check the level pairs', () => checkPairs(resolved, splits));
 
   // Teachers and the off-the-shelf student.
   const all = [resolved.student, ...resolved.teachers];
@@ -450,7 +455,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     if (!(await fromMainRank('looking for costs.json', () => existsSync(costsFile)))) {
       run.event({ type: 'phase', phase: 'costs' });
       // (a data-parallel job: every rank computes its shard of the features and fits; rank 0 writes costs.json)
-      await runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) });
+      await run.times.time('cost matrix', () => runCosts(resolved, { log: run.log, aps: Object.fromEntries(results.map((r) => [r.name, r.ap])) }));
     }
     order = await fromMainRank('the teacher order', () => {
       const table = JSON.parse(readFileSync(costsFile, 'utf8')) as { models: Record<string, { ap: number }>; costs: Record<string, Record<string, number>> };
@@ -521,8 +526,8 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   const main = isMainRank();
   await endDist(true);
   if (!main) return report;
-  report.spreads = runSpreads(report, splits.val.annotationFile, run.log);
-  if (results.some((r) => r.role === 'student' && r.segm)) report.maskSpreads = runSpreads(report, splits.val.annotationFile, run.log, 'segm');
+  report.spreads = await run.times.time('bootstrap', async () => runSpreads(report, splits.val.annotationFile, run.log));
+  if (results.some((r) => r.role === 'student' && r.segm)) report.maskSpreads = await run.times.time('bootstrap (masks)', async () => runSpreads(report, splits.val.annotationFile, run.log, 'segm'));
   await writeFileAtomic(run.path('report.json'), [Buffer.from(JSON.stringify(report, null, 1))]);
   const md = [
     '# mtpd report',
@@ -543,7 +548,9 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     '',
   ].join('\n');
   await writeFileAtomic(run.path('report.md'), [Buffer.from(md)]);
-  await writeReportPlots(run, results).catch((err: unknown) => run.log(`plots: ${(err as Error).message}`));
+  await run.times.time('plots', () => writeReportPlots(run, results).catch((err: unknown) => run.log(`plots: ${(err as Error).message}`)));
+  await writeFileAtomic(run.path('timings.json'), [Buffer.from(`${JSON.stringify(run.times.toJSON(), null, 1)}\n`)]);
+  run.log(`\ntime per phase:\n${run.times.table()}\n`);
   return report;
 }
 

@@ -88,6 +88,8 @@ export class TeacherCache {
   readonly cache: FeatureCache;
   /** Entries computed but not written because the folder was full. */
   unwritten = 0;
+  /** Wall seconds spent reading entries, running the teacher on misses, and writing entries. */
+  readonly seconds = { read: 0, compute: 0, write: 0 };
   private bytes: number | null = null;
   private readonly identities = new Map<Detector, Promise<{ model: string; weights: string; options: string }>>();
   private datasetId: Promise<string> | null = null;
@@ -163,19 +165,25 @@ export class TeacherCache {
     if (meta.length !== images.length) throw new RangeError(`teacher cache: ${meta.length} image records for ${images.length} images`);
     const keys = await this.keys(name, teacher, meta, images, how);
     const per: (FeatureMaps | null)[] = [];
+    let t0 = performance.now();
     for (const k of keys) per.push(await this.cache.get(k));
+    this.seconds.read += (performance.now() - t0) / 1e3;
     const missing = per.flatMap((f, i) => (f ? [] : [i]));
     if (missing.length > 0) {
+      t0 = performance.now();
       const sizes = teacher.evalImageSizes(missing.map((i) => imageHW(images[i] as Tensor)));
       const same = sizes.every((s) => s[0] === sizes[0]![0] && s[1] === sizes[0]![1]);
       const computed = same
         ? splitBatch(await run(missing.map((i) => images[i] as Tensor)), missing.length)
         : await Promise.all(missing.map((i) => run([images[i] as Tensor])));
+      this.seconds.compute += (performance.now() - t0) / 1e3;
+      t0 = performance.now();
       for (const [j, i] of missing.entries()) {
         const f = computed[j] as FeatureMaps;
         per[i] = f;
         await this.put(keys[i] as FeatureKey, f);
       }
+      this.seconds.write += (performance.now() - t0) / 1e3;
     }
     return padBatch(per as FeatureMaps[]);
   }

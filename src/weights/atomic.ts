@@ -1,9 +1,15 @@
-/** Atomic file writes: a temp file in the same folder, fsync, rename over the target, fsync the folder. */
+/**
+ * Atomic file writes: a temp file in the same folder, fsync, rename over the target, fsync the folder.
+ * `sync: false` (caches: anything that is recomputed when missing) skips both fsyncs: readers still
+ * never see a half-written file while the machine runs (the rename is atomic), but after a power
+ * loss the file may be empty or truncated, so a reader must treat such a file as missing.
+ */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, options: { sync?: boolean } = {}): Promise<void> {
+  const sync = options.sync ?? true;
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'w');
   try {
@@ -14,7 +20,7 @@ export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>
         off += bytesWritten;
       }
     }
-    await fh.sync();
+    if (sync) await fh.sync();
   } catch (err) {
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
@@ -27,6 +33,7 @@ export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>
     await rm(tmp, { force: true });
     throw err;
   }
+  if (!sync) return;
   try {
     const dir = await open(dirname(path), 'r');
     await dir.sync().catch(() => undefined);

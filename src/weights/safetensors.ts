@@ -60,8 +60,8 @@ export function encodeSafetensors(tensors: StateDict, metadata?: Record<string, 
   return [len, json, ...parts];
 }
 
-export async function saveSafetensors(path: string, tensors: StateDict, metadata?: Record<string, string>): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+export async function saveSafetensors(path: string, tensors: StateDict, metadata?: Record<string, string>, options: { sync?: boolean } = {}): Promise<void> {
+  await writeFileAtomic(path, encodeSafetensors(tensors, metadata), options);
 }
 
 export interface SafetensorsFile {

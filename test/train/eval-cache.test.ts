@@ -62,13 +62,15 @@ t.test('Run.evaluate writes eval/<name>.detections.json next to the stats, and t
   t.same((JSON.parse(readFileSync(p.stats, 'utf8')) as ModelResult).stats, r.stats);
 
   // cached: no second evaluation
+  // (each evaluation logs its AP line and its time line)
   const n = logs.length;
   t.same(await run.evaluate('student', det, splits, 'student', 'w1'), r);
   t.equal(logs.length, n, 'the cache answers');
   // stats without detections (a run from before they were kept): evaluated again, both written
   rmSync(p.detections);
   await run.evaluate('student', det, splits, 'student', 'w1');
-  t.equal(logs.length, n + 1, 'evaluated again');
+  t.equal(logs.length, n + 2, 'evaluated again');
+  t.match(logs.at(-2), /^time: eval student: /, 'and timed');
   t.same(readDetections(config.output, 'student'), dets, 'the same detections again');
 
   // a later bootstrap from the run folder alone

@@ -4,7 +4,7 @@
 // the batch run once on its misses (same values as the live teacher) or image by image when the
 // images resize differently, and a bounded folder.
 import t, { type Test } from 'tap';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector } from '../../src/detector.js';
 import { DistillSession } from '../../src/distill/index.js';
@@ -65,8 +65,23 @@ t.test('teacher maps: once per (teacher, image, flip), shared, bounded', async (
   same(t, await other.batch('t', teacher, meta, images, run(session)), first, 'another stage (a new cache over the folder)');
   t.equal(runs, 1, 'another stage runs no teacher either');
 
+  // Entries are not fsynced: entries that a machine crash left truncated (here: all three, one
+  // cut to nothing) are dropped and computed again.
+  const entries = readdirSync(join(dir, 'features'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.safetensors'));
+  entries.forEach((e, i) => {
+    const p = join(e.parentPath, e.name);
+    truncateSync(p, i === 0 ? 0 : Math.floor(statSync(p).size / 2));
+  });
+  const repaired = new TeacherCache(join(dir, 'features'), 2 ** 30, 'train.json');
+  same(t, await repaired.batch('t', teacher, meta, images, run(session)), first, 'truncated entries are computed again: the same maps');
+  t.equal(runs, 2, 'the teacher ran once more, on the batch');
+  t.same([repaired.hits, repaired.misses], [0, 3], 'each truncated entry counts as a miss');
+  t.equal(files(dir), 3, 'and is written again');
+  same(t, await repaired.batch('t', teacher, meta, images, run(session)), first, 'then read back');
+  t.equal(repaired.hits, 3);
+
   await cache.batch('t', teacher, [{ id: 1, flipped: true }, { id: 2, flipped: false }, { id: 3, flipped: true }], images, run(session));
-  t.equal(runs, 2, 'image 1 flipped is a new input');
+  t.equal(runs, 3, 'image 1 flipped is a new input');
   t.equal(files(dir), 4);
 
   // The same weights at another resolution: another teacher input, another entry.
