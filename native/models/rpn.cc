@@ -68,7 +68,8 @@ at::Tensor permute_and_flatten(const at::Tensor& x, int64_t c) {
 RegionProposalNetworkImpl::RegionProposalNetworkImpl(int64_t in_channels, RPNOptions o)
     : options_(std::move(o)),
       anchor_generator_(rpn_anchors(options_)),
-      box_coder_({1.0, 1.0, 1.0, 1.0}),
+      // mmdet: mmdetection's delta2bbox (dw, dh clamped on both sides), as its RPNHead decodes
+      box_coder_({1.0, 1.0, 1.0, 1.0}, std::log(1000.0 / 16), /*mmdet=*/options_.anchor_style == "mmdet"),
       matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/true),
       sampler_(options_.batch_size_per_image, options_.positive_fraction) {
   MTPD_CHECK_ARG(options_.anchor_style == "torchvision" || options_.anchor_style == "mmdet",
