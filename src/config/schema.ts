@@ -151,6 +151,12 @@ export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   output: z.string().default('runs/mtpd').describe('run folder: checkpoints, metrics.jsonl, reports, plots'),
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'cpu, cuda or cuda:N').default('cpu'),
+  channelsLast: z
+    .boolean()
+    .default(false)
+    .describe(
+      "every model of the run (student, teachers; training, evaluation, the cost matrix) with its convolutions in the channels_last (NHWC) memory format: faster on CUDA, above all with schedule.amp (Tensor Cores); the same results to float rounding; on the CPU (libtorch 1.13's oneDNN) it is slower, so keep it off there",
+    ),
   threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
   seed: z.number().int().min(0).default(0),
   data: dataSchema,

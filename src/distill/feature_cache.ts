@@ -60,14 +60,17 @@ export class FeatureCache {
     return (await this.getEntry(key))?.features ?? null;
   }
 
-  /** An entry with the extra metadata `put` stored with it (null: not cached). */
-  async getEntry(key: FeatureKey): Promise<{ features: FeatureMaps; extra: Record<string, string> } | null> {
+  /**
+   * An entry with the extra metadata `put` stored with it (null: not cached). `buffer`: read into
+   * a buffer the caller reuses (see loadSafetensors); the maps then view it.
+   */
+  async getEntry(key: FeatureKey, options: { buffer?: (bytes: number) => Uint8Array } = {}): Promise<{ features: FeatureMaps; extra: Record<string, string> } | null> {
     const p = this.path(key);
     if (!existsSync(p)) {
       this.misses++;
       return null;
     }
-    const f = await loadSafetensors(p);
+    const f = await loadSafetensors(p, options);
     const m = f.metadata;
     if (m['mtpd.weights'] !== key.weights || m['mtpd.image'] !== String(key.image) || m['mtpd.transform'] !== key.transform) {
       throw new MtpdError('ERR_MTPD_DATA', `${p}: feature cache entry does not match its key (hash collision or edited file)`);
