@@ -155,7 +155,7 @@ export const configSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe(
-      "every model of the run (student, teachers; training, evaluation, the cost matrix) with its convolutions in the channels_last (NHWC) memory format: faster on CUDA, above all with schedule.amp (Tensor Cores); the same results to float rounding; on the CPU (libtorch 1.13's oneDNN) it is slower, so keep it off there",
+      "every model of the run (student, teachers; training, evaluation, the cost matrix) with its convolutions in the channels_last (NHWC) memory format, meant for CUDA with schedule.amp (Tensor Cores; scripts/cuda-check.mjs times it against torchvision); the same results to float rounding; off by default (its CPU speed is not measured yet)",
     ),
   threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
   seed: z.number().int().min(0).default(0),

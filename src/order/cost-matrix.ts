@@ -16,7 +16,10 @@
  * one entry per model, split, batch and level) as soon as they are made, and the fits read them
  * back one batch at a time (fitLinearMapStreamed), so the peak holds one batch of two models at
  * one level, whatever the number of images or models. The closed-form costs are exactly those
- * of fitting on every batch at once.
+ * of fitting on every batch at once. What the heap keeps stays flat too: the two maps of a batch
+ * are read into two reused buffers, A's map is aligned onto B's grid inside the native fit call
+ * (no aligned copy or mask comes back to JS), and every fit call runs on one native thread, so
+ * one glibc arena, not one per libuv pool thread, holds the float64 temporaries of a batch.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
