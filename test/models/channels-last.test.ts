@@ -31,7 +31,8 @@ const targets = [
   { boxes: [[4, 6, 60, 70]], labels: [1] },
   { boxes: [[10, 12, 80, 64], [2, 2, 30, 40]], labels: [0, 2] },
 ];
-const cfg = { arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.25, minSize: 96, maxSize: 128, normLayer: 'bn' as const, trainableLayers: 5 };
+// scoreThresh: an untrained model's scores sit near the prior (0.01)
+const cfg = { arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.25, minSize: 96, maxSize: 128, normLayer: 'bn' as const, trainableLayers: 5, scoreThresh: 0.001 };
 
 /** The same weights in both formats. */
 async function pair(): Promise<[Detector, Detector]> {
