@@ -23,6 +23,7 @@
 #include "core/host_allocator.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
+#include "models/memory_format.h"
 
 namespace mtpd::binding {
 
@@ -272,9 +273,14 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
   const std::string options =
       info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
   const std::string device = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "cpu";
+  // memoryFormat: "contiguous" (default) or "channels_last" (models/memory_format.h)
+  if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsString())
+    throw Napi::TypeError::New(env, "expected memoryFormat to be a string");
+  const std::string memory_format =
+      info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "contiguous";
   return run_async<std::shared_ptr<Pending>>(
       env,
-      [name, options, device] {
+      [name, options, device, memory_format] {
         Json o;
         try {
           o = Json::parse(options);
@@ -282,9 +288,11 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
           throw ArgumentError(fmt("options for \"", name, "\" are not valid JSON: ", e.what()));
         }
         const c10::Device dev = parse_device(device);
+        const at::MemoryFormat format = parse_memory_format(memory_format, "memoryFormat");
         auto p = std::make_shared<Pending>();
         p->name = name;
         p->detector = build_detector(name, o);
+        if (format != at::MemoryFormat::Contiguous) to_memory_format(*p->detector, format);
         p->detector->to(dev);
         p->detector->eval();
         p->device = dev.str();
@@ -347,6 +355,7 @@ Napi::Value DetectorWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("featureNames", fn);
   o.Set("featureStrides", fs);
   o.Set("config", detector_->config().dump());
+  o.Set("memoryFormat", memory_format_name(*detector_));
   return o;
 }
 

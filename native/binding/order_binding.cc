@@ -3,9 +3,12 @@
 #include <cmath>
 
 #include "binding/convert.h"
+#include "binding/detector_wrap.h"
 #include "binding/exports.h"
+#include "binding/layout_js.h"
 #include "binding/worker.h"
 #include "core/errors.h"
+#include "distill/align.h"
 #include "order/linear_fit.h"
 
 namespace mtpd::binding {
@@ -91,6 +94,52 @@ at::Tensor optional_tensor(const Napi::Value& v, const std::string& what) {
   return v.IsUndefined() || v.IsNull() ? at::Tensor() : tensor_from_js(v, what);
 }
 
+// The streamed closed-form fit's calls (one batch of one level each) all run on one thread: libuv
+// hands successive calls to different pool threads, each with its own glibc arena, and every
+// arena would keep the high-water mark of a batch's float64 temporaries (the cost matrix's peak
+// grew with the number of batches until all four pool threads had held the largest level; see
+// SerialExecutor). Never destroyed: calls still queued at exit find it.
+SerialExecutor& fit_executor() {
+  static auto* e = new SerialExecutor();
+  return *e;
+}
+
+// An alignment of x onto y's grid, done in the call (the cost matrix streams A's maps on their own
+// grid: no aligned copy and mask cross the boundary, and each batch's temporaries live and die in
+// one call): {sourceSizes, sourceStride, targetSizes, targetStride} as alignMap takes them.
+struct Alignment {
+  bool given = false;
+  distill::Grid from, to;
+};
+
+Alignment alignment_from_js(const Napi::Value& v, const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask) {
+  Alignment a;
+  if (v.IsUndefined() || v.IsNull()) return a;
+  Napi::Env env = v.Env();
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "expected alignment to be {sourceSizes, sourceStride, targetSizes, targetStride}");
+  if (mask.defined()) throw Napi::TypeError::New(env, "give a mask or an alignment, not both (the alignment makes the mask)");
+  if (x.dim() != 4 || y.dim() != 4) throw Napi::RangeError::New(env, "alignment: x and y must be (N, C, H, W)");
+  Napi::Object o = v.As<Napi::Object>();
+  a.given = true;
+  a.from.image_sizes = image_sizes_from_js(o.Get("sourceSizes"), "alignment.sourceSizes");
+  a.from.stride = positive_int_from_js(o.Get("sourceStride"), "alignment.sourceStride");
+  a.from.height = x.size(2);
+  a.from.width = x.size(3);
+  a.to.image_sizes = image_sizes_from_js(o.Get("targetSizes"), "alignment.targetSizes");
+  a.to.stride = positive_int_from_js(o.Get("targetStride"), "alignment.targetStride");
+  a.to.height = y.size(2);
+  a.to.width = y.size(3);
+  return a;
+}
+
+// x on y's grid and its mask, as alignMap gives them (float32), when an alignment is given.
+void apply_alignment(const Alignment& a, at::Tensor& x, at::Tensor& mask) {
+  if (!a.given) return;
+  at::NoGradGuard no_grad;
+  x = distill::align_map(x.to(at::kFloat), a.from, a.to).map;
+  mask = distill::valid_mask(a.to, at::TensorOptions().dtype(at::kFloat));
+}
+
 LinearMoments moments_from_js(const Napi::Value& v, const std::string& what) {
   if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {sx, sy, sxx, sxy, syy, n}"));
   Napi::Object o = v.As<Napi::Object>();
@@ -110,14 +159,25 @@ LinearMoments moments_from_js(const Napi::Value& v, const std::string& what) {
   return m;
 }
 
-// linearMoments(x, y, mask?) -> {sx, sy, sxx, sxy (float64), syy, n}: one batch (order/linear_fit.h).
+// linearMoments(x, y, mask?, alignment?) -> {sx, sy, sxx, sxy (float64), syy, n}: one batch
+// (order/linear_fit.h); with an alignment, x is on its own grid and aligned onto y's here.
 Napi::Value LinearMomentsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
   at::Tensor x = tensor_from_js(arg(0), "x"), y = tensor_from_js(arg(1), "y");
   at::Tensor mask = optional_tensor(arg(2), "mask");
+  Alignment al = alignment_from_js(arg(3), x, y, mask);
   return run_async<LinearMoments>(
-      env, [x, y, mask] { return linear_moments(x, y, mask); },
+      env,
+      [x, y, mask, al]() mutable {
+        LinearMoments m;
+        fit_executor().run([&] {
+          apply_alignment(al, x, mask);
+          m = linear_moments(x, y, mask);
+          x = y = mask = at::Tensor();  // freed on the fit thread
+        });
+        return m;
+      },
       [](Napi::Env env, LinearMoments& m) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("sx", tensor_to_js(env, host(m.sx)));
@@ -141,7 +201,12 @@ Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
   const double ridge = arg(2).As<Napi::Number>().DoubleValue();
   if (!std::isfinite(ridge)) throw Napi::RangeError::New(env, "ridge must be a finite number (negative: chosen automatically)");
   return run_async<LinearSolution>(
-      env, [fit, held, has_held, ridge] { return solve_linear_moments(fit, has_held ? &held : nullptr, ridge); },
+      env,
+      [fit, held, has_held, ridge] {
+        LinearSolution r;
+        fit_executor().run([&] { r = solve_linear_moments(fit, has_held ? &held : nullptr, ridge); });
+        return r;
+      },
       [](Napi::Env env, LinearSolution& s) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("weight", tensor_to_js(env, host(s.weight)));
@@ -152,15 +217,26 @@ Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
       });
 }
 
-// linearScore(x, y, mask?, weight, bias) -> {se, count}: squared error of the map on one batch.
+// linearScore(x, y, mask?, weight, bias, alignment?) -> {se, count}: squared error of the map on
+// one batch; with an alignment as linearMoments.
 Napi::Value LinearScoreJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
   at::Tensor x = tensor_from_js(arg(0), "x"), y = tensor_from_js(arg(1), "y");
   at::Tensor mask = optional_tensor(arg(2), "mask");
   at::Tensor w = tensor_from_js(arg(3), "weight"), b = tensor_from_js(arg(4), "bias");
+  Alignment al = alignment_from_js(arg(5), x, y, mask);
   return run_async<std::pair<double, int64_t>>(
-      env, [x, y, mask, w, b] { return linear_score(x, y, mask, w, b); },
+      env,
+      [x, y, mask, w, b, al]() mutable {
+        std::pair<double, int64_t> r;
+        fit_executor().run([&] {
+          apply_alignment(al, x, mask);
+          r = linear_score(x, y, mask, w, b);
+          x = y = mask = at::Tensor();
+        });
+        return r;
+      },
       [](Napi::Env env, std::pair<double, int64_t>& r) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("se", r.first);

@@ -1,14 +1,16 @@
 // Does channels_last help a ResNet-50 on the CPU with this libtorch (1.13, oneDNN)? The ResNet-50
 // body (conv1 + layer1..4, inference-mode BatchNorm folded away: convs and ReLUs, torchvision's
-// shapes) at 800 x 1066, forward and forward + backward, batch 2, in the contiguous (NCHW) and the
-// channels_last (NHWC) memory format, the same weights and input; CPU seconds, median of reps.
+// shapes) at 800 x 1066 (padded to 800 x 1088), forward and forward + backward, batch 2, in the
+// contiguous (NCHW) and the channels_last (NHWC) memory format, the same weights and input; CPU
+// seconds, median of reps; and whether the two formats give the same output.
 //
 //   g++ -O2 -std=c++17 scripts/bench/channels_last.cc -o /tmp/channels_last \
-//     -I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10 && /tmp/channels_last [threads] [reps]
+//     -I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10 && /tmp/channels_last [threads] [reps] [batch] [H] [W]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -95,11 +97,19 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
+  const int64_t batch = argc > 3 ? std::atoi(argv[3]) : 2;
+  const int64_t h = argc > 4 ? std::atoi(argv[4]) : 800, w = argc > 5 ? std::atoi(argv[5]) : 1088;
+  if (threads < 1 || reps < 1 || batch < 1 || h < 32 || w < 32) {
+    std::fprintf(stderr, "usage: channels_last [threads >= 1] [reps >= 1] [batch >= 1] [H >= 32] [W >= 32]\n");
+    return 2;
+  }
   at::set_num_threads(threads);
   at::manual_seed(0);
   Body body = make_body();
-  const at::Tensor input = at::rand({2, 3, 800, 1088});  // 800 x 1066 padded to 32
-  std::printf("ResNet-50 body, batch 2 at 800x1088, %d thread(s), median of %d (CPU s)\n", threads, reps);
+  const at::Tensor input = at::rand({batch, 3, h, w});  // default 800 x 1066 padded to 32
+  std::printf("ResNet-50 body, batch %ld at %ldx%ld, %d thread(s), median of %d (CPU s)\n", static_cast<long>(batch),
+              static_cast<long>(h), static_cast<long>(w), threads, reps);
+  at::Tensor reference;  // the contiguous format's output
   for (const auto& [name, fmt] : {std::pair{"contiguous (NCHW)", at::MemoryFormat::Contiguous}, std::pair{"channels_last (NHWC)", at::MemoryFormat::ChannelsLast}}) {
     to_format(body, fmt);
     const at::Tensor x = input.contiguous(fmt);
@@ -120,7 +130,19 @@ int main(int argc, char** argv) {
         fb.push_back(t2 - t1);
       }
     }
-    std::printf("  %-22s forward %6.2f s   forward+backward %6.2f s\n", name, median(fwd), median(fb));
+    std::printf("  %-22s forward %6.2f s   forward+backward %6.2f s", name, median(fwd), median(fb));
+    at::Tensor y;
+    {
+      at::NoGradGuard g;
+      y = forward(body, x).contiguous();
+    }
+    if (!reference.defined()) {
+      reference = y;
+      std::printf("\n");
+    } else {
+      const double diff = (y - reference).abs().max().item<double>(), scale = reference.abs().max().item<double>();
+      std::printf("   max |difference| %.3g (output scale %.3g)\n", diff, scale);
+    }
   }
   return 0;
 }

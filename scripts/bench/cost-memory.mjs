@@ -47,8 +47,21 @@ if (process.argv[2] === '--child') {
   // Tiny placeholder images: the models above only read an id from them.
   const batches = (offset, n) => Array.from({ length: Math.ceil(n / batch) }, (_, b) => Array.from({ length: batch }, (_, i) => ({ dtype: 'float32', shape: [3, 1, 1], data: new Float32Array([offset + b * batch + i, 0, 0]) })));
   const t0 = Date.now();
-  const m = await computeCostMatrix([source('a', 1), source('b', 2)], batches(0, images), batches(100000, Math.max(2, images / 4)), { pairs: 'all', ridge: 0.001 });
-  console.log(`images ${images}: d(a->b) ${m.costs.a.b.toFixed(6)}, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  // The largest resident, JS-heap and external (ArrayBuffer) memory seen at each progress event, per phase.
+  const seen = {};
+  const trace = process.env.MTPD_BENCH_COST_TRACE === '1';
+  const onProgress = (e) => {
+    const u = process.memoryUsage();
+    const s = (seen[e.phase] ??= { rss: 0, heap: 0, external: 0 });
+    s.rss = Math.max(s.rss, u.rss);
+    s.heap = Math.max(s.heap, u.heapUsed);
+    s.external = Math.max(s.external, u.external);
+    if (trace) console.error(`${e.phase} ${e.done}/${e.total} ${e.label}: rss ${(u.rss / 2 ** 20).toFixed(0)} heap ${(u.heapUsed / 2 ** 20).toFixed(0)} external ${(u.external / 2 ** 20).toFixed(0)} MB`);
+  };
+  const m = await computeCostMatrix([source('a', 1), source('b', 2)], batches(0, images), batches(100000, Math.max(2, images / 4)), { pairs: 'all', ridge: 0.001, onProgress });
+  const mb = (x) => (x / 2 ** 20).toFixed(0);
+  const phases = Object.entries(seen).map(([p, s]) => `${p}: rss ${mb(s.rss)} heap ${mb(s.heap)} external ${mb(s.external)} MB`).join('; ');
+  console.log(`images ${images}: d(a->b) ${m.costs.a.b.toFixed(6)}, ${((Date.now() - t0) / 1000).toFixed(1)} s (largest seen between steps: ${phases})`);
   process.exit(0);
 }
 

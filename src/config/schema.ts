@@ -151,6 +151,12 @@ export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   output: z.string().default('runs/mtpd').describe('run folder: checkpoints, metrics.jsonl, reports, plots'),
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'cpu, cuda or cuda:N').default('cpu'),
+  channelsLast: z
+    .boolean()
+    .default(false)
+    .describe(
+      "every model of the run (student, teachers; training, evaluation, the cost matrix) with its convolutions in the channels_last (NHWC) memory format, meant for CUDA with schedule.amp (Tensor Cores; scripts/cuda-check.mjs times it against torchvision); the same results to float rounding; off by default (its CPU speed is not measured yet)",
+    ),
   threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
   seed: z.number().int().min(0).default(0),
   data: dataSchema,

@@ -64,8 +64,11 @@ export class FeatureCache {
     return (await this.getEntry(key))?.features ?? null;
   }
 
-  /** An entry with the extra metadata `put` stored with it (null: not cached). */
-  async getEntry(key: FeatureKey): Promise<{ features: FeatureMaps; extra: Record<string, string> } | null> {
+  /**
+   * An entry with the extra metadata `put` stored with it (null: not cached). `buffer`: read into
+   * a buffer the caller reuses (see loadSafetensors); the maps then view it.
+   */
+  async getEntry(key: FeatureKey, options: { buffer?: (bytes: number) => Uint8Array } = {}): Promise<{ features: FeatureMaps; extra: Record<string, string> } | null> {
     const p = this.path(key);
     if (!existsSync(p)) {
       this.misses++;
@@ -73,7 +76,7 @@ export class FeatureCache {
     }
     let f;
     try {
-      f = await loadSafetensors(p);
+      f = await loadSafetensors(p, options);
     } catch (err) {
       // A file a machine crash left truncated (entries are not fsynced): recomputed.
       if ((err as { code?: string }).code !== 'ERR_MTPD_WEIGHTS') throw err;

@@ -16,13 +16,15 @@
  * one entry per model, split, batch and level) as soon as they are made, and the fits read them
  * back one batch at a time (fitLinearMapStreamed), so the peak holds one batch of two models at
  * one level, whatever the number of images or models. The closed-form costs are exactly those
- * of fitting on every batch at once.
+ * of fitting on every batch at once. What the heap keeps stays flat too: the two maps of a batch
+ * are read into two reused buffers, A's map is aligned onto B's grid inside the native fit call
+ * (no aligned copy or mask comes back to JS), and every fit call runs on one native thread, so
+ * one glibc arena, not one per libuv pool thread, holds the float64 temporaries of a batch.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FeatureBatch } from '../detector.js';
-import { alignMap } from '../distill/align.js';
 import { FeatureCache, type FeatureKey } from '../distill/feature_cache.js';
 import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -125,9 +127,26 @@ class FeatureBank {
     }
   }
 
-  /** One level of one batch of a model, as a Features with that level alone. */
-  async get(model: string, split: string, batch: number, level: string): Promise<Features> {
-    const e = await this.cache.getEntry(this.key(model, split, batch, level));
+  /** Read buffers reused from batch to batch, one per slot (a file's maps view its slot's buffer). */
+  private readonly buffers = new Map<string, Uint8Array>();
+
+  private buffer(slot: string, bytes: number): Uint8Array {
+    let b = this.buffers.get(slot);
+    if (!b || b.byteLength < bytes) {
+      // grown to the largest entry seen (a level's maps have the same size in every full batch)
+      b = Buffer.allocUnsafeSlow(bytes);
+      this.buffers.set(slot, b);
+    }
+    return b;
+  }
+
+  /**
+   * One level of one batch of a model, as a Features with that level alone. `slot`: read into
+   * that slot's reused buffer (the maps are valid until the slot is read into again), so
+   * streaming the batches allocates nothing per batch; without it, a fresh copy.
+   */
+  async get(model: string, split: string, batch: number, level: string, slot?: string): Promise<Features> {
+    const e = await this.cache.getEntry(this.key(model, split, batch, level), slot === undefined ? {} : { buffer: (n) => this.buffer(slot, n) });
     const map = e?.features.map;
     if (!e || !map) throw new MtpdError('ERR_MTPD_DATA', `${model}: feature map "${level}" of ${split} batch ${batch} is missing from the feature cache`);
     const stride = JSON.parse(e.extra.stride ?? 'null') as number | null;
@@ -151,17 +170,20 @@ function gridOf(f: Features, level: string, model: string): { sizes: [number, nu
   return { sizes: f.imageSizes, stride, map };
 }
 
-/** A's level-`level` maps of a split aligned onto B's grid, with B's valid cells, read batch by batch from the bank. */
-function aligned(bank: FeatureBank, split: 'train' | 'val', count: number, level: string, names: [string, string], shard?: CostShard): FitSource {
+/**
+ * A's level-`level` maps of a split aligned onto B's grid, with B's valid cells, read batch by
+ * batch from the bank. `streamed`: each batch is used up before the next is asked for (the
+ * closed-form fit), so both models' maps are read into two reused buffers.
+ */
+function aligned(bank: FeatureBank, split: 'train' | 'val', count: number, level: string, names: [string, string], streamed: boolean, shard?: CostShard): FitSource {
   return {
     count,
     ...(shard ? { indices: ownBatches(count, shard) } : {}),
     batch: async (i) => {
-      const ga = gridOf(await bank.get(names[0], split, i, level), level, names[0]);
-      const gb = gridOf(await bank.get(names[1], split, i, level), level, names[1]);
-      const [, , hb, wb] = gb.map.shape as [number, number, number, number];
-      const r = await alignMap(ga.map, ga.sizes, ga.stride, [hb, wb], gb.sizes, gb.stride);
-      return { a: r.aligned, b: gb.map, mask: r.mask };
+      const ga = gridOf(await bank.get(names[0], split, i, level, streamed ? 'a' : undefined), level, names[0]);
+      const gb = gridOf(await bank.get(names[1], split, i, level, streamed ? 'b' : undefined), level, names[1]);
+      // aligned onto B's grid inside the native fit call (the same alignMap, no copies back)
+      return { a: ga.map, b: gb.map, align: { sourceSizes: ga.sizes, sourceStride: ga.stride, targetSizes: gb.sizes, targetStride: gb.stride } };
     },
   };
 }
@@ -276,7 +298,8 @@ async function costsThroughBank(
     let total = 0;
     const per: Record<string, number> = {};
     for (const level of levels) {
-      const r = await fitLinearMapStreamed(aligned(bank, 'train', nTrain, level, [a, b], options.shard), aligned(bank, 'val', nVal, level, [a, b], options.shard), fit, options.shard);
+      const streamed = (fit.fitter ?? 'closed-form') === 'closed-form';
+      const r = await fitLinearMapStreamed(aligned(bank, 'train', nTrain, level, [a, b], streamed, options.shard), aligned(bank, 'val', nVal, level, [a, b], streamed, options.shard), fit, options.shard);
       per[level] = r.valMse;
       total += r.valMse;
     }

@@ -1,4 +1,5 @@
 /** The adaptation cost at one FPN level: fit a linear map A -> B on training features, score on held-out ones. */
+import { alignMap } from '../distill/align.js';
 import { MtpdError, withCallSite } from '../errors.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
@@ -40,9 +41,9 @@ declare module '../native.js' {
         options?: LinearFitOptions,
         masks?: { train: Tensor[]; val: Tensor[] },
       ): Promise<LinearFitResult>;
-      linearMoments(x: Tensor, y: Tensor, mask: Tensor | null): Promise<Moments>;
+      linearMoments(x: Tensor, y: Tensor, mask: Tensor | null, alignment?: FitAlignment): Promise<Moments>;
       solveLinearMoments(fit: Moments, held: Moments | null, ridge: number): Promise<{ weight: Tensor<'float64'>; bias: Tensor<'float64'>; ridge: number; pixels: number }>;
-      linearScore(x: Tensor, y: Tensor, mask: Tensor | null, weight: Tensor, bias: Tensor): Promise<{ se: number; count: number }>;
+      linearScore(x: Tensor, y: Tensor, mask: Tensor | null, weight: Tensor, bias: Tensor, alignment?: FitAlignment): Promise<{ se: number; count: number }>;
     };
   }
 }
@@ -99,14 +100,32 @@ function addMoments(acc: Moments | null, m: Moments): Moments {
   return acc;
 }
 
-/** One batch of a streamed split: A's maps (on B's grid with a mask), B's maps, B's valid cells. */
+/**
+ * One batch of a streamed split: A's maps (on B's grid with a mask), B's maps, B's valid cells;
+ * or A's maps on their own grid with `align`, where the images lie in both maps: the native call
+ * then aligns A's maps onto B's grid and makes the mask itself (src/distill/align.ts), so neither
+ * crosses the boundary and the batch's temporaries live and die in that one call.
+ */
 export interface FitBatch {
   a: Tensor;
   b: Tensor;
   mask?: Tensor;
+  align?: FitAlignment;
 }
 
-/** A split whose batches are produced on demand (read from disk), `count` of them, in a fixed order. */
+/** Where a batch's images lie in A's maps (source) and B's (target), as alignMap takes it. */
+export interface FitAlignment {
+  sourceSizes: [number, number][];
+  sourceStride: number;
+  targetSizes: [number, number][];
+  targetStride: number;
+}
+
+/**
+ * A split whose batches are produced on demand (read from disk), `count` of them, in a fixed
+ * order. The closed-form fit is done with a batch (its native call has copied it) before it asks
+ * for the next, so a source may hand out views of buffers it reuses.
+ */
 export interface FitSource {
   count: number;
   batch(i: number): Promise<FitBatch>;
@@ -182,9 +201,17 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
         const out: FitSplit = { a: [], b: [] };
         for (let i = 0; i < s.count; i++) {
           const b = await s.batch(i);
-          out.a.push(b.a);
+          if (b.align) {
+            const al = b.align;
+            const [, , hb, wb] = b.b.shape as [number, number, number, number];
+            const r = await alignMap(b.a, al.sourceSizes, al.sourceStride, [hb, wb], al.targetSizes, al.targetStride);
+            out.a.push(r.aligned);
+            (out.mask ??= []).push(r.mask);
+          } else {
+            out.a.push(b.a);
+            if (b.mask) (out.mask ??= []).push(b.mask);
+          }
           out.b.push(b.b);
-          if (b.mask) (out.mask ??= []).push(b.mask);
         }
         return out;
       };
@@ -197,13 +224,15 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
     let held: Moments | null = null;
     let masked: boolean | null = null;
     const check = (b: FitBatch, split: string, i: number) => {
-      if (masked === null) masked = b.mask !== undefined;
-      if (masked !== (b.mask !== undefined)) throw new MtpdError('ERR_MTPD_ARGUMENT', `fitLinearMap: ${split}[${i}]: give masks for every batch of both splits or for none`);
+      if (b.mask && b.align) throw new MtpdError('ERR_MTPD_ARGUMENT', `fitLinearMap: ${split}[${i}]: give a mask or an alignment, not both`);
+      const has = b.mask !== undefined || b.align !== undefined;
+      if (masked === null) masked = has;
+      if (masked !== has) throw new MtpdError('ERR_MTPD_ARGUMENT', `fitLinearMap: ${split}[${i}]: give masks for every batch of both splits or for none (an alignment counts as a mask)`);
     };
     for (const i of mine(train)) {
       const b = await train.batch(i);
       check(b, 'train', i);
-      const m = await o.linearMoments(b.a, b.b, b.mask ?? null);
+      const m = await o.linearMoments(b.a, b.b, b.mask ?? null, ...(b.align ? [b.align] : []));
       const hold = autoRidge && (train.count >= 4 ? i % 4 === 3 : i + 1 === train.count);
       if (hold) held = addMoments(held, m);
       else fit = addMoments(fit, m);
@@ -221,7 +250,7 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
       for (const i of mine(src)) {
         const b = await src.batch(i);
         check(b, split, i);
-        const r = await o.linearScore(b.a, b.b, b.mask ?? null, s.weight, s.bias);
+        const r = await o.linearScore(b.a, b.b, b.mask ?? null, s.weight, s.bias, ...(b.align ? [b.align] : []));
         se += r.se;
         count += r.count;
       }

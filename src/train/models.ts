@@ -114,6 +114,7 @@ export async function buildModel(m: ModelConfig | StudentConfig, config: Config,
     scoreThresh: config.evaluation.scoreThresh,
     detectionsPerImg: config.evaluation.detectionsPerImage,
     device: config.device,
+    ...(config.channelsLast ? { channelsLast: true } : {}),
     ...(setup ? { normLayer: setup.norm, trainableLayers: setup.trainableLayers } : {}),
     options: m.options,
   });

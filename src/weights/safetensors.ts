@@ -152,14 +152,43 @@ function decodeTensor(file: string, name: string, dtype: string, shape: number[]
   fail(file, `tensor "${name}" has dtype ${dtype}, which mtpd does not read`);
 }
 
-export async function loadSafetensors(path: string): Promise<SafetensorsFile> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (err) {
+/**
+ * Reads a safetensors file. `buffer(bytes)`: where to read it, a buffer of at least that many
+ * bytes the caller reuses from read to read (streaming many same-sized files without a new
+ * allocation each); the tensors then view that buffer and are valid until it is reused.
+ */
+export async function loadSafetensors(path: string, options: { buffer?: (bytes: number) => Uint8Array } = {}): Promise<SafetensorsFile> {
+  const cannot = (err: unknown): never => {
     throw new MtpdError('ERR_MTPD_WEIGHTS', `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  };
+  if (!options.buffer) {
+    let buf: Buffer;
+    try {
+      buf = await readFile(path);
+    } catch (err) {
+      return cannot(err);
+    }
+    return decodeSafetensors(buf, path);
   }
-  return decodeSafetensors(buf, path);
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(path, 'r');
+    const size = (await fh.stat()).size;
+    const buf = options.buffer(size);
+    if (buf.byteLength < size) throw new MtpdError('ERR_MTPD_ARGUMENT', `${path}: the read buffer holds ${buf.byteLength} bytes, the file has ${size}`);
+    let off = 0;
+    while (off < size) {
+      const { bytesRead } = await fh.read(buf, off, size - off, off);
+      if (bytesRead === 0) fail(path, `ends after ${off} of ${size} bytes (changed while read?)`);
+      off += bytesRead;
+    }
+    return decodeSafetensors(buf.subarray(0, size), path);
+  } catch (err) {
+    if (err instanceof MtpdError) throw err;
+    return cannot(err);
+  } finally {
+    await fh?.close();
+  }
 }
 
 /** Reads only the header (names, dtypes, shapes, metadata) without the tensor bytes. */
