@@ -6,23 +6,7 @@
 import t from 'tap';
 import { createDetector, type Detector } from '../../src/detector.js';
 import { tensor, toNumbers, type Tensor } from '../../src/tensor.js';
-import { haveAddon, mulberry32 } from '../helpers.js';
-
-function image(h: number, w: number, seed: number): Tensor<'float32'> {
-  const r = mulberry32(seed);
-  return tensor('float32', [3, h, w], Float32Array.from({ length: 3 * h * w }, () => r()));
-}
-
-// Relative max difference: max |a - b| / max(1, max |b|).
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 1;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs((a[i] as number) - (b[i] as number)));
-    m = Math.max(m, Math.abs(b[i] as number));
-  }
-  return a.length === b.length ? d / m : Infinity;
-}
+import { haveAddon, mulberry32, randomImage as image, relDiff } from '../helpers.js';
 
 // Norm statistics away from the identity, so a wrong fold shows.
 async function randomizeNorms(det: Detector, seed: number): Promise<void> {

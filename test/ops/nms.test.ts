@@ -10,17 +10,13 @@ import t from 'tap';
 import { Module } from '../../src/module.js';
 import type { Tensor } from '../../src/tensor.js';
 import { loadSafetensors } from '../../src/weights/index.js';
-import { haveAddon } from '../helpers.js';
+import { fixtureGetter, haveAddon } from '../helpers.js';
 
 const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'ops', 'nms.safetensors');
 
 if (haveAddon(t)) {
   const { tensors, metadata } = await loadSafetensors(file);
-  const get = (k: string): Tensor => {
-    const v = tensors.get(k);
-    if (!v) throw new Error(`fixture has no ${k}`);
-    return v;
-  };
+  const get = fixtureGetter(tensors);
   const ids = (x: Tensor) => Array.from(x.data as BigInt64Array, Number);
   const cases = JSON.parse(metadata.cases ?? '[]') as { name: string; thresholds: number[] }[];
   t.ok(cases.length >= 5, 'golden cases present');

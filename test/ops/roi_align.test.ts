@@ -11,7 +11,7 @@ import { Module } from '../../src/module.js';
 import { relErr } from '../../src/parity.js';
 import type { Tensor } from '../../src/tensor.js';
 import { loadSafetensors } from '../../src/weights/index.js';
-import { haveAddon } from '../helpers.js';
+import { fixtureGetter, haveAddon } from '../helpers.js';
 
 const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'ops', 'roi_align.safetensors');
 
@@ -27,11 +27,7 @@ interface Case {
 
 if (haveAddon(t)) {
   const { tensors, metadata } = await loadSafetensors(file);
-  const get = (k: string): Tensor => {
-    const v = tensors.get(k);
-    if (!v) throw new Error(`fixture has no ${k}`);
-    return v;
-  };
+  const get = fixtureGetter(tensors);
   const cases = JSON.parse(metadata.cases ?? '[]') as Case[];
   t.ok(cases.length >= 9, 'golden cases present');
   for (const c of cases) {

@@ -11,14 +11,7 @@ import { DistillSession } from '../../src/distill/index.js';
 import type { FeatureMaps } from '../../src/distill/binding.js';
 import type { Tensor } from '../../src/tensor.js';
 import { TeacherCache } from '../../src/train/teacher-cache.js';
-import { haveAddon, mulberry32, tempDir } from '../helpers.js';
-
-function image(h: number, w: number, seed: number): Tensor<'float32'> {
-  const r = mulberry32(seed);
-  const data = new Float32Array(3 * h * w);
-  for (let i = 0; i < data.length; i++) data[i] = r();
-  return { dtype: 'float32', shape: [3, h, w], data };
-}
+import { haveAddon, randomImage as image, tempDir } from '../helpers.js';
 
 function files(dir: string): number {
   let n = 0;
