@@ -102,8 +102,8 @@ t.test('COCO scale: 80 sparse categories, 800 x 1333 inputs, R50 student, R101 t
   t.ok(Number.isFinite(costs.costs.r50?.r101) && Number.isFinite(costs.costs.r101?.r50), 'both adaptation costs measured');
   const metrics = readFileSync(join(config.output, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   for (const stage of ['train:r50', 'mtpd1-r101', 'longer-1x', 'direct-r101']) t.equal(metrics.filter((m) => m.stage === stage).length, 1, `${stage}: one step`);
-  t.ok(lines.includes("mtpd1-r101: teacher maps: 0 read from the run's cache, 1 computed"), 'the teacher ran once for the progressive stage');
-  t.ok(lines.includes("direct-r101: teacher maps: 1 read from the run's cache, 0 computed"), 'and its maps were read back for the direct baseline');
+  t.ok(lines.some((l) => l.startsWith("mtpd1-r101: teacher maps: 0 read from the run's cache, 1 computed (")), 'the teacher ran once for the progressive stage');
+  t.ok(lines.some((l) => l.startsWith("direct-r101: teacher maps: 1 read from the run's cache, 0 computed (")), 'and its maps were read back for the direct baseline');
   t.ok(metrics.every((m) => Object.entries(m).every(([, v]) => typeof v !== 'number' || Number.isFinite(v))), 'finite losses everywhere');
   t.ok(metrics.some((m) => m.stage === 'mtpd1-r101' && typeof m['distill.p3.pkd'] === 'number'), 'distilled from the teacher');
   for (const f of ['report.json', 'report.md', 'order.json', 'costs.png']) t.ok(existsSync(join(config.output, f)), f);
