@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'ERR_MTPD_NONFINITE_LOSS'
   | 'ERR_MTPD_ABORTED'
   | 'ERR_MTPD_DIST'
-  | 'ERR_MTPD_NATIVE';
+  | 'ERR_MTPD_NATIVE'
+  | 'ERR_MTPD_JOBS';
 
 export class MtpdError extends Error {
   readonly code: ErrorCode;

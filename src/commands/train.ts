@@ -4,6 +4,7 @@ interface TrainArgs {
   config: string;
   set: string[];
   baseline?: 'longer' | 'direct' | 'ensemble';
+  jobs?: number;
   resume: boolean;
   quiet: boolean;
   nproc?: number;
@@ -37,6 +38,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option('config', { type: 'string', demandOption: true, describe: 'run config (YAML or JSON); mtpd init writes one' })
       .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value: --set schedule.lr=0.02' })
       .option('baseline', { choices: ['longer', 'direct', 'ensemble'] as const, describe: 'run only this baseline (same budget as the curriculum)' })
+      .option('jobs', { type: 'number', describe: 'train this many independent parts at once (the curriculum, each baseline), each in its own process: config jobs' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted stage from its last complete checkpoint (with any number of processes)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'no progress output' })
       .option('nproc', { type: 'number', describe: 'data-parallel: worker processes on this machine (one per GPU with device cuda); data.batchSize is per process' })
@@ -45,7 +47,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option('master-addr', { type: 'string', describe: "data-parallel: address of node 0, which hosts the rendezvous (default 127.0.0.1, or MASTER_ADDR)" })
       .option('master-port', { type: 'number', describe: 'data-parallel: rendezvous port on node 0 (default 29500, or MASTER_PORT)' })
       .check((a) => {
-        for (const key of ['nproc', 'nnodes'] as const) {
+        for (const key of ['nproc', 'nnodes', 'jobs'] as const) {
           const v = a[key];
           if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new Error(`--${key} must be a positive integer, got ${v}`);
         }
@@ -57,6 +59,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
   handler: async (argv) => {
     const { loadConfig } = await import('../config/load.js');
     const { config } = await loadConfig(argv.config, argv.set);
+    if (argv.jobs !== undefined) config.jobs = argv.jobs;
     if (argv.nproc !== undefined && !process.env.WORLD_SIZE) {
       // The launcher: N workers of this very command, torchrun style.
       const { launch } = await import('../dist/launch.js');

@@ -158,6 +158,14 @@ export const configSchema = z.strictObject({
       "every model of the run (student, teachers; training, evaluation, the cost matrix) with its convolutions in the channels_last (NHWC) memory format, meant for CUDA with schedule.amp (Tensor Cores; scripts/cuda-check.mjs times it against torchvision); the same results to float rounding; off by default (its CPU speed is not measured yet)",
     ),
   threads: z.number().int().min(0).default(0).describe('intra-op threads; 0 = all cores'),
+  jobs: z
+    .number()
+    .int()
+    .min(1)
+    .default(1)
+    .describe(
+      'independent parts of the run trained at once, each in its own process with threads/jobs intra-op threads: the progressive curriculum (its stages in order) and each baseline; 1 = one after the other. Each part gives the same result as alone; small models gain most (one thread per stage, no hand-offs per operator)',
+    ),
   seed: z.number().int().min(0).default(0),
   data: dataSchema,
   student: studentSchema,

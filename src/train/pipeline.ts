@@ -11,6 +11,7 @@
  * anything trains, and used by every stage the student goes through.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -24,7 +25,7 @@ import { blasWarning, checkDevice, setThreads } from '../runtime.js';
 import { Disposer } from '../dispose.js';
 import { writeFileAtomic } from '../weights/atomic.js';
 import { checkAmp } from './amp.js';
-import { type Baseline, runBaseline } from './baselines.js';
+import { type Baseline, baselineStage, runBaseline } from './baselines.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
 import { type StageState, trainDetectionStage } from './detection.js';
@@ -41,8 +42,9 @@ import { jobBatch } from '../dist/train.js';
 import { stageSeed } from './stage-seed.js';
 import { TeacherCache } from './teacher-cache.js';
 import { PhaseTimer } from './timing.js';
+import { type Part, runParallelStages } from './parallel-stages.js';
 import { formatStudentSetup, resolveStudentSetup, type StudentSetup } from './student-setup.js';
-import { endDist, fromMainRank, isMainRank, onMainRank } from '../dist/context.js';
+import { distEnv, endDist, fromMainRank, isMainRank, onMainRank } from '../dist/context.js';
 
 export type { Baseline } from './baselines.js';
 
@@ -55,6 +57,13 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Times the run's phases (timing.ts); default: a new one. The run's table goes to timings.json. */
   timer?: PhaseTimer;
+  /** Only this part of the run: the progressive curriculum, or one baseline (same budget as the curriculum). */
+  only?: Part;
+  /**
+   * This process is one part (`only`) of a run with `jobs` > 1 (parallel-stages.ts): its checkpoints go in
+   * <output>/parts/<only>; it writes no config.yaml, order.json or report, and logs only its stages.
+   */
+  part?: boolean;
 }
 
 export type PipelineEvent = TrainEvent | { type: 'phase'; phase: string; detail?: string } | { type: 'evaluated'; model: string; stats: number[] };
@@ -236,7 +245,7 @@ export class Run {
     readonly config: Config,
     readonly options: TrainOptions = {},
   ) {
-    this.checkpoints = new CheckpointManager(config.output, config.checkpoint.keep);
+    this.checkpoints = new CheckpointManager(options.part && options.only ? join(config.output, 'parts', options.only) : config.output, config.checkpoint.keep);
     this.metrics = new MetricsLog(join(config.output, 'metrics.jsonl'));
     // Data-parallel: rank 0 speaks for the job (the others fail loudly through their errors).
     this.log = isMainRank() ? (options.log ?? ((s) => process.stderr.write(`${s}\n`))) : () => undefined;
@@ -412,7 +421,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   const setup = resolveStudentSetup(config.student);
   const resolved: Config = structuredClone(config);
   Object.assign(resolved.student, setup);
-  await onMainRank('writing config.yaml', async () => {
+  if (!options.part) await onMainRank('writing config.yaml', async () => {
     await mkdir(config.output, { recursive: true });
     await writeFileAtomic(join(config.output, 'config.yaml'), [Buffer.from(toYaml(resolved))]);
   });
@@ -463,7 +472,7 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
     });
   }
   if (order.length === 0) throw new MtpdError('ERR_MTPD_CONFIG', 'order: the teacher order is empty (order.given needs at least one teacher)');
-  await onMainRank('writing order.json', () => writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]));
+  if (!options.part) await onMainRank('writing order.json', () => writeFileAtomic(run.path('order.json'), [Buffer.from(JSON.stringify({ order }))]));
   run.log(`teacher order: ${order.join(' -> ')}`);
   const stageIterations = totalIterations(resolved.schedule, splits.train.length, jobBatch(resolved));
   return { run, splits, resolved, results, order, setup, stageIterations };
@@ -489,10 +498,33 @@ async function checkPairs(config: Config, data: Splits): Promise<void> {
  * data-parallel job (initDist) every rank leaves the job when the training is done, before rank 0
  * writes the report; the other ranks return the same results without spreads.
  */
-export async function train(config: Config, options: TrainOptions & { only?: Baseline } = {}): Promise<TrainReport> {
-  const { run, splits, resolved, results, order, setup, stageIterations } = await prepareRun(config, options);
+export async function train(config: Config, options: TrainOptions = {}): Promise<TrainReport> {
+  // A part process (parallel-stages.ts) re-reads what the parent prepared without a word; its stages log.
+  const prep = await prepareRun(config, options.part ? { ...options, log: () => undefined, timer: new PhaseTimer() } : options);
+  const { splits, resolved, results, order, setup, stageIterations } = prep;
+  const run = options.part ? new Run(resolved, options) : prep.run;
   const ots = resolved.student.weights as string;
   let aborted = false;
+  if (!options.only && resolved.jobs > 1) {
+    if ((distEnv()?.worldSize ?? 1) > 1) throw new MtpdError('ERR_MTPD_CONFIG', `jobs: ${resolved.jobs} parts at once cannot run inside a data-parallel job (set jobs to 1, or drop --nproc)`);
+    const parts = runParts(order, resolved, stageIterations);
+    const threads = Math.max(1, Math.floor((resolved.threads > 0 ? resolved.threads : availableParallelism()) / resolved.jobs));
+    run.log(`jobs: ${parts.map((p) => p.part).join(', ')} in ${Math.min(resolved.jobs, parts.length)} processes at once, ${threads} thread${threads === 1 ? '' : 's'} each`);
+    const r = await run.times.time(`stages (${resolved.jobs} jobs)`, () =>
+      runParallelStages({
+        config,
+        parts,
+        jobs: resolved.jobs,
+        threads,
+        resume: options.resume ?? false,
+        ...(options.signal ? { signal: options.signal } : {}),
+        log: run.log,
+        onEvent: (e) => run.event(e as PipelineEvent),
+      }),
+    );
+    for (const p of r.phases) run.times.addProcess(`${p.part} (its own process)`, p.total);
+    aborted = r.aborted;
+  }
   const runStage: StageRunner = async (plan, from) => {
     const r = await run.stage(plan, from, { splits, resolved });
     if (!r) {
@@ -504,8 +536,8 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
     return r;
   };
 
-  if (!options.only) await runCurriculum(order, ots, resolved.schedule, runStage);
-  const baselines = options.only ? [options.only] : resolved.baselines;
+  if (!aborted && (!options.only || options.only === 'curriculum')) await runCurriculum(order, ots, resolved.schedule, runStage);
+  const baselines = options.only ? (options.only === 'curriculum' ? [] : [options.only]) : resolved.baselines;
   for (const b of baselines) {
     if (aborted) break;
     const r = await runBaseline(b, order, ots, resolved.schedule, stageIterations, runStage);
@@ -523,6 +555,7 @@ export async function train(config: Config, options: TrainOptions & { only?: Bas
   // ends here for every rank together (a last barrier; the group closes), before rank 0 alone
   // bootstraps the table and draws the plots: on a large validation set that takes longer than a
   // collective may wait, and the other ranks would fail at their final barrier after a good run.
+  if (options.part) return report;
   const main = isMainRank();
   await endDist(true);
   if (!main) return report;
@@ -578,4 +611,18 @@ async function writeReportPlots(run: Run, results: ModelResult[]): Promise<void>
   const names = [...new Set(staged.map(series))];
   const pts = [...staged.map((r) => ({ x: r.step as number, y: 100 * r.ap, series: series(r) })), ...(ots ? names.map((s) => ({ x: 0, y: 100 * ots.ap, series: s })) : [])];
   if (pts.length) await writePlot(run.path('ap'), lineSpec(pts, { title: 'Validation AP against the teacher budget', x: 'stage budgets', y: 'AP', integerX: true }));
+}
+
+/**
+ * The independent parts of a run (the curriculum, each baseline), each with a rough cost for
+ * starting the longest first: its steps times one plus the teachers it runs per step.
+ */
+function runParts(order: string[], config: Config, stageIterations: number): { part: Part; weight: number }[] {
+  const k = order.length;
+  const parts: { part: Part; weight: number }[] = [{ part: 'curriculum', weight: k * stageIterations * 2 }];
+  for (const b of config.baselines) {
+    const plan = baselineStage(b, order, config.schedule, stageIterations);
+    if (plan) parts.push({ part: b, weight: k * stageIterations * (1 + plan.teachers.length) });
+  }
+  return parts.sort((x, y) => y.weight - x.weight);
 }

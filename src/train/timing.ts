@@ -19,6 +19,8 @@ export interface PhaseTime {
 
 export class PhaseTimer {
   readonly entries: PhaseTime[] = [];
+  /** Other processes of the run (config jobs: one per part), their whole times; their CPU counts in the total. */
+  readonly processes: PhaseTime[] = [];
   private readonly started = { wall: process.hrtime.bigint(), cpu: process.cpuUsage() };
 
   constructor(private readonly log: (line: string) => void = () => undefined) {}
@@ -37,25 +39,32 @@ export class PhaseTimer {
     }
   }
 
-  /** The whole run so far (from the timer's creation). */
+  /** A process of the run that ran beside this one (its own phases were logged as it ran). */
+  addProcess(name: string, total: PhaseTime): void {
+    this.processes.push({ ...total, phase: name });
+  }
+
+  /** The whole run so far (from the timer's creation), with the CPU time of its other processes. */
   total(): PhaseTime {
     const c = process.cpuUsage(this.started.cpu);
-    return { phase: 'total', wallS: Number(process.hrtime.bigint() - this.started.wall) / 1e9, cpuS: (c.user + c.system) / 1e6, sysS: c.system / 1e6 };
+    const others = this.processes.reduce((a, p) => ({ cpuS: a.cpuS + p.cpuS, sysS: a.sysS + p.sysS }), { cpuS: 0, sysS: 0 });
+    return { phase: 'total', wallS: Number(process.hrtime.bigint() - this.started.wall) / 1e9, cpuS: (c.user + c.system) / 1e6 + others.cpuS, sysS: c.system / 1e6 + others.sysS };
   }
 
   /** One line per phase, then the total and what no phase covered (setup, logging, ...). */
   table(): string {
     const all = this.total();
     const covered = this.entries.reduce((s, e) => s + e.wallS, 0);
-    const rows = [...this.entries, all];
+    const rows = [...this.entries, ...this.processes, all];
     const w = Math.max(5, ...rows.map((r) => r.phase.length));
     const line = (r: PhaseTime) => `${r.phase.padEnd(w)}  ${r.wallS.toFixed(1).padStart(7)}  ${r.cpuS.toFixed(1).padStart(7)}  ${r.sysS.toFixed(1).padStart(7)}  ${((100 * r.wallS) / Math.max(all.wallS, 1e-9)).toFixed(0).padStart(4)}%`;
     const head = `${'phase'.padEnd(w)}  ${'wall s'.padStart(7)}  ${'CPU s'.padStart(7)}  ${'sys s'.padStart(7)}  ${'wall'.padStart(5)}`;
-    return [head, '-'.repeat(head.length), ...rows.map(line), `(${(all.wallS - covered).toFixed(1)} s of wall time outside the phases)`].join('\n');
+    const within = this.processes.length ? ' (the processes ran within the phases)' : '';
+    return [head, '-'.repeat(head.length), ...rows.map(line), `(${(all.wallS - covered).toFixed(1)} s of wall time outside the phases${within})`].join('\n');
   }
 
-  toJSON(): { phases: PhaseTime[]; total: PhaseTime } {
-    return { phases: this.entries, total: this.total() };
+  toJSON(): { phases: PhaseTime[]; processes?: PhaseTime[]; total: PhaseTime } {
+    return { phases: this.entries, ...(this.processes.length ? { processes: this.processes } : {}), total: this.total() };
   }
 }
 
