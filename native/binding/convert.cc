@@ -113,6 +113,18 @@ std::vector<at::Tensor> tensors_from_js(const Napi::Value& value, const std::str
   return out;
 }
 
+std::map<std::string, at::Tensor> tensor_map_from_js(const Napi::Value& value, const std::string& what) {
+  if (!value.IsObject() || value.IsArray()) throw Napi::TypeError::New(value.Env(), fmt("expected ", what, " to be {tap: tensor}"));
+  Napi::Object o = value.As<Napi::Object>();
+  Napi::Array keys = o.GetPropertyNames();
+  std::map<std::string, at::Tensor> out;
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    out[k] = tensor_from_js(o.Get(k), fmt(what, ".", k));
+  }
+  return out;
+}
+
 at::Tensor host(const at::Tensor& t) {
   at::Tensor h = t.detach();
   if (!h.device().is_cpu()) h = h.to(at::kCPU);

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <napi.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace mtpd::binding {
 // ("images[2]"). Throws Napi::TypeError / Napi::RangeError.
 at::Tensor tensor_from_js(const Napi::Value& value, const std::string& what);
 std::vector<at::Tensor> tensors_from_js(const Napi::Value& value, const std::string& what);
+// {name: descriptor} (e.g. an FPN's maps by tap) into name -> tensor; errors name "what.name".
+std::map<std::string, at::Tensor> tensor_map_from_js(const Napi::Value& value, const std::string& what);
 
 // The tensor must already be on the CPU and contiguous (do that in Execute()).
 Napi::Object tensor_to_js(Napi::Env env, const at::Tensor& t);

@@ -31,7 +31,7 @@ namespace {
 
 Napi::FunctionReference* g_detector_ctor = nullptr;
 
-struct Pending {
+struct PendingDetectorCall {
   std::string name;
   std::shared_ptr<Detector> detector;
   std::string device;
@@ -261,7 +261,7 @@ Napi::Function DetectorWrap::Define(Napi::Env env) {
 DetectorWrap::DetectorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DetectorWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(info.Env(), "NativeDetector is created by createDetector(), not with new");
-  auto* p = info[0].As<Napi::External<Pending>>().Data();
+  auto* p = info[0].As<Napi::External<PendingDetectorCall>>().Data();
   name_ = p->name;
   detector_ = p->detector;
   device_ = p->device;
@@ -278,7 +278,7 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "expected memoryFormat to be a string");
   const std::string memory_format =
       info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "contiguous";
-  return run_async<std::shared_ptr<Pending>>(
+  return run_async<std::shared_ptr<PendingDetectorCall>>(
       env,
       [name, options, device, memory_format] {
         Json o;
@@ -289,7 +289,7 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
         }
         const c10::Device dev = parse_device(device);
         const at::MemoryFormat format = parse_memory_format(memory_format, "memoryFormat");
-        auto p = std::make_shared<Pending>();
+        auto p = std::make_shared<PendingDetectorCall>();
         p->name = name;
         p->detector = build_detector(name, o);
         if (format != at::MemoryFormat::Contiguous) to_memory_format(*p->detector, format);
@@ -298,8 +298,8 @@ Napi::Value DetectorWrap::Create(const Napi::CallbackInfo& info) {
         p->device = dev.str();
         return p;
       },
-      [](Napi::Env env, std::shared_ptr<Pending>& p) -> Napi::Value {
-        return g_detector_ctor->New({Napi::External<Pending>::New(env, p.get())});
+      [](Napi::Env env, std::shared_ptr<PendingDetectorCall>& p) -> Napi::Value {
+        return g_detector_ctor->New({Napi::External<PendingDetectorCall>::New(env, p.get())});
       });
 }
 

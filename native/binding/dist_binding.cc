@@ -310,7 +310,7 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   return a;
 }
 
-ExportRegistrar reg("dist", [](Napi::Env env, Napi::Object exports) {
+ExportRegistrar reg_dist("dist", [](Napi::Env env, Napi::Object exports) {
   g_group_ctor = new Napi::FunctionReference(Napi::Persistent(ProcessGroupWrap::Define(env)));
   g_sync_ctor = new Napi::FunctionReference(Napi::Persistent(GradSyncWrap::Define(env)));
   env.AddCleanupHook([] {

@@ -23,18 +23,6 @@ namespace {
 using distill::FeatureMap;
 using distill::LossContext;
 
-FeatureMap features_from_js(const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {tap: tensor}"));
-  Napi::Object o = v.As<Napi::Object>();
-  Napi::Array keys = o.GetPropertyNames();
-  FeatureMap out;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    out[k] = tensor_from_js(o.Get(k), fmt(what, ".", k));
-  }
-  return out;
-}
-
 // {boxes?: Tensor[], imageSizes?: [h, w][], studentLayout?, teacherLayout?} (layouts: {imageSizes, strides})
 struct ComputeContext {
   LossContext ctx;
@@ -78,8 +66,8 @@ Napi::Value Compute(const Napi::CallbackInfo& info) {
   auto distiller = distill::as_distiller(wrap->built());
   if (!distiller)
     throw Napi::TypeError::New(env, fmt("expected distiller to be a distill.Distiller, got ", wrap->registry_name()));
-  FeatureMap student = features_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "student");
-  FeatureMap teacher = features_from_js(info.Length() > 2 ? info[2] : env.Undefined(), "teacher");
+  FeatureMap student = tensor_map_from_js(info.Length() > 1 ? info[1] : env.Undefined(), "student");
+  FeatureMap teacher = tensor_map_from_js(info.Length() > 2 ? info[2] : env.Undefined(), "teacher");
   ComputeContext cc = context_from_js(info.Length() > 3 ? info[3] : env.Undefined(), "context");
   bool grad = false;
   if (info.Length() > 4 && info[4].IsObject()) {
@@ -225,7 +213,7 @@ Napi::Value AlignMap(const Napi::CallbackInfo& info) {
       });
 }
 
-ExportRegistrar reg("distill", [](Napi::Env env, Napi::Object exports) {
+ExportRegistrar reg_distill("distill", [](Napi::Env env, Napi::Object exports) {
   Napi::Object d = exports.Has("distill") ? exports.Get("distill").As<Napi::Object>() : Napi::Object::New(env);
   d.Set("losses", Napi::Function::New<Losses>(env, "losses"));
   d.Set("compute", Napi::Function::New<Compute>(env, "compute"));

@@ -23,18 +23,6 @@ namespace {
 
 Napi::FunctionReference* g_step_ctor = nullptr;
 
-distill::FeatureMap features_from_js(const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(v.Env(), fmt("expected ", what, " to be {tap: tensor}"));
-  Napi::Object o = v.As<Napi::Object>();
-  Napi::Array keys = o.GetPropertyNames();
-  distill::FeatureMap out;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    out[k] = tensor_from_js(o.Get(k), fmt(what, ".", k));
-  }
-  return out;
-}
-
 struct PendingStep {
   std::shared_ptr<distill::DistillStep> step;
   DetectorWrap* student = nullptr;
@@ -218,7 +206,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
       for (uint32_t i = 0; i < a.Length(); ++i) {
         Napi::Value v = a.Get(i);
         req->cached.push_back(v.IsNull() || v.IsUndefined() ? distill::FeatureMap{}
-                                                            : features_from_js(v, fmt("teacherFeatures[", i, "]")));
+                                                            : tensor_map_from_js(v, fmt("teacherFeatures[", i, "]")));
       }
     }
     if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
@@ -385,7 +373,7 @@ class DistillStepWrap : public Napi::ObjectWrap<DistillStepWrap> {
   std::vector<Napi::ObjectReference> keep_;
 };
 
-ExportRegistrar reg("distill-step", [](Napi::Env env, Napi::Object exports) {
+ExportRegistrar reg_distill_step("distill-step", [](Napi::Env env, Napi::Object exports) {
   g_step_ctor = new Napi::FunctionReference(Napi::Persistent(DistillStepWrap::Define(env)));
   env.AddCleanupHook([] {
     delete g_step_ctor;

@@ -13,7 +13,7 @@
 namespace mtpd::binding {
 
 namespace {
-struct Pending {
+struct PendingModuleCall {
   std::string name;
   BuiltModule built;
   std::string device;
@@ -36,7 +36,7 @@ Napi::Function ModuleWrap::Define(Napi::Env env) {
 ModuleWrap::ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(info.Env(), "NativeModule is created by createModule(), not with new");
-  auto* p = info[0].As<Napi::External<Pending>>().Data();
+  auto* p = info[0].As<Napi::External<PendingModuleCall>>().Data();
   name_ = p->name;
   built_ = std::move(p->built);
   device_ = p->device;
@@ -47,7 +47,7 @@ Napi::Value ModuleWrap::Create(const Napi::CallbackInfo& info) {
   const std::string name = string_arg(info, 0, "name");
   const std::string options = optional_string_arg(info, 1, "options (JSON)", "{}");
   const std::string device = optional_string_arg(info, 2, "device", "cpu");
-  return run_async<std::shared_ptr<Pending>>(
+  return run_async<std::shared_ptr<PendingModuleCall>>(
       env,
       [name, options, device] {
         Json o;
@@ -57,16 +57,16 @@ Napi::Value ModuleWrap::Create(const Napi::CallbackInfo& info) {
           throw ArgumentError(fmt("options for \"", name, "\" are not valid JSON: ", e.what()));
         }
         const c10::Device dev = parse_device(device);
-        auto pending = std::make_shared<Pending>();
+        auto pending = std::make_shared<PendingModuleCall>();
         pending->name = name;
         pending->built = build_module(name, o);
         pending->built.module->to(dev);
         pending->device = dev.str();
         return pending;
       },
-      [](Napi::Env env, std::shared_ptr<Pending>& p) -> Napi::Value {
+      [](Napi::Env env, std::shared_ptr<PendingModuleCall>& p) -> Napi::Value {
         auto* data = env.GetInstanceData<AddonData>();
-        return data->module_ctor.New({Napi::External<Pending>::New(env, p.get())});
+        return data->module_ctor.New({Napi::External<PendingModuleCall>::New(env, p.get())});
       });
 }
 

@@ -245,7 +245,7 @@ Napi::Value LinearScoreJs(const Napi::CallbackInfo& info) {
       });
 }
 
-ExportRegistrar reg("order", [](Napi::Env env, Napi::Object exports) {
+ExportRegistrar reg_order("order", [](Napi::Env env, Napi::Object exports) {
   Napi::Object order = Napi::Object::New(env);
   order.Set("fitLinearMap", Napi::Function::New<FitLinearMap>(env, "fitLinearMap"));
   order.Set("linearMoments", Napi::Function::New<LinearMomentsJs>(env, "linearMoments"));

@@ -47,7 +47,7 @@ class CwdLossImpl : public LossImpl {
   double tau_, loss_weight_;
 };
 
-std::shared_ptr<LossImpl> make(const Json& o, const LossShape&) {
+std::shared_ptr<LossImpl> make_cwd(const Json& o, const LossShape&) {
   check_known_options(o, "distillation loss \"cwd\"", {"tau", "loss_weight"});
   const double tau = opt_number(o, "tau", 1.0);
   MTPD_CHECK_ARG(tau > 0, "cwd: option \"tau\" must be positive, got ", tau);
@@ -55,7 +55,7 @@ std::shared_ptr<LossImpl> make(const Json& o, const LossShape&) {
 }
 
 MTPD_REGISTER_DISTILL_LOSS("cwd", "channel-wise distillation, KL of spatial softmax per channel; tau 1, loss_weight 1",
-                           make);
+                           make_cwd);
 
 }  // namespace
 }  // namespace mtpd::distill

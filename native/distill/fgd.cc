@@ -169,7 +169,7 @@ class FgdLossImpl : public LossImpl {
   nn::Sequential channel_add_conv_s_{nullptr}, channel_add_conv_t_{nullptr};
 };
 
-std::shared_ptr<LossImpl> make(const Json& o, const LossShape& shape) {
+std::shared_ptr<LossImpl> make_fgd(const Json& o, const LossShape& shape) {
   check_known_options(o, "distillation loss \"fgd\"", {"temp", "alpha_fgd", "beta_fgd", "gamma_fgd", "lambda_fgd"});
   const double temp = opt_number(o, "temp", 0.5);
   MTPD_CHECK_ARG(temp > 0, "fgd: option \"temp\" must be positive, got ", temp);
@@ -183,7 +183,7 @@ std::shared_ptr<LossImpl> make(const Json& o, const LossShape& shape) {
 MTPD_REGISTER_DISTILL_LOSS("fgd",
                            "focal and global distillation (needs GT boxes); temp 0.5, alpha 1e-3, beta 5e-4, gamma 1e-3, "
                            "lambda 5e-6",
-                           make);
+                           make_fgd);
 
 }  // namespace
 }  // namespace mtpd::distill

@@ -90,7 +90,7 @@ class MgdLossImpl : public LossImpl, public StateDictFilter {
   torch::nn::Sequential generation_{nullptr};
 };
 
-std::shared_ptr<LossImpl> make(const Json& o, const LossShape& shape) {
+std::shared_ptr<LossImpl> make_mgd(const Json& o, const LossShape& shape) {
   check_known_options(o, "distillation loss \"mgd\"", {"alpha_mgd", "lambda_mgd", "seed"});
   const double lambda = opt_number(o, "lambda_mgd", 0.65);
   MTPD_CHECK_ARG(lambda >= 0 && lambda <= 1, "mgd: option \"lambda_mgd\" must be in [0, 1], got ", lambda);
@@ -103,7 +103,7 @@ std::shared_ptr<LossImpl> make(const Json& o, const LossShape& shape) {
 
 MTPD_REGISTER_DISTILL_LOSS("mgd",
                            "masked generative distillation; alpha_mgd 2e-5, lambda_mgd 0.65 (two-stage: 5e-7, 0.45)",
-                           make);
+                           make_mgd);
 
 }  // namespace
 }  // namespace mtpd::distill

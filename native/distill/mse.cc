@@ -40,7 +40,7 @@ class MseLossImpl : public LossImpl {
   std::string reduction_;
 };
 
-std::shared_ptr<LossImpl> make(const Json& o, const LossShape&) {
+std::shared_ptr<LossImpl> make_mse(const Json& o, const LossShape&) {
   check_known_options(o, "distillation loss \"mse\"", {"loss_weight", "reduction"});
   const std::string red = opt_string(o, "reduction", "mean");
   MTPD_CHECK_ARG(red == "mean" || red == "sum" || red == "batchmean",
@@ -50,7 +50,7 @@ std::shared_ptr<LossImpl> make(const Json& o, const LossShape&) {
 
 MTPD_REGISTER_DISTILL_LOSS("mse",
                            "feature matching ||T - r(S)||^2 (MTPD 3.1); loss_weight 1, reduction mean|sum|batchmean",
-                           make);
+                           make_mse);
 
 }  // namespace
 }  // namespace mtpd::distill

@@ -39,14 +39,14 @@ class PkdLossImpl : public LossImpl {
   double loss_weight_, eps_;
 };
 
-std::shared_ptr<LossImpl> make(const Json& o, const LossShape&) {
+std::shared_ptr<LossImpl> make_pkd(const Json& o, const LossShape&) {
   check_known_options(o, "distillation loss \"pkd\"", {"loss_weight", "eps"});
   const double eps = opt_number(o, "eps", 1e-6);
   MTPD_CHECK_ARG(eps >= 0, "pkd: option \"eps\" must not be negative");
   return std::make_shared<PkdLossImpl>(opt_number(o, "loss_weight", 1.0), eps);
 }
 
-MTPD_REGISTER_DISTILL_LOSS("pkd", "Pearson-normalized MSE (PKD); loss_weight 1, eps 1e-6", make);
+MTPD_REGISTER_DISTILL_LOSS("pkd", "Pearson-normalized MSE (PKD); loss_weight 1, eps 1e-6", make_pkd);
 
 }  // namespace
 }  // namespace mtpd::distill

@@ -6,12 +6,12 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "models/width.h"
 #include "models/two_stage.h"
 
 namespace mtpd {
 
 namespace {
-int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
 // mask_rcnn's single-stage box options that the cascade sets per stage instead
 const std::vector<std::pair<std::string, std::string>> kPerStage = {
     {"box_fg_iou_thresh", "stage_iou_thresholds"},
@@ -38,10 +38,10 @@ CascadeMaskRCNNOptions CascadeMaskRCNNOptions::from_json(const Json& o, bool mas
   const double m = r.base.backbone.width_mult;
   h.masks = masks;
   h.num_classes = r.base.num_classes + 1;  // + background
-  h.representation_size = scaled(b.representation_size, m);
+  h.representation_size = scaled_width(b.representation_size, m);
   h.mask_layers = b.mask_layers;
-  for (auto& l : h.mask_layers) l = scaled(l, m);
-  h.mask_dim_reduced = scaled(b.mask_dim_reduced, m);
+  for (auto& l : h.mask_layers) l = scaled_width(l, m);
+  h.mask_dim_reduced = scaled_width(b.mask_dim_reduced, m);
   h.mask_dilation = b.mask_dilation;
   h.score_thresh = b.score_thresh;
   h.nms_thresh = b.nms_thresh;
@@ -128,7 +128,7 @@ BuiltModule make_cascade_heads(const Json& o) {
   rest.erase("masks");
   const auto opts = CascadeMaskRCNNOptions::from_json(rest, masks);
   const auto& b = opts.base.backbone;
-  const int64_t c = scaled(b.fpn_channels, b.width_mult);
+  const int64_t c = scaled_width(b.fpn_channels, b.width_mult);
   auto heads = std::make_shared<CascadeRoIHeadsImpl>(c, opts.cascade);
   return {heads, [heads, masks](const std::vector<at::Tensor>& x) {
             const bool train = heads->is_training();

@@ -7,15 +7,15 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "models/width.h"
 #include "models/two_stage.h"
 
 namespace mtpd {
 
 namespace {
 
-int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
 
-const std::vector<std::string> kKnownOptions = {
+const std::vector<std::string> kMaskRcnnOptions = {
     "backbone", "num_classes", "min_size", "max_size", "image_mean", "image_std", "size_divisible", "width_mult",
     "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "groups",
     "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "rpn_conv_depth",
@@ -30,7 +30,7 @@ const std::vector<std::string> kKnownOptions = {
 
 MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   const std::string what = masks ? "mask_rcnn" : "faster_rcnn";
-  check_known_options(o, what, kKnownOptions);
+  check_known_options(o, what, kMaskRcnnOptions);
   MaskRCNNOptions r;
   r.masks = masks;
   auto& b = r.backbone;
@@ -189,10 +189,10 @@ RoIHeadsOptions scaled_heads(const MaskRCNNOptions& o) {
   RoIHeadsOptions h = o.roi;
   const double m = o.backbone.width_mult;
   h.num_classes = o.num_classes + 1;  // + background
-  h.representation_size = scaled(h.representation_size, m);
-  for (auto& l : h.mask_layers) l = scaled(l, m);
-  for (auto& l : h.box_conv_layers) l = scaled(l, m);
-  h.mask_dim_reduced = scaled(h.mask_dim_reduced, m);
+  h.representation_size = scaled_width(h.representation_size, m);
+  for (auto& l : h.mask_layers) l = scaled_width(l, m);
+  for (auto& l : h.box_conv_layers) l = scaled_width(l, m);
+  h.mask_dim_reduced = scaled_width(h.mask_dim_reduced, m);
   return h;
 }
 }  // namespace
@@ -261,7 +261,7 @@ BuiltModule make_faster_rcnn(const Json& o) {
 BuiltModule make_rpn(const Json& o) {
   const auto opts = MaskRCNNOptions::from_json(o, false);
   const auto& b = opts.backbone;
-  const int64_t c = scaled(b.fpn_channels, b.width_mult);
+  const int64_t c = scaled_width(b.fpn_channels, b.width_mult);
   auto rpn = std::make_shared<RegionProposalNetworkImpl>(c, opts.rpn);
   const size_t levels = opts.rpn.anchor_sizes.size();
   return {rpn, [rpn, levels](const std::vector<at::Tensor>& x) {

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "models/width.h"
 #include "models/conv_norm.h"
 
 namespace mtpd {
@@ -44,7 +45,6 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64
       torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad).groups(groups).bias(false));
 }
 
-int64_t scaled(int64_t c, double m) { return std::max<int64_t>(1, static_cast<int64_t>(std::lround(c * m))); }
 }  // namespace
 
 std::vector<std::string> ResNetOptions::known() {
@@ -119,12 +119,12 @@ ResNetBodyImpl::ResNetBodyImpl(const ResNetOptions& o) : options_(o) {
   MTPD_CHECK_ARG(o.groups >= 1 && o.width_per_group >= 1, "ResNet: groups and width_per_group must be >= 1");
   const bool bottleneck = o.block == "bottleneck";
   const int64_t exp = ResNetBlockImpl::expansion(bottleneck);
-  int64_t inplanes = scaled(64, o.width_mult);
+  int64_t inplanes = scaled_width(64, o.width_mult);
   conv1 = register_module("conv1", conv(3, inplanes, 7, 2, 3));
   bn1 = register_norm(*this, "bn1", o.norm_layer, inplanes);
   const int64_t base[4] = {64, 128, 256, 512};
   for (int s = 0; s < 4; ++s) {
-    const int64_t planes = scaled(base[s], o.width_mult);
+    const int64_t planes = scaled_width(base[s], o.width_mult);
     const int64_t stride = s == 0 ? 1 : 2;
     torch::nn::ModuleList list;
     std::vector<ResNetBlock> blocks;

@@ -18,7 +18,7 @@ std::array<double, 3> opt_triple(const Json& o, const std::string& key, std::arr
   return {v[0], v[1], v[2]};
 }
 
-const std::vector<std::string> kKnownOptions = {
+const std::vector<std::string> kRetinaNetOptions = {
     "backbone", "num_classes", "min_size", "max_size", "image_mean", "image_std", "size_divisible", "width_mult",
     "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "extra_blocks",
     "groups", "width_per_group", "layers", "stochastic_depth_prob", "anchor_sizes", "aspect_ratios", "score_thresh",
@@ -28,7 +28,7 @@ const std::vector<std::string> kKnownOptions = {
 }  // namespace
 
 RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
-  check_known_options(o, "retinanet", kKnownOptions);
+  check_known_options(o, "retinanet", kRetinaNetOptions);
   RetinaNetOptions r;
   auto& b = r.backbone;
   b.name = opt_string(o, "backbone", b.name);
