@@ -18,11 +18,12 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { createDetector } from '../../src/detector.js';
 import { Module } from '../../src/module.js';
 import { toNumbers, type Tensor } from '../../src/tensor.js';
 import { loadSafetensors } from '../../src/weights/safetensors.js';
 import { renameMmdetTwoStage, twoStageLayout, twoStageOptions } from '../../src/zoo/mmdet-two-stage.js';
-import { fixtureGetter, haveAddon } from '../helpers.js';
+import { fixtureGetter, haveAddon, randomImage } from '../helpers.js';
 
 const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'zoo', 'mmdet_roi_heads.safetensors');
 const TOL = 1e-4;
@@ -142,4 +143,20 @@ if (haveAddon(t)) {
       }
     });
   }
+
+  t.test('mask_paste: the option, its errors and the config it writes', async (t) => {
+    const base = { arch: 'cascade_maskrcnn_resnet18_fpn', numClasses: 2, widthMult: 0.0625 };
+    const mm = await createDetector({ ...base, options: { mask_paste: 'mmdet' } });
+    t.equal(mm.nativeConfig().mask_paste, 'mmdet');
+    await mm.eval();
+    const [d] = await mm.predict([randomImage(60, 80, 5)]);
+    const n = d?.scores.shape[0] as number;
+    t.ok(n > 0, `the detector pastes ${n} masks the mmdet way`);
+    t.same(d?.masks?.shape, [n, 1, 60, 80], 'into the original pixels');
+    t.ok(toNumbers(d?.masks as Tensor).every((v) => v >= 0 && v <= 1), 'probabilities');
+    const tv = await createDetector(base);
+    t.notOk('mask_paste' in tv.nativeConfig(), "torchvision's (the default) is not written: configs stay as they were");
+    await t.rejects(createDetector({ ...base, options: { mask_paste: 'opencv' } }), /mask_paste must be "torchvision" or "mmdet", got "opencv"/);
+    await t.rejects(Module.create('models.CascadeRoIHeads', { num_classes: 2, width_mult: 0.0625, masks: false, paste: true }), /paste needs masks/);
+  });
 }
