@@ -103,7 +103,7 @@ ImageBatch CascadeMaskRCNNImpl::prepare(const std::vector<at::Tensor>& images, c
 
 DetectorOutput CascadeMaskRCNNImpl::forward_batch(const ImageBatch& batch, const RunOptions& what) {
   return two_stage_forward(arch(), backbone, rpn, roi_heads, transform_, feature_names(), options_.base.num_classes, options_.base.masks, batch,
-                           what);
+                           what, options_.cascade.mask_paste);
 }
 
 namespace {
@@ -119,18 +119,23 @@ BuiltModule make_cascade_rcnn(const Json& o) {
 // reference outputs: options as cascade_mask_rcnn's (widths from backbone / width_mult /
 // fpn_channels). forward(p2, p3, p4, p5, proposals (K, 4), image_size (2)) in eval mode returns,
 // per stage, rois (K, 4), class_logits (K, C + 1), box_deltas (K, 4), then the detections:
-// boxes (D, 4), scores (D), labels (D) (0..C-1), masks (D, 1, 28, 28) (mask models). In train
+// boxes (D, 4), scores (D), labels (D) (0..C-1), masks (D, 1, 28, 28) (mask models) and, with
+// the option paste (default false), the masks pasted into the image_size image as the detector
+// pastes them (mask_paste), (D, 1, H, W) probabilities. In train
 // mode it also takes gt_boxes (G, 4), gt_labels (G) (0..C-1) and, with masks, gt_masks (G, H, W),
 // and returns the losses in name order: per stage s{s}.loss_box_reg, s{s}.loss_classifier[, s{s}.loss_mask].
 BuiltModule make_cascade_heads(const Json& o) {
   const bool masks = opt_bool(o, "masks", true);
+  const bool paste = opt_bool(o, "paste", false);
+  MTPD_CHECK_ARG(masks || !paste, "models.CascadeRoIHeads: paste needs masks");
   Json rest = o;
   rest.erase("masks");
+  rest.erase("paste");
   const auto opts = CascadeMaskRCNNOptions::from_json(rest, masks);
   const auto& b = opts.base.backbone;
   const int64_t c = scaled_width(b.fpn_channels, b.width_mult);
   auto heads = std::make_shared<CascadeRoIHeadsImpl>(c, opts.cascade);
-  return {heads, [heads, masks](const std::vector<at::Tensor>& x) {
+  return {heads, [heads, masks, paste](const std::vector<at::Tensor>& x) {
             const bool train = heads->is_training();
             const size_t want = train ? (masks ? 9 : 8) : 6;
             MTPD_CHECK_SHAPE(x.size() == want, "models.CascadeRoIHeads (", train ? "train" : "eval",
@@ -160,6 +165,12 @@ BuiltModule make_cascade_heads(const Json& o) {
             out.push_back(dets[0].scores);
             out.push_back(dets[0].labels - 1);
             if (masks) out.push_back(dets[0].masks);
+            if (paste) {
+              const auto [h, w] = sizes[0];
+              const auto& d = dets[0];
+              out.push_back(heads->options().mask_paste == "mmdet" ? paste_masks_mmdet(d.masks, d.boxes, h, w)
+                                                                   : paste_masks_in_image(d.masks, d.boxes, h, w));
+            }
             return out;
           }};
 }
@@ -175,7 +186,7 @@ MTPD_REGISTER_MODULE("cascade_rcnn", "Cascade R-CNN (cascade_mask_rcnn without m
                      make_cascade_rcnn);
 MTPD_REGISTER_MODULE("models.CascadeRoIHeads",
                      "the cascade's RoI heads alone on given FPN maps and proposals of one image (checks); "
-                     "cascade_mask_rcnn's options and masks (default true)",
+                     "cascade_mask_rcnn's options, masks (default true) and paste (default false)",
                      make_cascade_heads);
 
 }  // namespace mtpd

@@ -282,7 +282,7 @@ std::vector<Detection> CascadeRoIHeadsImpl::detect(const std::vector<at::Tensor>
 namespace {
 const std::vector<std::string> kCascadeKeys = {"stage_iou_thresholds", "stage_loss_weights", "stage_bbox_reg_weights",
                                                "class_agnostic",       "box_loss_beta",      "roi_sampling_ratio",
-                                               "mask_per_stage",       "binarize_mask_targets"};
+                                               "mask_per_stage",       "binarize_mask_targets", "mask_paste"};
 }  // namespace
 
 const std::vector<std::string>& cascade_option_keys() { return kCascadeKeys; }
@@ -325,6 +325,9 @@ void read_cascade_options(const Json& o, const std::string& what, CascadeRoIHead
   MTPD_CHECK_ARG(h.sampling_ratio >= 0, what, ": roi_sampling_ratio must be 0 (adaptive) or positive");
   h.mask_per_stage = opt_bool(o, "mask_per_stage", h.mask_per_stage);
   h.binarize_mask_targets = opt_bool(o, "binarize_mask_targets", h.binarize_mask_targets);
+  h.mask_paste = opt_string(o, "mask_paste", h.mask_paste);
+  MTPD_CHECK_ARG(h.mask_paste == "torchvision" || h.mask_paste == "mmdet", what,
+                 ": mask_paste must be \"torchvision\" or \"mmdet\", got \"", h.mask_paste, "\"");
 }
 
 void write_cascade_options(const CascadeRoIHeadsOptions& h, Json& o) {
@@ -339,6 +342,7 @@ void write_cascade_options(const CascadeRoIHeadsOptions& h, Json& o) {
   if (h.masks) {
     o["mask_per_stage"] = h.mask_per_stage;
     o["binarize_mask_targets"] = h.binarize_mask_targets;
+    if (h.mask_paste != "torchvision") o["mask_paste"] = h.mask_paste;  // absent by default (configs unchanged)
   }
 }
 

@@ -28,6 +28,9 @@
 //
 // mask_per_stage (default true, mmdetection's config: one mask head per stage, trained at every
 // stage); false: a single mask head on the last stage (the Cascade R-CNN paper's choice).
+// mask_paste (the detector's pasting of the 28 x 28 masks into the image, models/paste_masks.h):
+// "torchvision" (default, paste_masks_in_image) or "mmdet" (paste_masks_mmdet, what mmdetection's
+// get_seg_masks does; `mtpd import` sets it for mmdetection checkpoints).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -69,6 +72,7 @@ struct CascadeRoIHeadsOptions {
   bool aligned = true;         // RoIAlign aligned (mmdet's RoIAlign default), also for the mask targets
   int64_t sampling_ratio = 0;  // 0: adaptive grid (mmdet's); torchvision's Mask R-CNN uses 2
   bool binarize_mask_targets = true;  // mmdet's BitmapMasks.crop_and_resize(binarize=True): >= 0.5
+  std::string mask_paste = "torchvision";  // or "mmdet"
 
   int64_t num_stages() const { return static_cast<int64_t>(stage_iou_thresholds.size()); }
 };
@@ -119,7 +123,7 @@ TORCH_MODULE(CascadeRoIHeads);
 
 // Reads the cascade's own options from a detector's options ("stage_iou_thresholds",
 // "stage_loss_weights", "stage_bbox_reg_weights" (S x 4 numbers), "class_agnostic",
-// "box_loss_beta", "roi_sampling_ratio", "mask_per_stage", "binarize_mask_targets") onto `h`;
+// "box_loss_beta", "roi_sampling_ratio", "mask_per_stage", "binarize_mask_targets", "mask_paste") onto `h`;
 // `what` names the detector in errors. The keys it reads are cascade_option_keys().
 void read_cascade_options(const Json& o, const std::string& what, CascadeRoIHeadsOptions& h);
 const std::vector<std::string>& cascade_option_keys();

@@ -26,7 +26,8 @@ template <class Heads>
 DetectorOutput two_stage_forward(const std::string& arch, BackboneWithFPN& backbone, RegionProposalNetwork& rpn,
                                  Heads& roi_heads, const GeneralizedRCNNTransform& transform,
                                  const std::vector<std::string>& names, int64_t num_classes, bool masks,
-                                 const ImageBatch& batch, const RunOptions& what) {
+                                 const ImageBatch& batch, const RunOptions& what,
+                                 const std::string& mask_paste = "torchvision") {
   MTPD_CHECK_ARG(!what.losses || batch.targets.size() == batch.image_sizes.size(), arch,
                  ": losses need targets for every image");
   DetectorOutput out;
@@ -69,7 +70,8 @@ DetectorOutput two_stage_forward(const std::string& arch, BackboneWithFPN& backb
     if (masks) {
       for (size_t i = 0; i < out.detections.size(); ++i) {
         auto& d = out.detections[i];
-        d.masks = paste_masks_in_image(d.masks, d.boxes, batch.original_sizes[i][0], batch.original_sizes[i][1]);
+        const auto [h, w] = batch.original_sizes[i];
+        d.masks = mask_paste == "mmdet" ? paste_masks_mmdet(d.masks, d.boxes, h, w) : paste_masks_in_image(d.masks, d.boxes, h, w);
       }
     }
   }

@@ -15,7 +15,9 @@
  * the background in front); roi_head.mask_head[.s].convs.j.conv -> roi_heads.mask_head.{s}.{j}.0;
  * upsample -> roi_heads.mask_predictor.{s}.conv5_mask; conv_logits -> mask_fcn_logits.
  * The RPN's anchors are mmdetection's (`anchor_style: mmdet`: unrounded cell anchors at the fixed
- * strides 4..64). Not reproduced: mmdetection's RPN L1 loss (Mask R-CNN configs) and its OpenCV resize.
+ * strides 4..64). Masks are pasted as mmdetection's get_seg_masks pastes them (`mask_paste: mmdet`;
+ * torchvision's pasting turns 7-28 % of the foreground pixels over on test/zoo/mmdet-roi-heads).
+ * Not reproduced: mmdetection's RPN L1 loss (Mask R-CNN configs) and its OpenCV resize.
  */
 import { COCO_CATEGORIES, normalizeName } from '../data/class-map.js';
 import { MtpdError } from '../errors.js';
@@ -127,6 +129,7 @@ export function mmdetTwoStageFromStateDict(sd: StateDict, classNames: string[] |
   const { arch, options: bb, swin } = archOf(sd, source, family);
   // the backbone's options only: RetinaNet's FPN / anchor / test options do not apply
   const options: Record<string, unknown> = { ...twoStageOptions(layout), anchor_style: 'mmdet' };
+  if (layout.masks) options.mask_paste = 'mmdet';
   for (const k of ['width_mult', 'groups', 'width_per_group']) if (bb[k] !== undefined) options[k] = bb[k];
   const tensors: StateDict = new Map();
   const unmapped: string[] = [];

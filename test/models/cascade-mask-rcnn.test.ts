@@ -81,7 +81,7 @@ if (haveAddon(t)) {
     for (const [k, v] of await body.stateDict()) if (k.startsWith('backbone.body.')) sd.set(`backbone.${k.slice('backbone.body.'.length)}`, v);
     const ck = mmdetTwoStageFromStateDict(sd, ['a', 'b', 'c'], 'fixture');
     t.equal(ck.arch, 'cascade_maskrcnn_resnet50_fpn');
-    t.same(ck.options, { class_agnostic: true, anchor_style: 'mmdet', width_mult: 0.0625 });
+    t.same(ck.options, { class_agnostic: true, anchor_style: 'mmdet', mask_paste: 'mmdet', width_mult: 0.0625 });
     t.same(ck.unmapped.filter((k) => !k.startsWith('backbone.')), []);
     for (const [k, v] of ours.tensors) {
       const got = ck.tensors.get(`roi_heads.${k}`);
