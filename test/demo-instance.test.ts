@@ -41,6 +41,15 @@ t.test('the instance student pairs with the RetinaNet pool at p3..p5', async (t)
   await teacher.dispose();
 });
 
+t.test('the shipped instance student loads strictly into the demo model', async (t) => {
+  if (!haveAddon(t)) return;
+  const c = demoConfig(tempDir(t), shippedWeightsDir(), 1, 'instance');
+  t.ok(existsSync(c.student.weights as string), `${c.student.name}: shipped in demo/weights`);
+  const det = await buildModel(c.student, c, 8);
+  t.same(det.featureNames, ['p2', 'p3', 'p4', 'p5', 'p6'], `${c.student.name} loads (strict) and has P2-P6`);
+  await det.dispose();
+});
+
 t.test('instance demo errors name the missing weights and the task', async (t) => {
   const dir = tempDir(t);
   const empty = join(dir, 'no-weights');
