@@ -24,10 +24,17 @@ t.test('the instance demo config: a Mask R-CNN student at 96 px, the RetinaNet p
   const sizes = c.teachers.map((m) => m.minSize as number);
   t.ok(sizes.every((r) => r > (c.student.minSize as number)), 'every teacher at a higher resolution than the student');
   t.ok(c.teachers.every((m) => m.arch === DEMO_POOL.teachers[0].arch), 'the RetinaNet pool teaches it');
-  t.same(c.baselines, ['longer', 'direct', 'ensemble']);
+  t.same(c.baselines, [...DEMO_INSTANCE.baselines]);
+  t.ok(c.baselines.includes('direct') && c.baselines.includes('longer'), 'progressive against direct distillation and longer training');
+  t.equal(c.schedule.iterations, DEMO_INSTANCE.iterations);
+  t.match(c.student.options, DEMO_INSTANCE.runOptions, 'the run samples proposals and RoIs for 96 px images');
   t.same(demoModelNames('instance'), [DEMO_INSTANCE.student.name, ...DEMO_POOL.teachers.map((m) => m.name)]);
   const retrain = demoConfig('/tmp/x', null, 1, 'instance');
   t.equal(retrain.student.train?.iterations, DEMO_INSTANCE.student.iterations, '--retrain schedule of the student');
+  for (const k of Object.keys(DEMO_INSTANCE.runOptions)) t.notOk(k in retrain.student.options, `--retrain keeps torchvision's ${k} (the recipe of the shipped student)`);
+  const detection = demoConfig('/tmp/x', shippedWeightsDir(), 1);
+  t.same(detection.baselines, ['longer', 'direct', 'ensemble'], 'the detection demo keeps its three baselines');
+  t.equal(detection.schedule.iterations, 300);
 });
 
 t.test('the instance student pairs with the RetinaNet pool at p3..p5', async (t) => {
