@@ -53,6 +53,25 @@ export const DEMO_POOL = {
  */
 export const DEMO_INSTANCE = {
   student: { name: 'mrcnn-r18-w025', arch: 'maskrcnn_resnet18_fpn', widthMult: 0.25, minSize: 96, maxSize: 128, iterations: 1500, anchors: [16, 32, 64, 128, 256] },
+  /**
+   * The demo run (not --retrain, which keeps the recipe that made the shipped student): RPN and
+   * RoI sampling scaled to 96 x 128 px images with a few objects each, as a detectron2 user does
+   * for a small dataset (its tutorial sets ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 for "this toy
+   * dataset"). torchvision's 2000/2000 train and 1000/1000 test proposals are about every anchor
+   * of the ~3000 over p2..p6 here, and 512 RoIs per image put up to 128 positives a batch through
+   * the mask head: a step cost 2.8 CPU-s, 0.4 with these; an evaluation of the 200 validation
+   * images 101 CPU-s, 11 with these, at the same box and mask AP (within 0.1; README).
+   */
+  runOptions: {
+    rpn_pre_nms_top_n_train: 300,
+    rpn_post_nms_top_n_train: 150,
+    rpn_pre_nms_top_n_test: 300,
+    rpn_post_nms_top_n_test: 100,
+    box_batch_size_per_image: 64,
+  },
+  /** Steps per distillation stage (each baseline gets the curriculum's whole budget) and the baselines, to fit the 10-minute budget. */
+  iterations: 150,
+  baselines: ['longer', 'direct'],
 } as const;
 
 /** Which demo: RetinaNet students (detection, the default) or a Mask R-CNN student (instance). */
@@ -86,7 +105,7 @@ export function shippedWeightsDir(): string {
 }
 
 /** The student of a demo task (the Mask R-CNN of `--task instance` has RPN anchors of one size per level). */
-function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null): ConfigInput['student'] {
+function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null, run: boolean): ConfigInput['student'] {
   const s = task === 'instance' ? DEMO_INSTANCE.student : DEMO_POOL.student;
   return {
     name: s.name,
@@ -100,7 +119,7 @@ function demoStudent(task: DemoTask, weights: (m: PoolModel) => string | null): 
     norm: 'bn' as const,
     trainableLayers: 5,
     // RetinaNet's head has GroupNorm (torchvision's v2 head); Mask R-CNN's options take no head_norm.
-    options: task === 'instance' ? { anchor_sizes: [...s.anchors] } : { anchor_sizes: [...s.anchors], head_norm: 'gn' },
+    options: task === 'instance' ? { anchor_sizes: [...s.anchors], ...(run ? DEMO_INSTANCE.runOptions : {}) } : { anchor_sizes: [...s.anchors], head_norm: 'gn' },
     train: { ...POOL_SCHEDULE, iterations: s.iterations },
   };
 }
@@ -118,7 +137,8 @@ export function demoJobs(threads: number): number {
 /** The demo's run config; `weightsDir` null: every model is trained here (--retrain's first phase). */
 export function demoConfig(out: string, weightsDir: string | null, threads = 0, task: DemoTask = 'detection'): Config {
   const weights = (m: PoolModel) => (weightsDir ? join(weightsDir, `${m.name}.safetensors`) : null);
-  const student = demoStudent(task, weights);
+  const student = demoStudent(task, weights, weightsDir !== null);
+  const instance = task === 'instance';
   // With weights: one pool entry per (teacher, resolution). Without (--retrain): each teacher once,
   // trained multi-scale (the detector picks one of its min sizes per batch, evaluates at the last).
   const teachers = DEMO_POOL.teachers.flatMap((t): ModelInput[] =>
@@ -141,12 +161,13 @@ export function demoConfig(out: string, weightsDir: string | null, threads = 0, 
     // at the pool's own peak LR; the student is carried over from stage to stage. 300 steps (1.5
     // epochs) per teacher is what fits the 10-minute budget; a fine-tuning LR (2e-4) or 150 steps
     // leave the student where it started (see the README's demo section).
-    schedule: { iterations: 300, optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupIterations: 50, policy: 'cosine', clipGradNorm: 10 },
+    // The instance demo: 150 steps per teacher and two baselines (a Mask R-CNN step costs about 4x a RetinaNet's).
+    schedule: { iterations: instance ? DEMO_INSTANCE.iterations : 300, optimizer: 'adamw', lr: 1e-3, weightDecay: 0.05, warmupIterations: 50, policy: 'cosine', clipGradNorm: 10 },
     distill: { loss: 'pkd', weight: 1 },
     order: { method: 'bgs', k: 2, costs: { trainImages: 48, valImages: 48 } },
     checkpoint: { every: 100, keep: 2 },
     evaluation: { batchSize: 8 },
-    baselines: ['longer', 'direct', 'ensemble'],
+    baselines: instance ? [...DEMO_INSTANCE.baselines] : ['longer', 'direct', 'ensemble'],
   };
   return parseConfig(raw);
 }

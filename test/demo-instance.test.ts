@@ -24,10 +24,17 @@ t.test('the instance demo config: a Mask R-CNN student at 96 px, the RetinaNet p
   const sizes = c.teachers.map((m) => m.minSize as number);
   t.ok(sizes.every((r) => r > (c.student.minSize as number)), 'every teacher at a higher resolution than the student');
   t.ok(c.teachers.every((m) => m.arch === DEMO_POOL.teachers[0].arch), 'the RetinaNet pool teaches it');
-  t.same(c.baselines, ['longer', 'direct', 'ensemble']);
+  t.same(c.baselines, [...DEMO_INSTANCE.baselines]);
+  t.ok(c.baselines.includes('direct') && c.baselines.includes('longer'), 'progressive against direct distillation and longer training');
+  t.equal(c.schedule.iterations, DEMO_INSTANCE.iterations);
+  t.match(c.student.options, DEMO_INSTANCE.runOptions, 'the run samples proposals and RoIs for 96 px images');
   t.same(demoModelNames('instance'), [DEMO_INSTANCE.student.name, ...DEMO_POOL.teachers.map((m) => m.name)]);
   const retrain = demoConfig('/tmp/x', null, 1, 'instance');
   t.equal(retrain.student.train?.iterations, DEMO_INSTANCE.student.iterations, '--retrain schedule of the student');
+  for (const k of Object.keys(DEMO_INSTANCE.runOptions)) t.notOk(k in retrain.student.options, `--retrain keeps torchvision's ${k} (the recipe of the shipped student)`);
+  const detection = demoConfig('/tmp/x', shippedWeightsDir(), 1);
+  t.same(detection.baselines, ['longer', 'direct', 'ensemble'], 'the detection demo keeps its three baselines');
+  t.equal(detection.schedule.iterations, 300);
 });
 
 t.test('the instance student pairs with the RetinaNet pool at p3..p5', async (t) => {
@@ -39,6 +46,15 @@ t.test('the instance student pairs with the RetinaNet pool at p3..p5', async (t)
   t.same(pairedLevels(student, teacher), ['p3', 'p4', 'p5']);
   await student.dispose();
   await teacher.dispose();
+});
+
+t.test('the shipped instance student loads strictly into the demo model', async (t) => {
+  if (!haveAddon(t)) return;
+  const c = demoConfig(tempDir(t), shippedWeightsDir(), 1, 'instance');
+  t.ok(existsSync(c.student.weights as string), `${c.student.name}: shipped in demo/weights`);
+  const det = await buildModel(c.student, c, 8);
+  t.same(det.featureNames, ['p2', 'p3', 'p4', 'p5', 'p6'], `${c.student.name} loads (strict) and has P2-P6`);
+  await det.dispose();
 });
 
 t.test('instance demo errors name the missing weights and the task', async (t) => {
