@@ -1,6 +1,9 @@
 // order.fitLinearMap(trainX, trainY, valX, valY, options, masks?): the adaptation cost at one
 // level; masks {train: Tensor[], val: Tensor[]} of (N, 1, H, W) restrict it to valid positions.
 #include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <cmath>
@@ -109,24 +112,41 @@ SerialExecutor& fit_executor() {
   return *e;
 }
 
+// Resident memory of the process in bytes (/proc/self/statm), 0 where it cannot be read.
+size_t resident_bytes() {
+  size_t pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%zu %zu", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
 // Runs one fit call on the fit thread, then bounds what glibc keeps of its temporaries. The
 // addon's malloc thresholds (core/host_allocator) never trim a heap below 1 GiB of free memory,
 // so every arena that served a batch (the fit thread's, the intra-op workers') kept its
 // fragments: the cost matrix's peak grew with the number of batches (cost-memory bench: 560 /
-// 593 / 833-1320 MB at 4 / 16 / 64 images of 400x667). After each call, when the free bytes the
-// arenas hold pass a bound (MTPD_FIT_TRIM_MIB, default 256; 0 trims after every call), they go
-// back to the OS: the peak is then one batch's working set plus at most the bound, whatever the
-// number of images, and a trim (and the re-faulting after it) happens once in many calls.
+// 593 / 833-1320 MB at 4 / 16 / 64 images of 400x667). After a call, when resident memory has
+// grown more than a bound (MTPD_FIT_TRIM_MIB, default 128; 0 trims after every call) above what
+// it was after the last trim, the free memory goes back to the OS: the peak is then bounded by
+// one batch's working set plus the bound, whatever the number of images, and trims stay rare
+// (trimming after every call made the fits 2.6x slower: every call re-faulted its pages).
 void run_fit(const std::function<void()>& fn) {
   fit_executor().run([&] {
     fn();
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#if defined(__GLIBC__)
     static const size_t bound = [] {
       const char* v = std::getenv("MTPD_FIT_TRIM_MIB");
-      const double mib = v && *v ? std::atof(v) : 256.0;
+      const double mib = v && *v ? std::atof(v) : 128.0;
       return static_cast<size_t>(std::max(mib, 0.0) * 1024 * 1024);
     }();
-    if (mallinfo2().fordblks > bound) malloc_trim(0);
+    static size_t base = 0;  // resident bytes after the last trim (only the fit thread touches it)
+    const size_t rss = resident_bytes();
+    if (base == 0 || rss < base) base = rss;
+    if (rss > base + bound || bound == 0) {
+      malloc_trim(0);
+      base = resident_bytes();
+    }
 #endif
   });
 }
