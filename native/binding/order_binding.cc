@@ -1,6 +1,14 @@
 // order.fitLinearMap(trainX, trainY, valX, valY, options, masks?): the adaptation cost at one
 // level; masks {train: Tensor[], val: Tensor[]} of (N, 1, H, W) restrict it to valid positions.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 
 #include "binding/convert.h"
 #include "binding/detector_wrap.h"
@@ -104,6 +112,45 @@ SerialExecutor& fit_executor() {
   return *e;
 }
 
+// Resident memory of the process in bytes (/proc/self/statm), 0 where it cannot be read.
+size_t resident_bytes() {
+  size_t pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%zu %zu", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Runs one fit call on the fit thread, then bounds what glibc keeps of its temporaries. The
+// addon's malloc thresholds (core/host_allocator) never trim a heap below 1 GiB of free memory,
+// so every arena that served a batch (the fit thread's, the intra-op workers') kept its
+// fragments: the cost matrix's peak grew with the number of batches (cost-memory bench: 560 /
+// 593 / 833-1320 MB at 4 / 16 / 64 images of 400x667). After a call, when resident memory has
+// grown more than a bound (MTPD_FIT_TRIM_MIB, default 128; 0 trims after every call) above what
+// it was after the last trim, the free memory goes back to the OS: the peak is then bounded by
+// one batch's working set plus the bound, whatever the number of images, and trims stay rare
+// (trimming after every call made the fits 2.6x slower: every call re-faulted its pages).
+void run_fit(const std::function<void()>& fn) {
+  fit_executor().run([&] {
+    fn();
+#if defined(__GLIBC__)
+    static const size_t bound = [] {
+      const char* v = std::getenv("MTPD_FIT_TRIM_MIB");
+      const double mib = v && *v ? std::atof(v) : 128.0;
+      return static_cast<size_t>(std::max(mib, 0.0) * 1024 * 1024);
+    }();
+    static size_t base = 0;  // resident bytes after the last trim (only the fit thread touches it)
+    const size_t rss = resident_bytes();
+    if (base == 0 || rss < base) base = rss;
+    if (rss > base + bound || bound == 0) {
+      malloc_trim(0);
+      base = resident_bytes();
+    }
+#endif
+  });
+}
+
 // An alignment of x onto y's grid, done in the call (the cost matrix streams A's maps on their own
 // grid: no aligned copy and mask cross the boundary, and each batch's temporaries live and die in
 // one call): {sourceSizes, sourceStride, targetSizes, targetStride} as alignMap takes them.
@@ -171,7 +218,7 @@ Napi::Value LinearMomentsJs(const Napi::CallbackInfo& info) {
       env,
       [x, y, mask, al]() mutable {
         LinearMoments m;
-        fit_executor().run([&] {
+        run_fit([&] {
           apply_alignment(al, x, mask);
           m = linear_moments(x, y, mask);
           x = y = mask = at::Tensor();  // freed on the fit thread
@@ -190,7 +237,8 @@ Napi::Value LinearMomentsJs(const Napi::CallbackInfo& info) {
       });
 }
 
-// solveLinearMoments(fit, held | null, ridge) -> {weight (C_B, C_A), bias (C_B) float64, ridge, pixels}.
+// solveLinearMoments(fit, held | null, ridge) -> {weight (C_B, C_A), bias (C_B) float64, ridge, pixels,
+// trainSe (the map's squared error on fit + held, from the moments)}.
 Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
@@ -204,7 +252,7 @@ Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
       env,
       [fit, held, has_held, ridge] {
         LinearSolution r;
-        fit_executor().run([&] { r = solve_linear_moments(fit, has_held ? &held : nullptr, ridge); });
+        run_fit([&] { r = solve_linear_moments(fit, has_held ? &held : nullptr, ridge); });
         return r;
       },
       [](Napi::Env env, LinearSolution& s) -> Napi::Value {
@@ -213,6 +261,7 @@ Napi::Value SolveLinearMomentsJs(const Napi::CallbackInfo& info) {
         o.Set("bias", tensor_to_js(env, host(s.bias)));
         o.Set("ridge", s.ridge);
         o.Set("pixels", s.pixels);
+        o.Set("trainSe", s.train_se);
         return o;
       });
 }
@@ -230,7 +279,7 @@ Napi::Value LinearScoreJs(const Napi::CallbackInfo& info) {
       env,
       [x, y, mask, w, b, al]() mutable {
         std::pair<double, int64_t> r;
-        fit_executor().run([&] {
+        run_fit([&] {
           apply_alignment(al, x, mask);
           r = linear_score(x, y, mask, w, b);
           x = y = mask = at::Tensor();

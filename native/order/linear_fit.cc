@@ -117,6 +117,8 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     bias = s.bias;
     r.ridge = s.ridge;
     r.train_pixels = static_cast<int64_t>(s.pixels);
+    // The training error from the moments (as the streamed fit, which reads the batches once).
+    r.train_mse = s.train_se / std::max(s.pixels * static_cast<double>(cb), 1.0);
   } else {
     MTPD_CHECK_ARG(o.steps > 0, "steps must be positive");
     MTPD_CHECK_ARG(o.lr > 0, "lr must be positive");
@@ -179,7 +181,7 @@ LinearFitResult fit_linear_map(const std::vector<at::Tensor>& train_x, const std
     return count ? se / static_cast<double>(count) : 0.0;
   };
   int64_t train_elems = 0, val_elems = 0;
-  r.train_mse = score(train_x, train_y, train_mask, train_elems);
+  if (o.fitter == "sgd") r.train_mse = score(train_x, train_y, train_mask, train_elems);
   r.val_mse = score(val_x, val_y, val_mask, val_elems);
   if (o.fitter == "sgd") r.train_pixels = train_elems / std::max<int64_t>(cb, 1);
   r.val_pixels = val_elems / std::max<int64_t>(cb, 1);
@@ -250,7 +252,9 @@ LinearSolution solve_linear_moments(const LinearMoments& fit_in, const LinearMom
   MTPD_CHECK_SHAPE(fit.n > 0, "the training feature batches hold no pixels (0 images or empty maps)");
   at::Tensor w, b;
   solve(fit, lambda, w, b);
-  return {w.t().contiguous(), b, lambda, fit.n};
+  // From the moments (rounding can take an exact fit a hair below zero).
+  const double train_se = std::max(sse(fit, w, b), 0.0);
+  return {w.t().contiguous(), b, lambda, fit.n, train_se};
 }
 
 std::pair<double, int64_t> linear_score(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask,

@@ -68,11 +68,14 @@ LinearMoments linear_moments(const at::Tensor& x, const at::Tensor& y, const at:
 // Ridge least squares from summed moments: lambda relative to the mean feature variance. With
 // `held` (moments of held-out training batches) lambda is chosen from fit_linear_map's grid by
 // the held-out error and the map refitted on fit + held. Returns weight (C_B, C_A) and bias
-// (C_B) in float64, and the ridge used.
+// (C_B) in float64, the ridge used, and the map's sum of squared errors on all the training
+// moments (fit + held), computed from the moments: the training error needs no second pass over
+// the training batches.
 struct LinearSolution {
   at::Tensor weight, bias;
   double ridge = 0;
   double pixels = 0;
+  double train_se = 0;
 };
 LinearSolution solve_linear_moments(const LinearMoments& fit, const LinearMoments* held, double ridge);
 

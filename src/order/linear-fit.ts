@@ -42,7 +42,7 @@ declare module '../native.js' {
         masks?: { train: Tensor[]; val: Tensor[] },
       ): Promise<LinearFitResult>;
       linearMoments(x: Tensor, y: Tensor, mask: Tensor | null, alignment?: FitAlignment): Promise<Moments>;
-      solveLinearMoments(fit: Moments, held: Moments | null, ridge: number): Promise<{ weight: Tensor<'float64'>; bias: Tensor<'float64'>; ridge: number; pixels: number }>;
+      solveLinearMoments(fit: Moments, held: Moments | null, ridge: number): Promise<{ weight: Tensor<'float64'>; bias: Tensor<'float64'>; ridge: number; pixels: number; trainSe: number }>;
       linearScore(x: Tensor, y: Tensor, mask: Tensor | null, weight: Tensor, bias: Tensor, alignment?: FitAlignment): Promise<{ se: number; count: number }>;
     };
   }
@@ -184,8 +184,9 @@ async function reduceMoments(local: Moments | null, shard: FitShard): Promise<Mo
 /**
  * fitLinearMap over batches produced on demand, holding one batch at a time: memory does not
  * grow with the number of images. The closed form gives exactly fitLinearMap's result on the same
- * batches (the same moments summed in the same order, the same solve, the same scores; three
- * passes over the training batches, one over the validation ones). The SGD fitter revisits
+ * batches (the same moments summed in the same order, the same solve, the same scores): one
+ * pass over the training batches (the training error comes from their moments) and one over the
+ * validation ones, so each batch is read once per fit. The SGD fitter revisits
  * batches step after step, so it gathers the split in memory and calls fitLinearMap.
  */
 export async function fitLinearMapStreamed(train: FitSource, val: FitSource, options: LinearFitOptions = {}, shard?: FitShard): Promise<LinearFitResult> {
@@ -258,9 +259,10 @@ export async function fitLinearMapStreamed(train: FitSource, val: FitSource, opt
       if (count === 0) throw new MtpdError('ERR_MTPD_SHAPE', `${split}: the feature batches hold no pixels (0 images or empty maps)`);
       return { mse: se / count, count };
     };
-    const tr = await score(train, 'train');
     const va = await score(val, 'val');
     const cb = s.weight.shape[0] as number;
+    // The training error from the summed moments (fitLinearMap's closed form computes it the same way).
+    const tr = { mse: s.trainSe / Math.max(s.pixels * cb, 1) };
     const toF32 = <T extends Tensor<'float64'>>(t: T): Tensor<'float32'> => ({ dtype: 'float32', shape: t.shape, data: Float32Array.from(t.data) });
     return { valMse: va.mse, trainMse: tr.mse, trainPixels: s.pixels, valPixels: va.count / Math.max(cb, 1), ridge: s.ridge, weight: toF32(s.weight), bias: toF32(s.bias) };
   } catch (err) {

@@ -1,5 +1,6 @@
 // mtpd side of scripts/bench/detectors.mjs (one process per model so peak memory is its own).
-// argv: arch batch size reps threads -> one JSON line.
+// argv: arch batch size reps threads -> one JSON line. MTPD_BENCH_CHANNELS_LAST=1: the model in
+// channels_last (scripts/bench/channels-last.mjs).
 import { createDetector } from '../../../dist/detector.js';
 import { setThreads } from '../../../dist/runtime.js';
 
@@ -17,6 +18,7 @@ const det = await createDetector({
   minSize: size,
   maxSize: size,
   trainableLayers: 3,
+  ...(process.env.MTPD_BENCH_CHANNELS_LAST === '1' ? { channelsLast: true } : {}),
   ...(arch.startsWith('swin') ? { options: { stochastic_depth_prob: 0.2 } } : {}),
 });
 const images = Array.from({ length: batch }, () => {
@@ -57,4 +59,4 @@ await det.eval();
 const infer = await timeIt(() => det.run(images, null, { detections: true }));
 const train = await timeIt(() => det.trainStep(opt, images, targets));
 const ru = process.resourceUsage();
-console.log(JSON.stringify({ impl: 'mtpd', arch, infer_ms: infer, train_ms: train, peak_mb: ru.maxRSS / 1024, user_s: ru.userCPUTime / 1e6, sys_s: ru.systemCPUTime / 1e6, threads }));
+console.log(JSON.stringify({ impl: 'mtpd', arch, memoryFormat: (await det.info()).memoryFormat, infer_ms: infer, train_ms: train, peak_mb: ru.maxRSS / 1024, user_s: ru.userCPUTime / 1e6, sys_s: ru.systemCPUTime / 1e6, threads }));
