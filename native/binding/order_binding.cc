@@ -1,9 +1,11 @@
 // order.fitLinearMap(trainX, trainY, valX, valY, options, masks?): the adaptation cost at one
 // level; masks {train: Tensor[], val: Tensor[]} of (N, 1, H, W) restrict it to valid positions.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim (glibc only)
+#endif
 
 #include <algorithm>
 #include <cmath>
