@@ -17,8 +17,8 @@
  * the parent then finds every stage done and writes the report. Teachers' maps are shared through
  * the run's teacher cache (teacher-cache.ts), whose entries are the same values whoever wrote them.
  *
- * Parts are started longest first (an estimate: steps times one plus the teachers per step) and a
- * free slot takes the next one. A part's output lines (its stage lines, progress, time lines) are
+ * Parts are started in the order given (the caller's, longest first) and a free slot takes the
+ * next one. A part's output lines (its stage lines, progress, time lines) are
  * passed on as they come; its events reach the parent's onEvent. Stopping the parent (the signal)
  * asks every part to stop after its current step, and a part that fails fails the run with its name
  * and its last lines.
@@ -50,7 +50,8 @@ export type PartMessage =
 export interface ParallelOptions {
   /** The run's config (as given to train()). */
   config: Config;
-  parts: { part: Part; weight: number }[];
+  /** In the order to start them (the longest first). */
+  parts: Part[];
   jobs: number;
   /** Intra-op threads of each part. */
   threads: number;
@@ -68,7 +69,7 @@ export interface ParallelResult {
 
 /** Runs `parts` in at most `jobs` processes at once; resolves when all have ended. */
 export async function runParallelStages(o: ParallelOptions): Promise<ParallelResult> {
-  const queue = [...o.parts].sort((a, b) => b.weight - a.weight).map((p) => p.part);
+  const queue = [...o.parts];
   const result: ParallelResult = { aborted: false, phases: [] };
   const running = new Set<ChildProcess>();
   let failure: Error | null = null;

@@ -513,7 +513,7 @@ export async function train(config: Config, options: TrainOptions = {}): Promise
     const r = await run.times.time(`stages (${resolved.jobs} jobs)`, () =>
       runParallelStages({
         config,
-        parts,
+        parts: parts.map((p) => p.part),
         jobs: resolved.jobs,
         threads,
         resume: options.resume ?? false,
