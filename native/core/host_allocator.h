@@ -4,12 +4,12 @@
 // thresholds map and unmap buffers of a few MiB and up (feature maps, their gradients, im2col
 // scratch) on each allocation; every page of a freshly mapped buffer faults on first touch. A
 // RetinaNet R50 train step at 512 px spent about a fifth of its CPU time in the kernel doing so.
-// Two measures: glibc gets fixed thresholds (on glibc: buffers under 32 MiB stay in malloc's heaps
-// when freed), and buffers of 32 MiB and up, which glibc always maps, are cached here: freed ones
-// (sizes rounded to eighths of a power of two) go back to the next request of the same size class,
-// as PyTorch's CUDA caching allocator does on the GPU. The cache is bounded: live plus cached never
-// exceeds the largest live total the process reached, the least recently freed
-// buffers go first, so peak resident memory stays at the working set's.
+// Two measures: glibc gets fixed thresholds (on glibc: buffers under 1 MiB stay in malloc's heaps
+// when freed), and buffers of 1 MiB and up are cached here: freed ones (sizes rounded to eighths of
+// a power of two) go back to the next request of the same size class or one a little larger, as
+// PyTorch's CUDA caching allocator does on the GPU. The cache is bounded: live plus cached never
+// exceeds the largest live total the process reached, the least recently freed buffers go first,
+// so peak resident memory stays at the working set's.
 //
 // MTPD_HOST_ALLOCATOR (read when the addon loads): "malloc" sets glibc's thresholds only, "system"
 // keeps libtorch's allocator and glibc's defaults. On Linux, starting the process with
@@ -40,8 +40,13 @@ void release_cached_host_memory();
 HostAllocatorStats host_allocator_stats();
 
 // The size class of a large request: n rounded up to a multiple of 1/8 of the power of two at or
-// below it (at most 12.5% more). Requests under kHostCacheMinBytes are not cached.
-constexpr size_t kHostCacheMinBytes = size_t{32} << 20;
+// below it (at most 12.5% more). Requests under kHostCacheMinBytes are not cached: 1 MiB, so a
+// detector's feature maps and their gradients are (in glibc's per-thread arenas, whose heaps are
+// 64 MiB each, buffers of a few MiB fragment them: a ResNet-18 RetinaNet train step at 512 px
+// peaked at 1.45 GB with 32 MiB here and 1.12 GB with 1 MiB, against torchvision's 1.29 GB).
+constexpr size_t kHostCacheMinBytes = size_t{1} << 20;
+// A request with no cached buffer of its class takes one of up to this many classes above it.
+constexpr int kHostCacheFitClasses = 4;
 size_t host_size_class(size_t n);
 
 }  // namespace mtpd

@@ -2,9 +2,11 @@
 // norm is an affine map: FrozenBatchNorm2d always, BatchNorm2d in eval mode. Then
 //   norm(conv(x, W)) = conv(x, W * s) + t,  s = weight / sqrt(running_var + eps),  t = bias - running_mean * s
 // (s, t: (C_out)), one pass over the output instead of three, and no (N, C_out, H, W) temporaries
-// for the scale and shift. The folded weight is computed on every call with tensor ops, so
-// gradients reach W, the norm's weight and bias (and second derivatives, for Hessian products) as
-// without folding; numerics differ from conv-then-norm by float rounding only (about 1e-6 relative).
+// for the scale and shift. Folding applies where the convolution's weight is not being trained
+// (frozen stages, inference, teachers); a weight that takes gradients runs conv then norm, so the
+// backward pass does not hold a folded copy of every trained weight. The folded weight is computed
+// on every call with tensor ops, so gradients reach the input and the norm's weight and bias (and
+// second derivatives, for Hessian products) as without folding; numerics differ from conv-then-norm by float rounding only (about 1e-6 relative).
 // MTPD_FOLD_NORM=0 in the environment turns folding off (conv then norm, torchvision's op order).
 #pragma once
 

@@ -1,4 +1,4 @@
-// Child of host-allocator.test.ts: a ResNet-18 RetinaNet at 512 px (buffers of 32 MiB and up, the
+// Child of host-allocator.test.ts: a ResNet-18 RetinaNet at 512 px (buffers of 1 MiB and up, the
 // cached ones) runs a train step and inference; prints its results and the allocator's figures.
 import { createDetector, hostMemory, setSeed, setThreads, type Tensor } from '../../src/index.js';
 

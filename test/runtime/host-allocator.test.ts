@@ -8,7 +8,7 @@ import { hostMemory, releaseHostMemory } from '../../src/index.js';
 import { native } from '../../src/native.js';
 import { haveAddon } from '../helpers.js';
 
-t.test('buffers of 32 MiB and up are cached and reused, within the bound', async (t) => {
+t.test('buffers of 1 MiB and up are cached and reused, within the bound', async (t) => {
   if (!haveAddon(t)) return;
   t.equal(hostMemory().cachingAllocator, true);
   // (4096 x 1024) @ (1024 x 2304): a 36 MiB result, freed once copied out.
@@ -24,6 +24,15 @@ t.test('buffers of 32 MiB and up are cached and reused, within the bound', async
   t.same(Array.from((second.data as Float32Array).subarray(0, 4)), Array.from((first.data as Float32Array).subarray(0, 4)));
   t.equal((second.data as Float32Array)[4096 * 2304 - 1], 128);
   t.ok(m2.liveBytes + m2.cachedBytes <= m2.peakLiveBytes, 'live + cached never above the largest live total');
+  // (4096 x 1024) @ (1024 x 1920): 30 MiB, two size classes below the cached 36 MiB buffer, which
+  // it takes instead of mapping a new one.
+  const c = { dtype: 'float32' as const, shape: [1024, 1920], data: new Float32Array(1024 * 1920).fill(0.25) };
+  const third = await native().ops.matmul(a, c, 'cpu');
+  const m3 = hostMemory();
+  t.ok(m3.hits > m2.hits, 'a smaller product reuses a cached buffer of a nearby larger class');
+  t.equal(m3.misses, m2.misses, 'without a new allocation');
+  t.equal((third.data as Float32Array)[4096 * 1920 - 1], 128);
+  t.ok(m3.liveBytes + m3.cachedBytes <= m3.peakLiveBytes, 'still within the bound');
   releaseHostMemory();
   t.equal(hostMemory().cachedBytes, 0, 'releaseHostMemory empties the cache');
 });
