@@ -47,7 +47,9 @@ const session = await DistillSession.create(student, [{ name: 'hr192', model: te
 const dir = mkdtempSync(join(tmpdir(), 'mtpd-bench-'));
 const cache = new TeacherCache(dir, 2 ** 30, 'bench');
 let miss = 0;
-const features = (b) => cache.batch('hr192', teacher, b.ids.map((id) => ({ id: id + 1000 * miss, flipped: false })), b.images, (x) => session.teacherFeatures(0, x));
+// `round` 0: the entries written before the reps (every cached step reads them); a cache miss
+// step asks for ids no step has used yet.
+const features = (b, round = 0) => cache.batch('hr192', teacher, b.ids.map((id) => ({ id: id + 1000 * round, flipped: false })), b.images, (x) => session.teacherFeatures(0, x));
 
 const kinds = {
   plain: (b) => student.trainStep(opt, b.images, b.targets),
@@ -55,7 +57,7 @@ const kinds = {
   cached: async (b) => session.step({ images: b.images, targets: b.targets, teacherFeatures: [await features(b)] }),
   'cache miss': async (b) => {
     miss++;
-    return session.step({ images: b.images, targets: b.targets, teacherFeatures: [await features(b)] });
+    return session.step({ images: b.images, targets: b.targets, teacherFeatures: [await features(b, miss)] });
   },
 };
 const times = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
