@@ -9,34 +9,12 @@
 // figures on a shared machine swing by 2x; quote the ratios with their spreads.
 // Env: MTPD_BENCH_ARCHS (resnet18,resnet50,swin_t; maskrcnn_resnet50 for Mask R-CNN R50 FPN), MTPD_BENCH_ROUNDS, MTPD_BENCH_REPS,
 // MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
-import { spawnSync } from 'node:child_process';
-import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runJson as run, spread, workerSettings } from './lib/stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const reps = process.env.MTPD_BENCH_REPS ?? '4';
-const rounds = Number(process.env.MTPD_BENCH_ROUNDS ?? 3);
-const size = process.env.MTPD_BENCH_SIZE ?? '512';
-const batch = process.env.MTPD_BENCH_BATCH ?? '2';
-const threads = process.env.MTPD_BENCH_THREADS ?? String(cpus().length);
-const archs = (process.env.MTPD_BENCH_ARCHS ?? 'resnet18,resnet50,swin_t').split(',');
-
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 1_200_000 });
-  if (r.status !== 0) {
-    console.error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
-    return null;
-  }
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
-const spread = (a, d = 1) => `${median(a).toFixed(d)} (${Math.min(...a).toFixed(d)}..${Math.max(...a).toFixed(d)})`;
+const { reps, rounds, size, batch, threads, archs } = workerSettings({ reps: '4', archs: 'resnet18,resnet50,swin_t' });
 const FIELDS = [
   ['infer_ms', 'inference ms'],
   ['train_ms', 'train step ms'],

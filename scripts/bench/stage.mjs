@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDetector, DistillSession, setThreads } from '../../dist/index.js';
 import { TeacherCache } from '../../dist/train/teacher-cache.js';
+import { median } from './lib/stats.mjs';
 
 const reps = Number(process.env.MTPD_BENCH_REPS ?? 15);
 setThreads(Number(process.env.MTPD_BENCH_THREADS ?? 1));
@@ -78,10 +79,6 @@ for (let r = 0; r < reps; r++) {
 }
 rmSync(dir, { recursive: true, force: true });
 
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const base = median(times.plain);
 console.log(`demo stage step: student R18 x0.25 at 96 px, teacher R18 x0.25 at 192 px, batch ${n}, pkd p3-p7, ${reps} interleaved reps, ${process.env.MTPD_BENCH_THREADS ?? 1} thread(s)`);
 for (const [k, a] of Object.entries(times)) {
