@@ -95,4 +95,29 @@ std::vector<at::Tensor> BackboneWithFPNImpl::forward(const at::Tensor& x) {
   return out;
 }
 
+BackboneOptions backbone_options_from_json(const Json& o, const std::string& what, BackboneOptions b) {
+  b.name = opt_string(o, "backbone", b.name);
+  MTPD_CHECK_ARG(is_known_backbone(b.name), what, ": unknown backbone \"", b.name, "\" (known: ", [] {
+    std::string s;
+    for (const auto& k : known_backbones()) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }(), ")");
+  b.width_mult = opt_number(o, "width_mult", b.width_mult);
+  MTPD_CHECK_ARG(b.width_mult > 0, what, ": width_mult must be positive, got ", b.width_mult);
+  b.trainable_layers = opt_int(o, "trainable_layers", opt_int(o, "trainable_backbone_layers", b.trainable_layers));
+  MTPD_CHECK_ARG(b.trainable_layers >= 0 && b.trainable_layers <= 5, what, ": trainable_layers must be in 0..5, got ",
+                 b.trainable_layers);
+  b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
+  MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn", what,
+                 ": norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
+  b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
+  b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
+  MTPD_CHECK_ARG(b.fpn_channels > 0, what, ": fpn_channels must be positive, got ", b.fpn_channels);
+  b.groups = opt_int(o, "groups", 0);
+  b.width_per_group = opt_int(o, "width_per_group", 0);
+  b.layers = opt_ints(o, "layers", {});
+  b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
+  return b;
+}
+
 }  // namespace mtpd

@@ -56,4 +56,10 @@ TORCH_MODULE(BackboneWithFPN);
 bool is_known_backbone(const std::string& name);
 std::vector<std::string> known_backbones();
 
+// The backbone options every detector reads (backbone, width_mult, trainable_layers or
+// trainable_backbone_layers, norm_layer, returned_layers, fpn_channels, groups, width_per_group,
+// layers, stochastic_depth_prob) over `defaults`; errors start with `what` (the detector) and name
+// the option. Detector-specific keys (extra_blocks, fpn_norm, swin_style) are the caller's.
+BackboneOptions backbone_options_from_json(const Json& o, const std::string& what, BackboneOptions defaults = {});
+
 }  // namespace mtpd

@@ -36,37 +36,13 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   auto& b = r.backbone;
   b.returned_layers = {1, 2, 3, 4};
   b.extra_blocks = "pool";
-  b.name = opt_string(o, "backbone", b.name);
-  MTPD_CHECK_ARG(is_known_backbone(b.name), what, ": unknown backbone \"", b.name, "\"");
-  b.width_mult = opt_number(o, "width_mult", b.width_mult);
-  MTPD_CHECK_ARG(b.width_mult > 0, what, ": width_mult must be positive");
-  b.trainable_layers = opt_int(o, "trainable_layers", opt_int(o, "trainable_backbone_layers", b.trainable_layers));
-  MTPD_CHECK_ARG(b.trainable_layers >= 0 && b.trainable_layers <= 5, what, ": trainable_layers must be in 0..5, got ",
-                 b.trainable_layers);
-  b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
-  MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn", what,
-                 ": norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
-  b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
-  b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
+  b = backbone_options_from_json(o, what, b);
   b.fpn_norm = opt_string(o, "fpn_norm", b.fpn_norm);
   MTPD_CHECK_ARG(b.fpn_norm == "none" || b.fpn_norm == "bn", what, ": fpn_norm must be \"none\" or \"bn\", got \"",
                  b.fpn_norm, "\"");
-  b.groups = opt_int(o, "groups", 0);
-  b.width_per_group = opt_int(o, "width_per_group", 0);
-  b.layers = opt_ints(o, "layers", {});
-  b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
   r.num_classes = opt_int(o, "num_classes", r.num_classes);
   MTPD_CHECK_ARG(r.num_classes > 0, what, ": num_classes must be positive, got ", r.num_classes);
-  r.transform.min_size = opt_ints(o, "min_size", r.transform.min_size);
-  r.transform.max_size = opt_int(o, "max_size", r.transform.max_size);
-  auto triple = [&](const std::string& key, std::array<double, 3> fb) {
-    auto v = opt_numbers(o, key, {fb[0], fb[1], fb[2]});
-    MTPD_CHECK_ARG(v.size() == 3, what, ": option \"", key, "\" needs 3 numbers, got ", v.size());
-    return std::array<double, 3>{v[0], v[1], v[2]};
-  };
-  r.transform.image_mean = triple("image_mean", r.transform.image_mean);
-  r.transform.image_std = triple("image_std", r.transform.image_std);
-  r.transform.size_divisible = opt_int(o, "size_divisible", r.transform.size_divisible);
+  r.transform = transform_options_from_json(o, what, r.transform);
   auto& p = r.rpn;
   p.anchor_sizes = opt_numbers(o, "anchor_sizes", p.anchor_sizes);
   p.aspect_ratios = opt_numbers(o, "aspect_ratios", p.aspect_ratios);

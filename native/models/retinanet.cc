@@ -12,12 +12,6 @@ namespace mtpd {
 
 namespace {
 
-std::array<double, 3> opt_triple(const Json& o, const std::string& key, std::array<double, 3> fallback) {
-  auto v = opt_numbers(o, key, {fallback[0], fallback[1], fallback[2]});
-  MTPD_CHECK_ARG(v.size() == 3, "option \"", key, "\" needs 3 numbers (one per channel), got ", v.size());
-  return {v[0], v[1], v[2]};
-}
-
 const std::vector<std::string> kRetinaNetOptions = {
     "backbone", "num_classes", "min_size", "max_size", "image_mean", "image_std", "size_divisible", "width_mult",
     "trainable_layers", "trainable_backbone_layers", "norm_layer", "returned_layers", "fpn_channels", "extra_blocks",
@@ -30,38 +24,15 @@ const std::vector<std::string> kRetinaNetOptions = {
 RetinaNetOptions RetinaNetOptions::from_json(const Json& o) {
   check_known_options(o, "retinanet", kRetinaNetOptions);
   RetinaNetOptions r;
+  r.backbone = backbone_options_from_json(o, "retinanet", r.backbone);
   auto& b = r.backbone;
-  b.name = opt_string(o, "backbone", b.name);
-  MTPD_CHECK_ARG(is_known_backbone(b.name), "retinanet: unknown backbone \"", b.name, "\" (known: ", [] {
-    std::string s;
-    for (const auto& k : known_backbones()) s += (s.empty() ? "" : ", ") + k;
-    return s;
-  }(), ")");
-  b.width_mult = opt_number(o, "width_mult", b.width_mult);
-  b.trainable_layers = opt_int(o, "trainable_layers", opt_int(o, "trainable_backbone_layers", b.trainable_layers));
-  MTPD_CHECK_ARG(b.trainable_layers >= 0 && b.trainable_layers <= 5, "retinanet: trainable_layers must be in 0..5, got ",
-                 b.trainable_layers);
-  b.norm_layer = opt_string(o, "norm_layer", b.norm_layer);
-  MTPD_CHECK_ARG(b.norm_layer == "frozen_bn" || b.norm_layer == "bn",
-                 "retinanet: norm_layer must be \"frozen_bn\" or \"bn\", got \"", b.norm_layer, "\"");
-  b.returned_layers = opt_ints(o, "returned_layers", b.returned_layers);
-  b.fpn_channels = opt_int(o, "fpn_channels", b.fpn_channels);
-  MTPD_CHECK_ARG(b.fpn_channels > 0, "retinanet: fpn_channels must be positive");
   b.extra_blocks = opt_string(o, "extra_blocks", b.extra_blocks);
-  b.groups = opt_int(o, "groups", 0);
-  b.width_per_group = opt_int(o, "width_per_group", 0);
-  b.layers = opt_ints(o, "layers", {});
-  b.stochastic_depth_prob = opt_number(o, "stochastic_depth_prob", -1);
   b.swin_style = opt_string(o, "swin_style", b.swin_style);
   MTPD_CHECK_ARG(b.swin_style == "torchvision" || b.swin_style == "mmdet",
                  "retinanet: swin_style must be \"torchvision\" or \"mmdet\", got \"", b.swin_style, "\"");
   r.num_classes = opt_int(o, "num_classes", r.num_classes);
   MTPD_CHECK_ARG(r.num_classes > 0, "retinanet: num_classes must be positive, got ", r.num_classes);
-  r.transform.min_size = opt_ints(o, "min_size", r.transform.min_size);
-  r.transform.max_size = opt_int(o, "max_size", r.transform.max_size);
-  r.transform.image_mean = opt_triple(o, "image_mean", r.transform.image_mean);
-  r.transform.image_std = opt_triple(o, "image_std", r.transform.image_std);
-  r.transform.size_divisible = opt_int(o, "size_divisible", r.transform.size_divisible);
+  r.transform = transform_options_from_json(o, "retinanet", r.transform);
   r.transform.resize_style = opt_string(o, "resize_style", r.transform.resize_style);
   MTPD_CHECK_ARG(r.transform.resize_style == "torchvision" || r.transform.resize_style == "mmdet",
                  "retinanet: resize_style must be \"torchvision\" or \"mmdet\", got \"", r.transform.resize_style, "\"");

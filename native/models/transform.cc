@@ -129,4 +129,18 @@ void GeneralizedRCNNTransform::postprocess(std::vector<Detection>& dets, const s
   }
 }
 
+TransformOptions transform_options_from_json(const Json& o, const std::string& what, TransformOptions t) {
+  t.min_size = opt_ints(o, "min_size", t.min_size);
+  t.max_size = opt_int(o, "max_size", t.max_size);
+  auto triple = [&](const std::string& key, std::array<double, 3> fallback) {
+    auto v = opt_numbers(o, key, {fallback[0], fallback[1], fallback[2]});
+    MTPD_CHECK_ARG(v.size() == 3, what, ": option \"", key, "\" needs 3 numbers (one per channel), got ", v.size());
+    return std::array<double, 3>{v[0], v[1], v[2]};
+  };
+  t.image_mean = triple("image_mean", t.image_mean);
+  t.image_std = triple("image_std", t.image_std);
+  t.size_divisible = opt_int(o, "size_divisible", t.size_divisible);
+  return t;
+}
+
 }  // namespace mtpd

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "models/detector.h"
 
 namespace mtpd {
@@ -29,6 +30,10 @@ struct TransformOptions {
   int64_t size_divisible = 32;
   std::string resize_style = "torchvision";  // or "mmdet"
 };
+
+// min_size, max_size, image_mean, image_std (3 numbers each) and size_divisible over `defaults`;
+// errors start with `what` (the detector) and name the option. resize_style is the caller's.
+TransformOptions transform_options_from_json(const Json& o, const std::string& what, TransformOptions defaults = {});
 
 class GeneralizedRCNNTransform {
  public:

@@ -164,6 +164,14 @@ if (haveAddon(t)) {
     });
     await t.rejects(createDetector({ arch: 'retinanet_resnet7_fpn', numClasses: 2 }), { code: 'ERR_MTPD_ARGUMENT', message: /unknown backbone "resnet7"/ });
     await t.rejects(createDetector({ arch: 'retinanet', options: { backbone: 'resnet18', nms_thres: 0.3 } }), /unknown option "nms_thres"/);
+    // The backbone and transform options read the same way, with the same checks, for both detector kinds.
+    for (const [arch, what] of [['retinanet_resnet18_fpn', 'retinanet'], ['maskrcnn_resnet18_fpn', 'mask_rcnn']] as const) {
+      await t.rejects(createDetector({ arch: arch.replace('resnet18', 'resnet7'), numClasses: 2 }), { code: 'ERR_MTPD_ARGUMENT', message: new RegExp(`^${what}: unknown backbone "resnet7" \\(known: .*resnet18`) });
+      await t.rejects(createDetector({ arch, numClasses: 2, widthMult: 0 }), { code: 'ERR_MTPD_ARGUMENT', message: `${what}: width_mult must be positive, got 0` });
+      await t.rejects(createDetector({ arch, numClasses: 2, options: { fpn_channels: 0 } }), { code: 'ERR_MTPD_ARGUMENT', message: `${what}: fpn_channels must be positive, got 0` });
+      await t.rejects(createDetector({ arch, numClasses: 2, options: { image_mean: [0.5, 0.5] } }), { code: 'ERR_MTPD_ARGUMENT', message: `${what}: option "image_mean" needs 3 numbers (one per channel), got 2` });
+      await t.rejects(createDetector({ arch, numClasses: 2, trainableLayers: 6 }), { code: 'ERR_MTPD_ARGUMENT', message: `${what}: trainable_layers must be in 0..5, got 6` });
+    }
     await t.rejects(det.createOptimizer({ type: 'adam' as 'sgd' }), /optimizer type/);
   });
 

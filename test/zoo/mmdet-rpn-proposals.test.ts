@@ -3,7 +3,11 @@
  * min_bbox_size 0): models.RegionProposalNetwork with `anchor_style: mmdet` and the rpn_head.*
  * weights of the fixture renamed as `mtpd import` renames them (renameMmdetTwoStage) returns the
  * proposals and scores that mmdetection's own RPNHead._get_bboxes gives on the same P2..P6 maps
- * (scripts/golden/mmdet_rpn_proposals.py), in the same order, at 1e-4 relative (measured: 6e-6).
+ * (scripts/golden/mmdet_rpn_proposals.py), in the same order, at 1e-3 relative (in pixels below 1
+ * px). Measured: 6e-6 with OpenBLAS's Haswell kernels, as on the machine that made the golden
+ * file, and 1.75e-4 with its SkylakeX (AVX-512) kernels, whose sums round otherwise: the largest
+ * differences, 1e-4 to 2e-4 px, are on coordinates under 2 px of thin boxes whose exp(dw) or exp(dh)
+ * magnifies the delta's rounding. Scores stay within 6e-7 on both.
  * Under anchor_style mmdet the RPN decodes as mmdetection's delta2bbox; with torchvision's decoding
  * (dw, dh clamped only from above) the same proposals were off by up to 0.23 px (2.3e-1 here) and
  * batch b kept a different number of them.
@@ -53,7 +57,7 @@ if (haveAddon(t)) {
         const got = out[0] as Tensor;
         t.same(got.shape, want.shape, `${name} (${h}x${w} in ${bh}x${bw}): ${want.shape[0]} proposals`);
         const eb = relErr(got, want);
-        t.ok(eb <= 1e-4, `${name}: proposals within ${eb.toExponential(2)}`);
+        t.ok(eb <= 1e-3, `${name}: proposals within ${eb.toExponential(2)}`);
         const es = relErr(out[1] as Tensor, tensors.get(`${name}.scores`) as Tensor);
         t.ok(es <= 1e-4, `${name}: scores within ${es.toExponential(2)}`);
       }
