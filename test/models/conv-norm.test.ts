@@ -61,21 +61,6 @@ for (const norm of ['frozen_bn', 'bn'] as const) {
   });
 }
 
-async function hvp(trainableLayers: number, params: string[], fold: boolean) {
-  const det = await createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.25, minSize: 64, maxSize: 96, normLayer: 'frozen_bn', trainableLayers });
-  await randomizeNorms(det, 11);
-  const r = mulberry32(3);
-  const sd = await det.stateDict();
-  const vectors = new Map(params.map((p) => {
-    const v = sd.get(p) as Tensor;
-    const n = v.shape.reduce((a, b) => a * b, 1);
-    return [p, tensor('float32', v.shape, Float32Array.from({ length: n }, () => r() - 0.5))];
-  }));
-  const out = await withFold(fold, () => det.hessianVectorProduct(images, targets, vectors));
-  await det.dispose();
-  return out;
-}
-
 t.test('frozen_bn: a convolution whose weight is trained keeps conv then norm (no fold)', async (t) => {
   if (!haveAddon(t)) return;
   // trainable_layers 5: every ResNet convolution takes gradients in a train step, so the fold
