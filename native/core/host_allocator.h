@@ -13,7 +13,8 @@
 //
 // MTPD_HOST_ALLOCATOR (read when the addon loads): "malloc" sets glibc's thresholds only, "system"
 // keeps libtorch's allocator and glibc's defaults. On Linux, starting the process with
-// MALLOC_ARENA_MAX=1 lowers peak memory further (one malloc heap for every thread).
+// MALLOC_ARENA_MAX=1 (one malloc heap for every thread) lowers peak memory a little further: 1.4%
+// in a ResNet-18 RetinaNet train step at 512 px (it was a tenth with the 32 MiB cache).
 #pragma once
 
 #include <cstddef>
