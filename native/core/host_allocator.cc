@@ -161,8 +161,6 @@ bool install_host_allocator() {
     // (neither: libtorch's allocator and glibc's defaults).
     const char* v = std::getenv("MTPD_HOST_ALLOCATOR");
     if (v && std::strcmp(v, "system") == 0) return;
-    // Priority 1 outranks libtorch's default registration (0) and stays put if something else
-    // registers at 0 later.
     const bool malloc_only = v && std::strcmp(v, "malloc") == 0;
 #if defined(__GLIBC__)
     // Fixed thresholds instead of glibc's adaptive ones: smaller buffers come from the arenas'
@@ -174,6 +172,8 @@ bool install_host_allocator() {
     mallopt(M_TOP_PAD, 64 << 20);
 #endif
     if (malloc_only) return;
+    // Priority 1 outranks libtorch's default registration (0) and stays put if something else
+    // registers at 0 later.
     c10::SetCPUAllocator(&CachingHostAllocator::self(), 1);
     g_installed = true;
   });

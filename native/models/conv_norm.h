@@ -6,7 +6,8 @@
 // (frozen stages, inference, teachers); a weight that takes gradients runs conv then norm, so the
 // backward pass does not hold a folded copy of every trained weight. The folded weight is computed
 // on every call with tensor ops, so gradients reach the input and the norm's weight and bias (and
-// second derivatives, for Hessian products) as without folding; numerics differ from conv-then-norm by float rounding only (about 1e-6 relative).
+// second derivatives, for Hessian products) as without folding; numerics differ from
+// conv-then-norm by float rounding only (about 1e-6 relative).
 // MTPD_FOLD_NORM=0 in the environment turns folding off (conv then norm, torchvision's op order).
 #pragma once
 
