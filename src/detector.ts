@@ -84,7 +84,7 @@ export interface RunWhat {
   losses?: boolean;
   features?: boolean;
   detections?: boolean;
-  /** Mixed precision: the forward pass under CUDA autocast (float16); results come back float32. CUDA only. */
+  /** Mixed precision: the forward pass under autocast (CUDA float16, CPU bfloat16); results come back float32. */
   amp?: boolean;
 }
 

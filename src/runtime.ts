@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { loadAddon, loadedBlas, loadedLibtorchPath, native, packageRoot, type HostMemory } from './native.js';
+import { cpuBfloat16 } from './train/amp.js';
 import { stateDictFromNative, type StateDict } from './weights/safetensors.js';
 
 export interface SystemInfo {
@@ -14,6 +15,8 @@ export interface SystemInfo {
   addon: { path: string; kind: string };
   /** The BLAS behind Linear layers and attention (see loadedBlas). */
   blas: { kind: string; path: string } | null;
+  /** How the CPU computes bfloat16, the CPU's mixed precision (schedule.amp; see cpuBfloat16). */
+  cpu: { bfloat16: ReturnType<typeof cpuBfloat16> };
 }
 
 /** A warning when libtorch runs on netlib's reference BLAS (Debian's default), else null. */
@@ -85,6 +88,7 @@ export function systemInfo(options: { threads?: number | undefined } = {}): Syst
     threads: { intraOp: threads, cores: rt.hardwareConcurrency },
     addon: { path: addon.path, kind: addon.kind },
     blas: loadedBlas(),
+    cpu: { bfloat16: cpuBfloat16() },
   };
 }
 
@@ -98,6 +102,7 @@ export function formatSystemInfo(i: SystemInfo): string {
     ['threads', `${i.threads.intraOp} intra-op (${i.threads.cores} cores)`],
     ['addon', `${i.addon.path} (${i.addon.kind})`],
     ['blas', i.blas ? `${i.blas.kind} (${i.blas.path})${i.blas.kind === 'reference' ? ': slow; apt-get install libopenblas0-openmp' : ''}` : 'unknown'],
+    ['cpu bfloat16', { native: 'native (AVX-512 BF16 or AMX): schedule.amp on the CPU is fast', emulated: 'emulated (AVX-512 only): schedule.amp on the CPU is slower than float32', none: 'no AVX-512: schedule.amp on the CPU is slow', unknown: 'unknown' }[i.cpu.bfloat16]],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

@@ -24,6 +24,7 @@
 #include "core/runtime.h"
 #include "core/state_dict.h"
 #include "models/memory_format.h"
+#include "train/amp.h"
 
 namespace mtpd::binding {
 
@@ -43,7 +44,7 @@ struct RunRequest {
   std::vector<Target> targets;
   RunOptions what;
   bool grad = false;
-  bool amp = false;  // what.amp: the forward pass under CUDA autocast
+  bool amp = false;  // what.amp: the forward pass under autocast (train/amp.h)
 };
 
 struct RunResult {
@@ -453,17 +454,11 @@ Napi::Value DetectorWrap::Run(const Napi::CallbackInfo& info) {
         exec->run([&] {
           at::AutoGradMode grad_mode(req->grad);
           for (auto& im : req->images) im = image_to_chw_float(im);
-          MTPD_CHECK_ARG(!req->amp || det->device().is_cuda(),
-                         "what.amp: mixed precision needs a model on CUDA (this one is on ", det->device().str(), ")");
-          const bool prev = req->amp ? train::set_cuda_autocast(true) : false;
           DetectorOutput out;
-          try {
+          {
+            train::AutocastScope autocast(det->device(), req->amp);
             out = det->run(req->images, req->has_targets ? &req->targets : nullptr, req->what);
-          } catch (...) {
-            if (req->amp) train::set_cuda_autocast(prev);
-            throw;
           }
-          if (req->amp) train::set_cuda_autocast(prev);
           r = host_result(out);
         });
         return r;
@@ -496,15 +491,9 @@ Napi::Value DetectorWrap::TrainStep(const Napi::CallbackInfo& info) {
           const bool amp = opt->options().amp;
           DetectorOutput out;
           {
-            // Mixed precision (CUDA): autocast only around the forward pass.
-            const bool prev = amp ? train::set_cuda_autocast(true) : false;
-            try {
-              out = det->run(req->images, &req->targets, req->what);
-            } catch (...) {
-              if (amp) train::set_cuda_autocast(prev);
-              throw;
-            }
-            if (amp) train::set_cuda_autocast(prev);
+            // Mixed precision: autocast only around the forward pass.
+            train::AutocastScope autocast(det->device(), amp);
+            out = det->run(req->images, &req->targets, req->what);
           }
           at::Tensor total;
           for (auto& [k, v] : out.losses) total = total.defined() ? total + v.to(at::kFloat) : v.to(at::kFloat);

@@ -1,7 +1,6 @@
 #include "distill/step.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 
 #include "core/errors.h"
 #include "distill/align.h"
+#include "train/amp.h"
 
 namespace mtpd::distill {
 
@@ -94,22 +94,6 @@ train::NamedParams DistillStep::parameters() const {
   return params;
 }
 
-namespace {
-// CUDA autocast on for the scope when `enable` (libtorch 1.13's CUDA autocast flag), restored
-// and its cast cache cleared on every exit path.
-struct AutocastScope {
-  bool on, prev;
-  explicit AutocastScope(bool enable) : on(enable), prev(at::autocast::is_enabled()) {
-    if (on) at::autocast::set_enabled(true);
-  }
-  ~AutocastScope() {
-    if (on) {
-      at::autocast::set_enabled(prev);
-      at::autocast::clear_cache();
-    }
-  }
-};
-}  // namespace
 
 std::pair<FeatureMap, std::vector<ImageSize>> DistillStep::teacher_run(size_t i, const std::vector<at::Tensor>& images) {
   MTPD_CHECK_ARG(i < teachers_.size(), "distill step: no teacher ", i);
@@ -123,7 +107,7 @@ std::pair<FeatureMap, std::vector<ImageSize>> DistillStep::teacher_run(size_t i,
   {
     // Mixed precision: the frozen teacher runs under autocast like the student; its maps come
     // back as float32 for the losses.
-    AutocastScope autocast(options_.optimizer.amp);
+    train::AutocastScope autocast(t.model->device(), options_.optimizer.amp);
     out = t.model->run(images, nullptr, what);
   }
   FeatureMap maps;
@@ -219,11 +203,11 @@ StepOutput DistillStep::step(const std::vector<at::Tensor>& images, const std::v
   what.losses = true;
   what.features = true;
   r.student_training = student_->is_training();
-  // Mixed precision (CUDA, optimizer.amp): autocast around the student's forward pass only; the
-  // distillation losses see float32 maps and the optimizer scales the loss and unscales the
-  // gradients. Restored on every exit path.
-  std::optional<AutocastScope> autocast;
-  autocast.emplace(options_.optimizer.amp);
+  // Mixed precision (optimizer.amp): autocast around the student's forward pass only; the
+  // distillation losses see float32 maps and, on CUDA, the optimizer scales the loss and unscales
+  // the gradients. Restored on every exit path.
+  std::optional<train::AutocastScope> autocast;
+  autocast.emplace(student_->device(), options_.optimizer.amp);
   DetectorOutput out = student_->run(images, &targets, what);
   autocast.reset();
   if (options_.optimizer.amp)

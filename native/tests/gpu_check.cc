@@ -14,6 +14,7 @@
 #include "core/state_dict.h"
 #include "models/retinanet.h"
 #include "ops/nms.h"
+#include "train/amp.h"
 #include "train/optimizer.h"
 
 using namespace mtpd;
@@ -159,9 +160,9 @@ int main() {
     for (int s = 0; s < steps; ++s) {
       std::vector<at::Tensor> bi(images.begin() + (s % 2) * 4, images.begin() + (s % 2) * 4 + 4);
       std::vector<Target> bt(targets.begin() + (s % 2) * 4, targets.begin() + (s % 2) * 4 + 4);
-      train::set_cuda_autocast(true);
+      train::set_autocast(c10::DeviceType::CUDA, true);
       auto out = model->run(bi, &bt, {true, false, false});
-      train::set_cuda_autocast(false);
+      train::set_autocast(c10::DeviceType::CUDA, false);
       auto loss = out.losses["classification"] + out.losses["bbox_regression"];
       auto r = opt.step(loss);
       skipped += r.skipped;
@@ -192,9 +193,9 @@ int main() {
       oo.amp = amp;
       train::Optimizer opt(train::trainable_parameters(*model), oo);
       double tr = time_ms([&] {
-        train::set_cuda_autocast(amp);
+        train::set_autocast(c10::DeviceType::CUDA, amp);
         auto out = model->run(images, &targets, {true, false, false});
-        train::set_cuda_autocast(false);
+        train::set_autocast(c10::DeviceType::CUDA, false);
         opt.step(out.losses["classification"] + out.losses["bbox_regression"]);
       }, 10);
       std::printf("time %s 512x512 batch 2: inference %.1f ms, train step (%s) %.1f ms\n", arch, infer,

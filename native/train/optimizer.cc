@@ -1,7 +1,6 @@
 #include "train/optimizer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -14,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/errors.h"
+#include "train/amp.h"
 
 namespace mtpd::train {
 
@@ -128,18 +128,6 @@ Json OptimizerOptions::to_json() const {
   return o;
 }
 
-bool set_cuda_autocast(bool enabled) {
-#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
-  const bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
-  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-#else
-  const bool prev = at::autocast::is_enabled();
-  at::autocast::set_enabled(enabled);
-#endif
-  if (!enabled) at::autocast::clear_cache();
-  return prev;
-}
-
 NamedParams trainable_parameters(const torch::nn::Module& module, const std::string& prefix) {
   NamedParams out;
   for (const auto& p : module.named_parameters(true))
@@ -191,11 +179,17 @@ Optimizer::Optimizer(const NamedParams& params, OptimizerOptions o) : options_(s
   } else {
     opt_ = std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(lr_));
   }
+  // Mixed precision: the caller runs the forward pass under autocast (train/amp.h); the loss is
+  // scaled on CUDA only (float16), the CPU's bfloat16 needs no scaler.
   if (options_.amp) {
     const c10::Device dev = all_params_.front().device();
-    MTPD_CHECK_ARG(dev.is_cuda(), "optimizer.amp needs a model on CUDA (mixed precision is CUDA-only here)");
-    scale_ = at::full({1}, options_.init_scale, at::TensorOptions().dtype(at::kFloat).device(dev));
-    growth_tracker_ = at::zeros({1}, at::TensorOptions().dtype(at::kInt).device(dev));
+    MTPD_CHECK_ARG(dev.is_cuda() || dev.is_cpu(), "optimizer.amp: mixed precision runs on CUDA or the CPU, not on ",
+                   dev.str());
+    scaled_ = amp_scales_loss(dev);
+    if (scaled_) {
+      scale_ = at::full({1}, options_.init_scale, at::TensorOptions().dtype(at::kFloat).device(dev));
+      growth_tracker_ = at::zeros({1}, at::TensorOptions().dtype(at::kInt).device(dev));
+    }
   }
 }
 
@@ -230,7 +224,7 @@ StepResult Optimizer::step(const at::Tensor& loss) {
   StepResult r;
   opt_->zero_grad();
   if (grad_hook_) grad_hook_->before_backward(all_params_);
-  if (options_.amp) {
+  if (scaled_) {
     r.scale = scale_.item<float>();
     (loss.to(at::kFloat) * scale_).sum().backward();
     if (grad_hook_) grad_hook_->after_backward(all_params_);
@@ -289,7 +283,7 @@ NamedTensors Optimizer::state_dict() const {
       out.emplace_back(n + ".exp_avg_sq", st.exp_avg_sq());
     }
   }
-  if (options_.amp) {
+  if (scaled_) {
     out.emplace_back("amp.scale", scale_);
     out.emplace_back("amp.growth_tracker", growth_tracker_);
   }
@@ -381,7 +375,9 @@ void Optimizer::load_state_dict(const NamedTensors& sd) {
       state[key] = std::move(st);
     }
   }
-  if (scale.defined()) {
+  // A CUDA run's loss scaler resumed on the CPU (bfloat16, no scaler) is dropped; the CPU's state
+  // resumed on CUDA starts the scaler at init_scale.
+  if (scale.defined() && scaled_) {
     scale_.copy_(scale.reshape({1}));
     growth_tracker_.copy_(growth.reshape({1}));
   }

@@ -1,5 +1,5 @@
-// Optimizers over named parameter groups, with gradient-norm clipping and (on CUDA) automatic
-// mixed precision: SGD (momentum, dampening 0, weight decay, nesterov) and AdamW, numerically
+// Optimizers over named parameter groups, with gradient-norm clipping and automatic mixed
+// precision (loss scaling on CUDA): SGD (momentum, dampening 0, weight decay, nesterov) and AdamW, numerically
 // the same as torch.optim.SGD / torch.optim.AdamW (they are libtorch's own implementations).
 //
 // Groups are chosen by rules over parameter names, first match wins:
@@ -48,7 +48,7 @@ struct OptimizerOptions {
   double weight_decay = 1e-4;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw
   double max_grad_norm = 0;   // 0: no clipping
-  bool amp = false;           // CUDA only: autocast in forward (the caller's scope) + grad scaling
+  bool amp = false;           // mixed precision: autocast in forward (the caller's scope, train/amp.h) + loss scaling on CUDA
   double init_scale = 65536.0;
   int64_t growth_interval = 2000;
   std::vector<GroupRule> groups;
@@ -105,14 +105,11 @@ class Optimizer {
   std::vector<at::Tensor> all_params_;
   std::vector<std::string> param_names_;  // parallel to all_params_
   std::unique_ptr<torch::optim::Optimizer> opt_;
+  bool scaled_ = false;                // amp on CUDA: the loss scaler below runs
   at::Tensor scale_, growth_tracker_;  // AMP grad scaler state (CUDA)
   int64_t steps_ = 0;
   std::shared_ptr<GradHook> grad_hook_;
 };
-
-// CUDA autocast on/off for the calling thread (libtorch 1.13 and 2.x spellings); returns the
-// previous state. Clears the autocast weight cache when turning it off.
-bool set_cuda_autocast(bool enabled);
 
 // Named trainable parameters of a module (requires_grad only).
 NamedParams trainable_parameters(const torch::nn::Module& module, const std::string& prefix = "");

@@ -28,7 +28,7 @@ export const scheduleSchema = z
       .boolean()
       .default(false)
       .describe(
-        'mixed precision (device cuda only): the forward passes of the student, the teachers and the cost matrix under CUDA autocast (float16), the losses in float32, a dynamic loss scaler (skipped steps when gradients overflow); an error on the CPU',
+        'mixed precision, as torch.autocast: the forward passes of the student, the teachers and the cost matrix under autocast, the losses in float32; on CUDA float16 with a dynamic loss scaler (skipped steps when gradients overflow), on the CPU bfloat16 without one (fast where the CPU has AVX-512 BF16 or AMX, see `mtpd info`; a warning where it does not); results differ from float32 by bfloat16/float16 rounding',
       ),
   })
   .refine((s) => !(s.iterations !== undefined && s.epochs !== undefined), { message: 'give iterations or epochs, not both' });

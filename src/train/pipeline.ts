@@ -24,7 +24,7 @@ import { runCosts } from '../order/run-costs.js';
 import { blasWarning, checkDevice, setThreads } from '../runtime.js';
 import { Disposer } from '../dispose.js';
 import { writeFileAtomic } from '../weights/atomic.js';
-import { checkAmp } from './amp.js';
+import { ampWarning } from './amp.js';
 import { type Baseline, baselineStage, runBaseline } from './baselines.js';
 import { CheckpointManager } from './checkpoint.js';
 import { type Method, runCurriculum, type StagePlan, type StageRunner } from './curriculum.js';
@@ -416,7 +416,6 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   // What can be known before any training: the device exists, and every teacher's FPN can be
   // matched to the student's.
   checkDevice(config.device);
-  checkAmp(config);
   // The student's setup, once, before the off-the-shelf stage gives it weights.
   const setup = resolveStudentSetup(config.student);
   const resolved: Config = structuredClone(config);
@@ -428,6 +427,8 @@ export async function prepareRun(config: Config, options: TrainOptions = {}) {
   const run = new Run(resolved, options);
   const slow = blasWarning();
   if (slow) run.log(`warning: ${slow}`);
+  const ampSlow = ampWarning(resolved);
+  if (ampSlow) run.log(`warning: ${ampSlow}`);
   run.log(`student ${resolved.student.name}: ${formatStudentSetup(setup)} in every stage${config.student.norm === 'auto' || config.student.trainableLayers === 'auto' ? ` (auto: ${config.student.weights === null ? 'trained from scratch here' : 'starts from given weights'})` : ''}`);
   await ensureDataset(config, run);
   const splits = await run.times.time('open the dataset', () => openSplits(config));

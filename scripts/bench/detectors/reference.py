@@ -5,7 +5,9 @@ process's peak RSS, user and system CPU seconds). Same setup as the mtpd side: F
 ResNet backbone with trainable_backbone_layers=3 (Swin-T: features.0-1 frozen, as mtpd's
 trainable_layers 3; stochastic depth 0.2), 91 classes, min/max size = the image size.
 maskrcnn_resnet50: torchvision's MaskRCNN over the same frozen-BN ResNet-50 FPN (p2..p5 + pool), its
-default RPN and RoI heads, 91 classes, two instance masks per image."""
+default RPN and RoI heads, 91 classes, two instance masks per image.
+MTPD_BENCH_AMP=1: forward passes under torch.autocast("cpu") (bfloat16), as mtpd's amp
+(scripts/bench/amp.mjs)."""
 import json
 import os
 import resource
@@ -65,14 +67,20 @@ def main():
         n = len(times)
         return times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
 
+    amp = os.environ.get("MTPD_BENCH_AMP") == "1"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
+
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         infer = median_of(lambda: model(images))
     model.train()
 
     def step():
-        losses = model(images, targets)
-        loss = sum(losses.values())
+        with autocast():
+            losses = model(images, targets)
+        loss = sum(v.float() for v in losses.values())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -81,7 +89,7 @@ def main():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"impl": "torchvision " + torchvision.__version__, "arch": arch, "infer_ms": infer * 1e3,
                       "train_ms": train * 1e3, "peak_mb": ru.ru_maxrss / 1024.0, "user_s": ru.ru_utime,
-                      "sys_s": ru.ru_stime, "threads": torch.get_num_threads()}))
+                      "sys_s": ru.ru_stime, "threads": torch.get_num_threads(), "amp": amp}))
 
 
 if __name__ == "__main__":

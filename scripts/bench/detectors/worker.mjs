@@ -1,6 +1,7 @@
 // mtpd side of scripts/bench/detectors.mjs (one process per model so peak memory is its own).
 // argv: arch batch size reps threads -> one JSON line. MTPD_BENCH_CHANNELS_LAST=1: the model in
-// channels_last (scripts/bench/channels-last.mjs).
+// channels_last (scripts/bench/channels-last.mjs). MTPD_BENCH_AMP=1: mixed precision (the CPU's
+// bfloat16 autocast; scripts/bench/amp.mjs).
 import { createDetector } from '../../../dist/detector.js';
 import { setThreads } from '../../../dist/runtime.js';
 
@@ -39,7 +40,8 @@ function boxMasks() {
   return { dtype: 'uint8', shape: [2, size, size], data };
 }
 const targets = images.map(() => (masks ? { boxes, labels: [0, 6], masks: boxMasks() } : { boxes, labels: [1, 7] }));
-const opt = await det.createOptimizer({ type: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
+const amp = process.env.MTPD_BENCH_AMP === '1';
+const opt = await det.createOptimizer({ type: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 1e-4, amp });
 
 // Median of `reps` after a warm-up (as the reference side).
 async function timeIt(fn) {
@@ -56,7 +58,7 @@ async function timeIt(fn) {
 }
 
 await det.eval();
-const infer = await timeIt(() => det.run(images, null, { detections: true }));
+const infer = await timeIt(() => det.run(images, null, { detections: true, amp }));
 const train = await timeIt(() => det.trainStep(opt, images, targets));
 const ru = process.resourceUsage();
-console.log(JSON.stringify({ impl: 'mtpd', arch, memoryFormat: (await det.info()).memoryFormat, infer_ms: infer, train_ms: train, peak_mb: ru.maxRSS / 1024, user_s: ru.userCPUTime / 1e6, sys_s: ru.systemCPUTime / 1e6, threads }));
+console.log(JSON.stringify({ impl: 'mtpd', arch, memoryFormat: (await det.info()).memoryFormat, infer_ms: infer, train_ms: train, peak_mb: ru.maxRSS / 1024, user_s: ru.userCPUTime / 1e6, sys_s: ru.systemCPUTime / 1e6, threads, amp }));
