@@ -29,6 +29,7 @@ export {
   evaluateFiles,
   formatSummary,
   ignoredCategoriesWarning,
+  ignoredAnnotationsWarning,
   modelOf,
   pairOf,
   predictionsToResults,

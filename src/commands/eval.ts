@@ -17,10 +17,12 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option('dets', { type: 'string', demandOption: true, describe: 'detections, COCO results JSON (an array)' })
       .option('iou-type', { choices: ['bbox', 'segm'] as const, default: 'bbox' as const, describe: 'what IoU is computed on' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object {stats, perCategory, ignoredCategories}' })
-      .option('strict', { type: 'boolean', default: false, describe: 'refuse detections of categories the ground truth does not list (default: ignore them with a warning, as pycocotools does)' }),
+      .option('strict', { type: 'boolean', default: false, describe: 'refuse detections of categories the ground truth does not list, and ground-truth annotations of images or categories it does not list (default: leave them out with a warning, as pycocotools does)' }),
   handler: async (argv) => {
-    const { evaluateFiles, formatSummary, ignoredCategoriesWarning } = await import('../eval/index.js');
+    const { evaluateFiles, formatSummary, ignoredCategoriesWarning, ignoredAnnotationsWarning } = await import('../eval/index.js');
     const r = evaluateFiles(argv.gt, argv.dets, { iouType: argv['iou-type'], unknownCategories: argv.strict ? 'error' : 'ignore' });
+    const gtWarning = ignoredAnnotationsWarning(r.ignoredAnnotations, argv.gt);
+    if (gtWarning) process.stderr.write(`${gtWarning} (--strict refuses them)\n`);
     const warning = ignoredCategoriesWarning(r.ignoredCategories, argv.dets);
     if (warning) process.stderr.write(`${warning} (--strict refuses them)\n`);
     if (argv.json) {

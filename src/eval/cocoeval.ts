@@ -60,6 +60,11 @@ export interface EvalResult {
    * evaluation, as pycocotools does (set by CocoEvaluator, evaluate and evaluateFiles).
    */
   ignoredCategories?: Record<string, number>;
+  /**
+   * Ground-truth annotations of images or categories the file does not list, by image_id and by
+   * category_id: left out, as pycocotools does (set by CocoEvaluator, evaluate and evaluateFiles).
+   */
+  ignoredAnnotations?: { images: Record<string, number>; categories: Record<string, number> };
 }
 
 /** Sorts idx[0..n) by score descending, ties by index ascending (a total order, so stable). */

@@ -36,8 +36,9 @@ export interface EvalOptions {
   /** Evaluate only these images (pycocotools' params.imgIds); default all gt images. */
   imgIds?: readonly number[];
   /**
-   * Detections of categories the ground truth does not list: 'ignore' (default, as pycocotools,
-   * counted in the result's ignoredCategories) or 'error' (refused, naming the record).
+   * Detections of categories the ground truth does not list, and ground-truth annotations of
+   * images or categories the file does not list: 'ignore' (default, as pycocotools; counted in
+   * the result's ignoredCategories / ignoredAnnotations) or 'error' (refused, naming the record).
    */
   unknownCategories?: 'ignore' | 'error';
 }
@@ -52,6 +53,27 @@ export function ignoredCategoriesWarning(ignored: Record<string, number> | undef
   const total = rows.reduce((n, [, c]) => n + c, 0);
   const list = rows.map(([id, c]) => `${id} (${c})`).join(', ');
   return `warning: ${source}: ${total} detection${total === 1 ? '' : 's'} of ${rows.length} categor${rows.length === 1 ? 'y' : 'ies'} the ground truth does not list were ignored, as pycocotools does: category_id ${list}`;
+}
+
+/**
+ * The warning for ground-truth annotations whose image or category the file does not list
+ * (null when there are none): pycocotools leaves them out, and so does the evaluation.
+ */
+export function ignoredAnnotationsWarning(
+  ignored: { images: Record<string, number>; categories: Record<string, number> } | undefined,
+  source = 'ground truth',
+): string | null {
+  let all = 0;
+  const part = (m: Record<string, number> | undefined, field: string, list: string): string | null => {
+    const rows = Object.entries(m ?? {}).sort((a, b) => Number(a[0]) - Number(b[0]));
+    if (rows.length === 0) return null;
+    const total = rows.reduce((n, [, c]) => n + c, 0);
+    all += total;
+    return `${total} annotation${total === 1 ? '' : 's'} whose ${field} is not in "${list}" (${rows.map(([id, c]) => `${id} (${c})`).join(', ')})`;
+  };
+  const parts = [part(ignored?.images, 'image_id', 'images'), part(ignored?.categories, 'category_id', 'categories')].filter((x) => x !== null);
+  if (parts.length === 0) return null;
+  return `warning: ${source}: ${parts.join(' and ')} ${all === 1 ? 'was' : 'were'} left out, as pycocotools does`;
 }
 
 /** Largest file JSON.parse can take as one string (V8's string length limit). */
@@ -150,11 +172,11 @@ export class CocoEvaluator {
   constructor(gt: CocoDataset | GroundTruth | unknown, options: EvalOptions & { source?: string } = {}) {
     this.iouType = options.iouType ?? 'bbox';
     if (this.iouType !== 'bbox' && this.iouType !== 'segm') evalError(`iouType must be "bbox" or "segm", got ${JSON.stringify(this.iouType)}`);
-    this.gt = gt instanceof GroundTruth ? gt : new GroundTruth(gt, this.iouType, options.source);
-    if (this.gt.masks === null && this.iouType === 'segm') evalError('the GroundTruth was built for bbox; segm needs masks');
-    this.params = defaultParams(this.iouType);
     const unknown = options.unknownCategories ?? 'ignore';
     if (unknown !== 'ignore' && unknown !== 'error') evalError(`unknownCategories must be "ignore" or "error", got ${JSON.stringify(unknown)}`);
+    this.gt = gt instanceof GroundTruth ? gt : new GroundTruth(gt, this.iouType, options.source, unknown);
+    if (this.gt.masks === null && this.iouType === 'segm') evalError('the GroundTruth was built for bbox; segm needs masks');
+    this.params = defaultParams(this.iouType);
     this.unknownCategories = unknown;
     this.dets = new Detections(this.gt, this.iouType, unknown);
     this.imgIds = options.imgIds;
@@ -179,6 +201,15 @@ export class CocoEvaluator {
     return Object.fromEntries([...this.dets.ignored].sort((a, b) => a[0] - b[0]).map(([id, n]) => [String(id), n]));
   }
 
+  /**
+   * Ground-truth annotations left out because the file does not list their image or category
+   * (as pycocotools), by image_id and by category_id.
+   */
+  get ignoredAnnotations(): { images: Record<string, number>; categories: Record<string, number> } {
+    const rec = (m: Map<number, number>) => Object.fromEntries([...m].sort((a, b) => a[0] - b[0]).map(([id, n]) => [String(id), n]));
+    return { images: rec(this.gt.ignored.images), categories: rec(this.gt.ignored.categories) };
+  }
+
   /** Drops all detections (e.g. before the next validation pass). */
   reset(): void {
     this.dets = new Detections(this.gt, this.iouType, this.unknownCategories);
@@ -186,7 +217,11 @@ export class CocoEvaluator {
 
   /** evaluate + accumulate: precision/recall arrays, the 12 stats and per-category stats. */
   evaluate(): EvalResult {
-    return { ...runEval(this.gt, this.dets, this.params, this.imgIds), ignoredCategories: this.ignoredCategories };
+    return {
+      ...runEval(this.gt, this.dets, this.params, this.imgIds),
+      ignoredCategories: this.ignoredCategories,
+      ignoredAnnotations: this.ignoredAnnotations,
+    };
   }
 
   summarize(): Summary {

@@ -5,6 +5,7 @@
  *
  * Semantics follow pycocotools' COCO / COCO.loadRes / COCOeval._prepare:
  *  - a gt is ignored iff `iscrowd` (its `ignore` field is overwritten by pycocotools, so unused);
+ *  - annotations of images or categories the file does not list are left out (counted);
  *  - gt area is the annotation's `area` field; gt masks come from COCO.annToRLE (image size);
  *  - results: if the FIRST detection has a non-empty `bbox`, every detection's area is
  *    bbox w*h and a missing segmentation is the box as a polygon; otherwise the area is the mask's
@@ -72,7 +73,9 @@ function readBox(v: unknown, what: string, out: Float64Array, at: number): void 
     if (typeof x !== 'number' || !Number.isFinite(x)) evalError(`${what} must be 4 finite numbers, got ${JSON.stringify(v)}`);
     out[at + j] = x;
   }
-  if (out[at + 2]! < 0 || out[at + 3]! < 0) evalError(`${what} has a negative width or height: ${JSON.stringify(v)}`);
+  // a negative width or height is taken as it is, as pycocotools does: such a box overlaps
+  // nothing (maskApi's bbIou), its area w*h may be negative (then outside every area range, so an
+  // unmatched detection is ignored, not a false positive), and rasterised it is the same polygon
 }
 
 /**
@@ -208,7 +211,18 @@ export class GroundTruth {
   readonly box: Float64Array;
   readonly masks: RlePool | null;
 
-  constructor(data: unknown, iouType: IouType, source = 'ground truth') {
+  /**
+   * Annotations left out because `images` or `categories` does not list their image_id or
+   * category_id, by that id: pycocotools reads only the annotations of listed images and
+   * categories (COCOeval._prepare's getAnnIds), so they are counted, not kept.
+   */
+  readonly ignored = { images: new Map<number, number>(), categories: new Map<number, number>() };
+
+  /**
+   * `unlisted`: 'ignore' (default, as pycocotools) leaves out annotations of images or
+   * categories the file does not list, counting them in `ignored`; 'error' refuses them.
+   */
+  constructor(data: unknown, iouType: IouType, source = 'ground truth', unlisted: 'ignore' | 'error' = 'ignore') {
     if (!isObj(data)) evalError(`${source}: expected a COCO object with images, categories and annotations`);
     const images = data.images;
     const categories = data.categories;
@@ -244,7 +258,28 @@ export class GroundTruth {
     this.catNames = cats.map((c) => c.name);
     cats.forEach((c, i) => this.catPos.set(c.id, i));
 
-    const n = anns.length;
+    // the annotations pycocotools evaluates: those of listed images and categories
+    const keep: number[] = [];
+    const seenAnn = new Set<number>();
+    for (let i = 0; i < anns.length; i++) {
+      const a = anns[i] as unknown;
+      const at = `${source}: annotations[${i}]`;
+      if (!isObj(a)) evalError(`${at} must be an object`);
+      const id = finiteNumber(a.id, `${at}.id`);
+      if (seenAnn.has(id)) evalError(`${at}.id ${id} is a duplicate annotation id`);
+      seenAnn.add(id);
+      const inImages = this.imgPos.has(a.image_id as number);
+      const inCats = this.catPos.has(a.category_id as number);
+      if (inImages && inCats) {
+        keep.push(i);
+        continue;
+      }
+      const [what, v, list] = inImages ? ['category_id', a.category_id, 'categories'] : ['image_id', a.image_id, 'images'];
+      if (unlisted === 'error' || typeof v !== 'number' || !Number.isFinite(v)) evalError(`${at}.${what} ${JSON.stringify(v)} is not in ${list}`);
+      const m = inImages ? this.ignored.categories : this.ignored.images;
+      m.set(v, (m.get(v) ?? 0) + 1);
+    }
+    const n = keep.length;
     this.n = n;
     this.annId = new Float64Array(n);
     this.img = new Int32Array(n);
@@ -253,21 +288,13 @@ export class GroundTruth {
     this.crowd = new Uint8Array(n);
     this.box = new Float64Array(4 * n);
     this.masks = iouType === 'segm' ? new RlePool() : null;
-    const seenAnn = new Set<number>();
     for (let i = 0; i < n; i++) {
-      const a = anns[i] as unknown;
-      const at = `${source}: annotations[${i}]`;
-      if (!isObj(a)) evalError(`${at} must be an object`);
-      const id = finiteNumber(a.id, `${at}.id`);
-      if (seenAnn.has(id)) evalError(`${at}.id ${id} is a duplicate annotation id`);
-      seenAnn.add(id);
-      this.annId[i] = id;
-      const ip = this.imgPos.get(a.image_id as number);
-      if (ip === undefined) evalError(`${at}.image_id ${JSON.stringify(a.image_id)} is not in images`);
+      const a = anns[keep[i]!] as Record<string, unknown>;
+      const at = `${source}: annotations[${keep[i]}]`;
+      this.annId[i] = a.id as number;
+      const ip = this.imgPos.get(a.image_id as number)!;
       this.img[i] = ip;
-      const cp = this.catPos.get(a.category_id as number);
-      if (cp === undefined) evalError(`${at}.category_id ${JSON.stringify(a.category_id)} is not in categories`);
-      this.cat[i] = cp;
+      this.cat[i] = this.catPos.get(a.category_id as number)!;
       this.area[i] = finiteNumber(a.area, `${at}.area`);
       const c = a.iscrowd;
       if (c !== undefined && c !== 0 && c !== 1 && c !== true && c !== false) {
@@ -376,7 +403,10 @@ export class Detections {
         continue;
       }
       const k = this.n;
-      const hasBox = d.bbox !== undefined;
+      // loadRes' mask branch keeps `bbox: []` as it is: segm evaluation never reads it (the
+      // box comes from the mask here), bbox evaluation refuses it (readBox)
+      const emptyBox = Array.isArray(d.bbox) && d.bbox.length === 0;
+      const hasBox = d.bbox !== undefined && !(emptyBox && this.areaFrom === 'mask' && this.iouType === 'segm');
       if (hasBox || this.areaFrom === 'bbox') readBox(d.bbox, `${at}.bbox`, this.box, 4 * k);
       const needMask = this.iouType === 'segm' || this.areaFrom === 'mask';
       if (needMask) {

@@ -50,6 +50,22 @@ t.test('detections of categories the ground truth does not list: ignored with a 
   for (let i = 0; i < 12; i++) t.ok(Math.abs(out.stats[i]! - c.expected.stats[i]!) <= 1e-12, `stat ${i} as without them`);
 });
 
+t.test('ground-truth annotations of images or categories the file does not list: left out with a warning, as pycocotools', async (t) => {
+  const gt = golden.gts[c.gt] as { images: { id: number }[]; annotations: Record<string, unknown>[] };
+  const a0 = gt.annotations[0]!;
+  const extra = [{ ...a0, id: 900001, image_id: 424242 }, { ...a0, id: 900002, category_id: 31337 }, { id: 900003, image_id: 424242, category_id: 31337 }];
+  const p = join(dir, 'unlisted.json');
+  writeFileSync(p, JSON.stringify({ ...gt, annotations: [...gt.annotations, ...extra] }));
+  const r = run('--gt', p, '--dets', detsPath, '--iou-type', 'segm', '--json');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /warning: .*unlisted\.json: 2 annotations whose image_id is not in "images" \(424242 \(2\)\) and 1 annotation whose category_id is not in "categories" \(31337 \(1\)\) were left out, as pycocotools does \(--strict refuses them\)/);
+  const out = JSON.parse(r.stdout) as { stats: number[] };
+  for (let i = 0; i < 12; i++) t.ok(Math.abs(out.stats[i]! - c.expected.stats[i]!) <= 1e-12, `stat ${i} as without them`);
+  const strict = run('--gt', p, '--dets', detsPath, '--iou-type', 'segm', '--strict');
+  t.equal(strict.status, 1);
+  t.match(strict.stderr, new RegExp(`unlisted\\.json: annotations\\[${gt.annotations.length}\\]\\.image_id 424242 is not in images`));
+});
+
 t.test('bad files: clear error, exit code 1', async (t) => {
   const bad = (name: string, text: string) => {
     const p = join(dir, name);
