@@ -7,7 +7,7 @@
  * at most one runs natively at a time.
  */
 import { disposedError } from './dispose.js';
-import { MtpdError, withCallSite } from './errors.js';
+import { MtpdError, optionsJson, withCallSite } from './errors.js';
 import { type LoadReport, Module } from './module.js';
 import { native, type NativeModuleHandle, type RawModuleInfo, type RawParameterInfo } from './native.js';
 import { createNativeOptimizer, type Optimizer, type OptimizerOptions } from './optim.js';
@@ -299,7 +299,7 @@ export class Detector extends Module {
     const resolved = resolveDetectorConfig(config);
     const site = new Error().stack;
     try {
-      const h = await native().createDetector(resolved.name, JSON.stringify(resolved.options), config.device ?? 'cpu', config.channelsLast ? 'channels_last' : 'contiguous');
+      const h = await native().createDetector(resolved.name, optionsJson(resolved.options, `detector ${config.arch}`), config.device ?? 'cpu', config.channelsLast ? 'channels_last' : 'contiguous');
       return new Detector(h, config, resolved);
     } catch (err) {
       throw withCallSite(err, site);

@@ -40,3 +40,24 @@ export function withCallSite<E>(err: E, callSite: string | undefined): E {
   }
   return err;
 }
+
+/**
+ * JSON for options handed to the addon. JSON.stringify writes NaN and +-Infinity as null, which
+ * the addon reads as "not given" (the default): `widthMult: NaN` built a full-width model. A
+ * non-finite number anywhere in `value` is an ERR_MTPD_ARGUMENT naming its key path instead.
+ */
+export function optionsJson(value: unknown, what: string): string {
+  const seen = new Set<unknown>();
+  const visit = (v: unknown, path: string): void => {
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new MtpdError('ERR_MTPD_ARGUMENT', `${what}: ${path || 'value'} must be a finite number, got ${v}`);
+      return;
+    }
+    if (typeof v !== 'object' || v === null || seen.has(v)) return;
+    seen.add(v);
+    if (Array.isArray(v)) v.forEach((x, i) => visit(x, `${path}[${i}]`));
+    else for (const [k, x] of Object.entries(v)) visit(x, path ? `${path}.${k}` : k);
+  };
+  visit(value, '');
+  return JSON.stringify(value);
+}

@@ -4,7 +4,7 @@
  * from the worker thread carry the JS call site.
  */
 import { disposedError } from './dispose.js';
-import { MtpdError, withCallSite } from './errors.js';
+import { MtpdError, optionsJson, withCallSite } from './errors.js';
 import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from './native.js';
 import type { Tensor } from './tensor.js';
 import { readWeights, type ReadWeightsOptions, saveSafetensors, type StateDict } from './weights/index.js';
@@ -35,7 +35,7 @@ export class Module {
   protected static async createHandle(kind: string, options: Record<string, unknown>, opts: ModuleOptions): Promise<NativeModuleHandle> {
     const site = new Error().stack;
     try {
-      return await native().createModule(kind, JSON.stringify(options), opts.device ?? 'cpu');
+      return await native().createModule(kind, optionsJson(options, kind), opts.device ?? 'cpu');
     } catch (err) {
       throw withCallSite(err, site);
     }

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { disposedError } from './dispose.js';
-import { MtpdError } from './errors.js';
+import { MtpdError, optionsJson } from './errors.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
 import type { NativeGradSyncHandle } from './dist/group.js';
@@ -175,7 +175,7 @@ export class Optimizer {
 
 /** @internal Creates the native optimizer for a native detector handle. */
 export function createNativeOptimizer(detectorHandle: unknown, options: OptimizerOptions = {}, queue?: <T>(fn: () => Promise<T>) => Promise<T>): Optimizer {
-  const json = JSON.stringify(nativeOptimizerOptions(options));
+  const json = optionsJson(nativeOptimizerOptions(options), 'optimizer');
   return new Optimizer(native().createOptimizer(detectorHandle, json), queue);
 }
 

@@ -68,7 +68,15 @@ export async function predictFiles(o: PredictOptions): Promise<CocoDetection[]> 
   for (let i = 0; i < o.files.length; i += bs) {
     const files = o.files.slice(i, i + bs);
     const images = await Promise.all(files.map(decodeImage));
-    const dets = await det.predict(images);
+    let dets: Awaited<ReturnType<typeof det.predict>>;
+    try {
+      dets = await det.predict(images);
+    } catch (err) {
+      // The native message counts images of the batch ("images[0] of size 1x20000 resizes to
+      // nothing"); name the files.
+      if (err instanceof Error) err.message = `${files.join(', ')}: ${err.message}`;
+      throw err;
+    }
     dets.forEach((d, j) => {
       const boxes = toNumbers(d.boxes);
       const scores = toNumbers(d.scores);

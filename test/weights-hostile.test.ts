@@ -227,3 +227,15 @@ t.test('tuples and APPENDS of many items do not overflow the call stack', async 
   const list = unpickle(Buffer.concat([op(0x80, 2, 0x5d, 0x28), nones, op(0x65, 0x2e)]), { findGlobal: () => undefined });
   t.equal((list as unknown[]).length, n);
 });
+
+t.test('an expanded (stride 0) view is materialized when small and refused when huge', async (t) => {
+  const dir = tempDir(t);
+  const small = archive(dir, 'expand-small', stateDictPickle([['w', tensorPickle({ numel: 1, offset: int(0), size: [2, 3], stride: [0, 0] })]]), { '0': f32(7) });
+  t.same(toNumbers((await loadPth(small)).tensors.get('w')!), [7, 7, 7, 7, 7, 7]);
+  // 744 bytes from torch.save(torch.zeros(1).expand(40000, 40000)): was a RangeError naming no
+  // file ("Invalid typed array length"); at 10000 x 10000, 400 MB and 10 s of gathering.
+  for (const [name, n] of [['expand-huge', 40000], ['expand-big', 10000]] as const) {
+    const p = archive(dir, name, stateDictPickle([['w', tensorPickle({ numel: 1, offset: int(0), size: [n, n], stride: [0, 0] })]]), { '0': f32(0) });
+    await t.rejects(loadPth(p), { code: 'ERR_MTPD_WEIGHTS', message: new RegExp(`${name}\\.pth: tensor "w" \\[${n}, ${n}\\] with stride \\[0, 0\\] views 1 stored elements as ${n * n} `) }, name);
+  }
+});

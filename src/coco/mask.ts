@@ -196,6 +196,12 @@ export function frPoly(xy: ArrayLike<number>, h: number, w: number): Rle {
   // upsample and get discrete points densely along the entire boundary
   const x = new Int32Array(k + 1);
   const y = new Int32Array(k + 1);
+  // maskApi's upsampled points are C ints: a coordinate past them would wrap (a wrong mask) or
+  // walk an edge of billions of points.
+  for (let j = 0; j < 2 * k; j++) {
+    const v = Math.trunc(scale * xy[j]! + 0.5);
+    if (!(Math.abs(v) <= 0x7fffffff)) fail(`frPoly: polygon coordinate ${xy[j]} at index ${j} is not a finite number within +-${Math.floor(0x7fffffff / scale)}`);
+  }
   for (let j = 0; j < k; j++) x[j] = Math.trunc(scale * xy[j * 2]! + 0.5);
   x[k] = x[0]!;
   for (let j = 0; j < k; j++) y[j] = Math.trunc(scale * xy[j * 2 + 1]! + 0.5);

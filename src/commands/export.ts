@@ -23,6 +23,8 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
       .check((a) => {
         const n = a['num-classes'];
         if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new Error(`--num-classes must be a positive integer, got ${n}`);
+        const wm = a['width-mult'];
+        if (wm !== undefined && !(Number.isFinite(wm) && wm > 0)) throw new Error(`--width-mult must be a positive number, got ${wm}`);
         return true;
       }),
   handler: async (argv) => {

@@ -35,6 +35,8 @@ export const predictCommand: CommandModule<object, PredictArgs> = {
         if (!Number.isInteger(n) || n < 1) throw new Error(`--num-classes must be a positive integer, got ${n}`);
         const st = a['score-thresh'];
         if (st !== undefined && !(st >= 0 && st <= 1)) throw new Error(`--score-thresh must be in 0..1, got ${st}`);
+        const wm = a['width-mult'];
+        if (wm !== undefined && !(Number.isFinite(wm) && wm > 0)) throw new Error(`--width-mult must be a positive number, got ${wm}`);
         for (const k of ['min-size', 'max-size'] as const) {
           const v = a[k];
           if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new Error(`--${k} must be a positive integer, got ${v}`);

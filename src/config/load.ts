@@ -133,7 +133,13 @@ export async function loadConfig(file: string, sets: string[] = []): Promise<Loa
     const line = e?.pos ? counter.linePos(e.pos[0]).line : null;
     configError(`${file}${line ? `:${line}` : ''}: ${e?.message.split('\n')[0] ?? 'not valid YAML/JSON'}`);
   }
-  const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  let raw: Record<string, unknown>;
+  try {
+    // toJS() expands aliases; it refuses an alias bomb ("Excessive alias count ...") by throwing.
+    raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  } catch (err) {
+    configError(`${file}: ${(err as Error).message}`);
+  }
   if (typeof raw !== 'object' || Array.isArray(raw)) configError(`${file}: the config must be a mapping of keys`);
   applyOverrides(raw, sets);
   const where = (path: readonly PathKey[]) => {

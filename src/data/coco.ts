@@ -16,6 +16,7 @@
  */
 import path from 'node:path';
 import { MtpdError } from '../errors.js';
+import { rleDecodeStringInto } from '../coco/mask.js';
 import { BadDataLog, type BadDataPolicy } from './baddata.js';
 import { CategoryMap, type CocoCategory } from './categories.js';
 import { streamTopLevelJson } from './jsonstream.js';
@@ -93,6 +94,12 @@ class Grow<T extends Float64Array | Float32Array | Int32Array | Uint32Array | Ui
 
 function isNum(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v);
+}
+
+/** Integers the Int32Array columns hold exactly (widths, heights, category ids). */
+const INT32_MAX = 0x7fffffff;
+function isInt32(v: unknown): v is number {
+  return Number.isInteger(v) && Math.abs(v as number) <= INT32_MAX;
 }
 
 export class CocoDataset {
@@ -180,8 +187,8 @@ export class CocoDataset {
         images: (v, i) => {
           sawImages = true;
           const o = v as Record<string, unknown>;
-          if (typeof o !== 'object' || o === null || !isNum(o.id) || typeof o.file_name !== 'string' || !Number.isInteger(o.width) || !Number.isInteger(o.height) || (o.width as number) <= 0 || (o.height as number) <= 0) {
-            bad.record('malformed-image-entry', `${file}: images[${i}] (id ${JSON.stringify((o as { id?: unknown } | null)?.id)}) needs a numeric id, a file_name and positive integer width and height`);
+          if (typeof o !== 'object' || o === null || !isNum(o.id) || typeof o.file_name !== 'string' || !isInt32(o.width) || !isInt32(o.height) || (o.width as number) <= 0 || (o.height as number) <= 0) {
+            bad.record('malformed-image-entry', `${file}: images[${i}] (id ${JSON.stringify((o as { id?: unknown } | null)?.id)}) needs a numeric id, a file_name and positive integer width and height (at most ${INT32_MAX})`);
             return;
           }
           if (this.imgIndexById.has(o.id)) {
@@ -197,8 +204,8 @@ export class CocoDataset {
         categories: (v, i) => {
           sawCategories = true;
           const o = v as Record<string, unknown>;
-          if (typeof o !== 'object' || o === null || !Number.isInteger(o.id) || typeof o.name !== 'string') {
-            throw new MtpdError('ERR_MTPD_DATA', `${file}: categories[${i}] needs an integer id and a name`);
+          if (typeof o !== 'object' || o === null || !isInt32(o.id) || typeof o.name !== 'string') {
+            throw new MtpdError('ERR_MTPD_DATA', `${file}: categories[${i}] needs an integer id (-${INT32_MAX}..${INT32_MAX}) and a name`);
           }
           const c: CocoCategory = { id: o.id as number, name: o.name };
           if (typeof o.supercategory === 'string') c.supercategory = o.supercategory;
@@ -209,8 +216,8 @@ export class CocoDataset {
           const o = v as Record<string, unknown>;
           const idText = typeof o === 'object' && o !== null ? JSON.stringify(o.id) : '?';
           const where = `${file}: annotation id ${idText} (annotations[${i}])`;
-          if (typeof o !== 'object' || o === null || !isNum(o.id) || !isNum(o.image_id) || !Number.isInteger(o.category_id)) {
-            bad.record('malformed-annotation', `${where} needs numeric id, image_id and integer category_id`);
+          if (typeof o !== 'object' || o === null || !isNum(o.id) || !isNum(o.image_id) || !isInt32(o.category_id)) {
+            bad.record('malformed-annotation', `${where} needs numeric id, image_id and integer category_id (-${INT32_MAX}..${INT32_MAX}), got category_id ${JSON.stringify(o?.category_id)}`);
             return;
           }
           const bb = o.bbox;
@@ -268,13 +275,13 @@ export class CocoDataset {
             if (typeof r.counts === 'string') {
               kind = SEG_RLE_STRING;
               this.rleStrings.set(annId.length, r.counts);
-            } else if (Array.isArray(r.counts) && r.counts.every((x) => Number.isInteger(x) && x >= 0)) {
+            } else if (Array.isArray(r.counts) && r.counts.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
               kind = SEG_RLE_COUNTS;
               start = rleCounts.length;
               count = r.counts.length;
               for (const c of r.counts as number[]) rleCounts.push(c);
             } else {
-              bad.record('malformed-annotation', `${where}: RLE counts must be a string or a list of non-negative integers`);
+              bad.record('malformed-annotation', `${where}: RLE counts must be a string or a list of integers in 0..${0xffffffff}`);
               return;
             }
           } else {
@@ -374,6 +381,32 @@ export class CocoDataset {
         bad.record('malformed-annotation', `${where}: RLE size [${this.segH[a]}, ${this.segW[a]}] differs from its image's ${H}x${W}`);
         continue;
       }
+      if (this.segKind[a] === SEG_RLE_STRING) {
+        // Decoded here so a corrupt string is named now, not deep in a loader worker later.
+        const str = this.rleStrings.get(a)!;
+        const counts = new Uint32Array(str.length);
+        let sum = 0;
+        try {
+          const m = rleDecodeStringInto(str, counts, 0);
+          for (let k = 0; k < m; k++) sum += counts[k]!;
+        } catch (err) {
+          bad.record('malformed-annotation', `${where}: RLE counts: ${(err as Error).message}`);
+          continue;
+        }
+        if (sum !== H * W) {
+          bad.record('malformed-annotation', `${where}: RLE counts sum to ${sum}, expected ${H}*${W}=${H * W}`);
+          continue;
+        }
+      }
+      if (this.segKind[a] === SEG_POLY) {
+        // Rasterizing walks every edge pixel by pixel (pycocotools' rleFrPoly, 5x upsampled): a
+        // vertex far outside the image would cost memory and time out of all proportion.
+        const far = this.farPolygonVertex(a, W, H);
+        if (far) {
+          bad.record('malformed-annotation', `${where}: segmentation[${far[0]}] has vertex (${far[1]}, ${far[2]}), far outside its ${W}x${H} image ${this.imgFile[row]} (vertices must lie within one image size of it)`);
+          continue;
+        }
+      }
       if (this.segKind[a] === SEG_RLE_COUNTS) {
         let sum = 0;
         const s = this.segStart[a]!;
@@ -407,6 +440,20 @@ export class CocoDataset {
       keep.push(r);
     }
     this.order = Int32Array.from(keep);
+  }
+
+  /** [polygon, x, y] of the first vertex of annotation row `a` outside [-W, 2W] x [-H, 2H], or null. */
+  private farPolygonVertex(a: number, W: number, H: number): [number, number, number] | null {
+    for (let p = 0; p < this.segCount[a]!; p++) {
+      const s = this.polyStart[this.segStart[a]! + p]!;
+      const n = this.polyLens[this.segStart[a]! + p]!;
+      for (let k = s; k < s + n; k += 2) {
+        const x = this.polyCoords[k]!;
+        const y = this.polyCoords[k + 1]!;
+        if (!(x >= -W && x <= 2 * W && y >= -H && y <= 2 * H)) return [p, x, y];
+      }
+    }
+    return null;
   }
 
   /** Number of images in the dataset (after emptyImages filtering). */

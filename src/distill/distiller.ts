@@ -4,7 +4,7 @@
  * saved with it.
  */
 import { disposedError } from '../dispose.js';
-import { MtpdError, withCallSite } from '../errors.js';
+import { MtpdError, optionsJson, withCallSite } from '../errors.js';
 import { native, type NativeModuleHandle, type RawLoadReport, type RawModuleInfo } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import type { FeatureMaps, LossContext, RawComputeResult } from './binding.js';
@@ -40,7 +40,7 @@ export class Distiller {
 
   static async create(config: DistillerConfig, device = 'cpu'): Promise<Distiller> {
     const parsed = parseConfig(config);
-    const handle = await call(() => native().createModule('distill.Distiller', JSON.stringify(parsed), device));
+    const handle = await call(() => native().createModule('distill.Distiller', optionsJson(parsed, 'distiller'), device));
     return new Distiller(handle, parsed);
   }
 

@@ -91,7 +91,13 @@ export function pushSegmentation(v: unknown, what: string, h: number, w: number,
       }
     }
     if (!(h > 0 && w > 0)) evalError(`${what} is a polygon but its image has no valid height/width`);
-    return pool.push(annToRle(v as number[][], h, w), what);
+    let rle: Rle;
+    try {
+      rle = annToRle(v as number[][], h, w);
+    } catch (e) {
+      return evalError(`${what}: ${(e as Error).message}`);
+    }
+    return pool.push(rle, what);
   }
   if (!isObj(v)) return evalError(`${what} must be polygons or an RLE object, got ${JSON.stringify(v)?.slice(0, 80)}`);
   const size = v.size;

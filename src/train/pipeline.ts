@@ -263,7 +263,15 @@ export class Run {
   /** The last complete checkpoint when it belongs to `stage` and the run resumes, else null. */
   private async resumePoint(stage: string) {
     const last = this.options.resume ? await this.checkpoints.loadLast() : null;
-    return last && (last.state as StageState | null)?.stage === stage ? last : null;
+    if (!last || (last.state as StageState | null)?.stage !== stage) return null;
+    // The manifest's checksums catch corruption, not a state.json rewritten with its checksum:
+    // iter -7 ran 9 steps of a 2-step stage.
+    const st = last.state as Partial<StageState>;
+    const count = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
+    if (!count(st.total, 1) || !count(st.iter, 0) || (st.iter as number) > (st.total as number) || typeof st.loader !== 'object' || st.loader === null) {
+      throw new MtpdError('ERR_MTPD_CONFIG', `${join(last.dir, 'state.json')}: not a stage state: needs integers 0 <= iter <= total and a loader position, got iter ${JSON.stringify(st.iter)}, total ${JSON.stringify(st.total)}`);
+    }
+    return last;
   }
 
   /**

@@ -171,6 +171,9 @@ function swapBytes(b: Uint8Array, size: number): Uint8Array {
   return out;
 }
 
+/** Largest copy of an overlapping (expanded) view materialized from a .pth (bytes). */
+const MAX_EXPANDED_BYTES = 64 * 1024 * 1024;
+
 function materialize(ref: TensorRef, storageBytes: Uint8Array, file: string, name: string): Tensor {
   const info = STORAGES[ref.storage.storage];
   if (!info) weightsError(file, `tensor "${name}" has unknown storage ${ref.storage.storage}`);
@@ -187,6 +190,16 @@ function materialize(ref: TensorRef, storageBytes: Uint8Array, file: string, nam
   for (let d = 0; d < ref.size.length; d++) last += ((ref.size[d] as number) - 1) * (ref.stride[d] as number);
   if (n > 0 && last >= storageBytes.byteLength / size) {
     weightsError(file, `tensor "${name}" reaches past its storage (truncated or corrupt file)`);
+  }
+  // A view with more elements than its storage overlaps itself (stride 0: torch's expand). It is
+  // materialized here, so a file of a few hundred bytes could ask for gigabytes (and a gather of
+  // billions of elements); such views are allowed up to MAX_EXPANDED_BYTES.
+  const storageElements = Math.floor(storageBytes.byteLength / size);
+  if (n > storageElements && n * size > MAX_EXPANDED_BYTES) {
+    weightsError(
+      file,
+      `tensor "${name}" [${ref.size.join(', ')}] with stride [${ref.stride.join(', ')}] views ${storageElements} stored elements as ${n} (${n * size} bytes, more than ${MAX_EXPANDED_BYTES} for an overlapping view); not a state dict of plain tensors`,
+    );
   }
   // Gather into contiguous row-major order.
   const out = new Uint8Array(n * size);

@@ -74,6 +74,17 @@ t.test('missing files and broken YAML', async (t) => {
   await t.rejects(loadConfig(f), { message: /bad\.yaml(:\d+)?: / });
 });
 
+t.test('a YAML alias bomb is a config error naming the file', async (t) => {
+  // 9^7 strings from 7 short lines: yaml refuses to expand it, and that error named no file
+  // (a bare Error, so the CLI took it for a usage error: exit 2).
+  const dir = tempDir(t);
+  const f = join(dir, 'bomb.yaml');
+  const lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+  for (const [k, prev] of [['b', 'a'], ['c', 'b'], ['d', 'c'], ['e', 'd'], ['f', 'e'], ['g', 'f']]) lines.push(`${k}: &${k} [${Array(9).fill(`*${prev}`).join(',')}]`);
+  writeFileSync(f, `${lines.join('\n')}\n`);
+  await t.rejects(loadConfig(f), { code: 'ERR_MTPD_CONFIG', message: /bomb\.yaml: Excessive alias count/ });
+});
+
 t.test('--set overrides nested values and list elements, parsing JSON values', async (t) => {
   const dir = tempDir(t);
   const f = join(dir, 'c.yaml');

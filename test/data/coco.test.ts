@@ -29,7 +29,7 @@ const base = () => ({
   annotations: [
     { id: 1, image_id: 10, category_id: 90, bbox: [10, 5, 20, 10], area: 150, iscrowd: 0, segmentation: [[10, 5, 30, 5, 30, 15, 10, 15]] },
     { id: 2, image_id: 10, category_id: 1, bbox: [0, 0, 100.5, 50], area: 4000, iscrowd: 1, segmentation: { counts: [0, 5000], size: [50, 100] } },
-    { id: 3, image_id: 11, category_id: 7, bbox: [1, 2, 3, 4], area: 12, iscrowd: 0, segmentation: { counts: 'PPYo0', size: [40, 40] } },
+    { id: 3, image_id: 11, category_id: 7, bbox: [1, 2, 3, 4], area: 12, iscrowd: 0, segmentation: { counts: 'Z14T1000n\\1', size: [40, 40] } },
     { id: 900100581904, image_id: 10, category_id: 7, bbox: [50, 20, 10, 10], iscrowd: 0, segmentation: [[50, 20, 60, 20, 60, 30], [50, 25, 55, 25, 55, 30]] },
   ],
 });
@@ -67,7 +67,7 @@ t.test('reads images, categories, annotations; crowd kept out of training target
     t.same(all.segmentations[1], { counts: [0, 5000], size: [50, 100] });
     // crowd box reaching 0.5 px outside is within tolerance and clipped
     t.same(Array.from(all.boxes.subarray(4, 8)), [0, 0, 100, 50]);
-    t.same(ds.targets(1).segmentations[0], { counts: 'PPYo0', size: [40, 40] });
+    t.same(ds.targets(1).segmentations[0], { counts: 'Z14T1000n\\1', size: [40, 40] });
     t.equal(ds.targets(2).labels.length, 0);
     t.equal(ds.indexOfImageId(11), 1);
     t.equal(ds.indexOfImageId(99), -1);
@@ -117,7 +117,38 @@ const badCases: [string, (j: ReturnType<typeof base>) => void, RegExp, string][]
   ['bad polygon', (j) => { j.annotations[0]!.segmentation = [[1, 2, 3, 4]]; }, /annotation id 1 \(annotations\[0\]\): segmentation\[0\] must be a polygon/, 'malformed-annotation'],
   ['rle wrong size', (j) => { (j.annotations[1] as { segmentation: unknown }).segmentation = { counts: [0, 10], size: [2, 5] }; }, /annotation id 2: RLE size \[2, 5\] differs/, 'malformed-annotation'],
   ['duplicate annotation id', (j) => { j.annotations[1]!.id = 1; }, /annotation id 1 appears twice/, 'duplicate-annotation-id'],
+  // 2^32 + 1 wrapped to category 1 in the Int32Array column: a silent wrong label
+  ['category_id past int32', (j) => { j.annotations[0]!.category_id = 2 ** 32 + 1; }, /annotation id 1 \(annotations\[0\]\) needs .*integer category_id .*got category_id 4294967297/, 'malformed-annotation'],
+  ['RLE count past uint32', (j) => { (j.annotations[1] as { segmentation: unknown }).segmentation = { counts: [2 ** 32, 5000], size: [50, 100] }; }, /annotation id 2 \(annotations\[1\]\): RLE counts must be a string or a list of integers in 0\.\.4294967295/, 'malformed-annotation'],
+  ['corrupt compressed RLE', (j) => { (j.annotations[2] as { segmentation: unknown }).segmentation = { counts: 'Z1~T1000n', size: [40, 40] }; }, /annotation id 3: RLE counts: compressed RLE string has invalid character "~" at 2/, 'malformed-annotation'],
+  ['truncated compressed RLE', (j) => { (j.annotations[2] as { segmentation: unknown }).segmentation = { counts: 'PPYo0P', size: [40, 40] }; }, /annotation id 3: RLE counts: compressed RLE string ends inside a number/, 'malformed-annotation'],
+  ['compressed RLE of the wrong area', (j) => { (j.annotations[2] as { segmentation: unknown }).segmentation = { counts: '0', size: [40, 40] }; }, /annotation id 3: RLE counts sum to 0, expected 40\*40=1600/, 'malformed-annotation'],
+  ['polygon vertex far outside the image', (j) => { j.annotations[0]!.segmentation = [[10, 5, 30, 5, 3e8, 15]]; }, /annotation id 1: segmentation\[0\] has vertex \(300000000, 15\), far outside its 100x50 image a\.png/, 'malformed-annotation'],
 ];
+
+t.test('image sizes past int32 are malformed, not wrapped', async (t) => {
+  // width 2^32 + 40 was stored as 40 (Int32Array) and the image passed as 40 wide
+  const j = base();
+  j.images[1]!.width = 2 ** 32 + 40;
+  const f = writeJson(j);
+  await t.rejects(CocoDataset.load({ annotationFile: f, imageDir: dir }), { code: 'ERR_MTPD_DATA', message: /images\[1\] \(id 11\) needs .*positive integer width and height \(at most 2147483647\) \[malformed-image-entry/ });
+  const ds = await CocoDataset.load({ annotationFile: f, imageDir: dir, badData: 'skip' });
+  t.equal(ds.bad.counts.get('malformed-image-entry'), 1);
+  t.equal(ds.totalImages, 2);
+});
+
+t.test('category ids past int32 are refused where they are defined', async (t) => {
+  const j = base();
+  j.categories[0]!.id = 2 ** 32 + 7;
+  await t.rejects(CocoDataset.load({ annotationFile: writeJson(j), imageDir: dir }), { code: 'ERR_MTPD_DATA', message: /categories\[0\] needs an integer id/ });
+});
+
+t.test('polygons within one image size of the image are kept', async (t) => {
+  const j = base();
+  j.annotations[0]!.segmentation = [[-100, -50, 200, 5, 30, 100]];
+  const ds = await CocoDataset.load({ annotationFile: writeJson(j), imageDir: dir });
+  t.equal(ds.annotationCount, 4);
+});
 
 for (const [name, edit, msg, kind] of badCases) {
   t.test(`bad data: ${name} (error, then counted skip)`, async (t) => {

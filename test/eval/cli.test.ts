@@ -78,6 +78,9 @@ t.test('bad files: clear error, exit code 1', async (t) => {
     [bad('img.json', JSON.stringify([{ ...c.dets[0], image_id: 123456789 }])), /img\.json\[0\]\.image_id 123456789 is not an image/],
     [bad('box.json', JSON.stringify([{ ...c.dets[0], bbox: [1, 2, 'x', 4] }])), /box\.json\[0\]\.bbox must be 4 finite numbers/],
     [bad('mask.json', JSON.stringify([{ ...c.dets[0], segmentation: { size: [3, 3], counts: [1, 2] } }])), /mask\.json\[0\]\.segmentation: RLE counts sum to 3, expected h\*w = 9/],
+    // 5x upsampled past int32: a RangeError (exit 2, no file named) at 5e8, a silently wrapped mask at 1e30
+    [bad('poly.json', JSON.stringify([{ ...c.dets[0], segmentation: [[0, 0, 5e8, 0, 5e8, 5e8]] }])), /poly\.json\[0\]\.segmentation: frPoly: polygon coordinate 500000000 at index 2 is not a finite number within \+-429496729/],
+    [bad('poly30.json', JSON.stringify([{ ...c.dets[0], segmentation: [[0, 0, 1e30, 0, 1e30, 1e30]] }])), /poly30\.json\[0\]\.segmentation: frPoly: polygon coordinate 1e\+30 at index 2/],
     [join(dir, 'missing.json'), /cannot read .*missing\.json: ENOENT/],
   ];
   for (const [p, re] of cases) {

@@ -69,5 +69,22 @@ if (haveAddon(t)) {
     const undecodable = runCli(['predict', '--arch', 'retinanet_resnet18_fpn', '--num-classes', '3', '--width-mult', '0.125', '--weights', weights, notImage]);
     t.not(undecodable.status, 0);
     t.match(undecodable.stderr, /not\.png: cannot decode image/);
+    // NaN went to the addon as null, i.e. "not given": a full-width model and a misshaped-keys error
+    for (const v of ['NaN', 'abc', '-1']) {
+      const nan = runCli(['predict', '--arch', 'retinanet_resnet18_fpn', '--num-classes', '3', '--width-mult', v, '--weights', weights, notImage]);
+      t.equal(nan.status, 2, `--width-mult ${v}`);
+      t.match(nan.stderr, new RegExp(`--width-mult must be a positive number, got ${v === 'abc' ? 'NaN' : v}`));
+      const exp = runCli(['export', '--weights', weights, '--out', join(dir, 'x.pth'), '--width-mult', v]);
+      t.equal(exp.status, 2, `export --width-mult ${v}`);
+      t.match(exp.stderr, /--width-mult must be a positive number/);
+    }
+    await t.rejects(createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: Number.NaN }), { code: 'ERR_MTPD_ARGUMENT', message: /detector retinanet_resnet18_fpn: width_mult must be a finite number, got NaN/ });
+    await t.rejects(createDetector({ arch: 'retinanet_resnet18_fpn', numClasses: 3, widthMult: 0.125, options: { score_thresh: Number.POSITIVE_INFINITY } }), { code: 'ERR_MTPD_ARGUMENT', message: /score_thresh must be a finite number, got Infinity/ });
+    // an image that resizes to nothing: the native error counts batch images, the CLI names the file
+    const flat = join(dir, 'flat.png');
+    await sharp({ create: { width: 20000, height: 1, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toFile(flat);
+    const nothing = runCli(['predict', '--arch', 'retinanet_resnet18_fpn', '--num-classes', '3', '--width-mult', '0.125', '--weights', weights, '--min-size', '64', '--max-size', '64', flat]);
+    t.equal(nothing.status, 1);
+    t.match(nothing.stderr, /flat\.png: images\[0\] of size 1x20000 resizes to nothing/);
   });
 }

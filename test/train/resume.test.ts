@@ -147,3 +147,27 @@ t.test('kill -9 in the middle of training loses at most one interval; --resume e
   t.equal(new Set(steps).size, steps.length, 'metrics.jsonl has every step once (steps past the checkpoint were dropped on resume)');
   t.ok(steps.includes('mtpd1-swin@12'), 'and every step of the resumed stage');
 });
+
+t.test('--resume refuses a checkpoint whose state.json was rewritten with a matching checksum', async (t) => {
+  if (!haveAddon(t)) return;
+  const { createHash } = await import('node:crypto');
+  const dir = tempDir(t);
+  const c = parseConfig(raw(dir, { teachers: [{ name: 'swin', arch: 'retinanet_resnet18_fpn', widthMult: 0.125, train: { iterations: 5, warmupIterations: 1 } }] }));
+  const ac = new AbortController();
+  await train(c, { ...quiet, signal: ac.signal, onEvent: (e) => { if (e.type === 'step' && e.iter === 3) ac.abort(); } }).catch((err: Error & { code?: string }) => {
+    if (err.code !== 'ERR_MTPD_ABORTED') throw err;
+  });
+  const last = await new CheckpointManager(c.output).loadLast();
+  t.ok(last, 'a checkpoint of the stopped stage');
+  const dirOf = last!.dir;
+  for (const iter of [-7, 1.5, 999, 'x']) {
+    const state = { ...(last!.state as Record<string, unknown>), iter };
+    const bytes = Buffer.from(JSON.stringify(state));
+    writeFileSync(join(dirOf, 'state.json'), bytes);
+    const manifest = JSON.parse(readFileSync(join(dirOf, 'manifest.json'), 'utf8')) as { files: Record<string, { bytes: number; sha256: string }> };
+    manifest.files['state.json'] = { bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+    writeFileSync(join(dirOf, 'manifest.json'), JSON.stringify(manifest));
+    // iter -7 ran 12 steps of a 5-step stage
+    await t.rejects(train(c, { ...quiet, resume: true }), { code: 'ERR_MTPD_CONFIG', message: /state\.json: not a stage state: needs integers 0 <= iter <= total/ }, `iter ${iter}`);
+  }
+});
