@@ -68,6 +68,13 @@ def main():
         return times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
 
     amp = os.environ.get("MTPD_BENCH_AMP") == "1"
+    if amp:
+        # torchvision 0.14 registers nms's autocast rule (boxes and scores to float32) for CUDA
+        # only; on the CPU its bfloat16 boxes reach a kernel without a bfloat16 version. The same
+        # rule, for the CPU:
+        import torchvision.ops.boxes as box_ops
+        nms = box_ops.nms
+        box_ops.nms = lambda boxes, scores, iou: nms(boxes.float(), scores.float(), iou)
 
     def autocast():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
