@@ -201,6 +201,9 @@ std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Ten
                                                        const std::vector<Target>& targets) {
   const size_t n = proposals_in.size();
   MTPD_CHECK_SHAPE(targets.size() == n, "roi_heads: ", targets.size(), " targets for ", n, " images");
+  // torchvision calls mask_roi_pool in every forward of a mask model (with no positive proposal,
+  // too), so its scales are kept from the first forward as the box pooler's are
+  if (options_.masks) mask_pool_.scales(features, image_sizes);
   SampledProposals sampled = sample_proposals(proposals_in, targets, matcher_, sampler_, box_coder_);
   const auto& proposals = sampled.rois;
   const auto& labels = sampled.labels;
@@ -259,6 +262,7 @@ std::map<std::string, at::Tensor> RoIHeadsImpl::losses(const std::vector<at::Ten
 std::vector<Detection> RoIHeadsImpl::detect(const std::vector<at::Tensor>& features,
                                             const std::vector<at::Tensor>& proposals,
                                             const std::vector<std::array<int64_t, 2>>& image_sizes) {
+  if (options_.masks) mask_pool_.scales(features, image_sizes);  // as in losses()
   at::Tensor x = box_features(box_pool_(features, proposals, image_sizes));
   auto [class_logits, box_regression] = box_predictor->forward(x);
   class_logits = class_logits.to(at::kFloat);

@@ -27,6 +27,19 @@ double infer_scale(int64_t map_h, int64_t max_h) {
   return std::pow(2.0, static_cast<double>(e));
 }
 
+const std::vector<double>& MultiScaleRoIAlign::scales(const std::vector<at::Tensor>& features,
+                                                      const std::vector<std::array<int64_t, 2>>& image_sizes) const {
+  if (scales_.size() != features.size()) {
+    MTPD_CHECK_ARG(!image_sizes.empty(), "MultiScaleRoIAlign: no image sizes");
+    int64_t max_h = 0;
+    for (const auto& s : image_sizes) max_h = std::max(max_h, s[0]);
+    std::vector<double> scales;
+    for (const auto& f : features) scales.push_back(infer_scale(f.size(2), max_h));
+    scales_ = std::move(scales);
+  }
+  return scales_;
+}
+
 at::Tensor MultiScaleRoIAlign::operator()(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
                                           const std::vector<std::array<int64_t, 2>>& image_sizes) const {
   MTPD_CHECK_ARG(!features.empty(), "MultiScaleRoIAlign: no feature maps");
@@ -43,10 +56,7 @@ at::Tensor MultiScaleRoIAlign::operator()(const std::vector<at::Tensor>& feature
     rows.push_back(at::cat({at::full({b.size(0), 1}, static_cast<double>(i), b.options()), b}, 1));
   }
   at::Tensor rois = at::cat(rows, 0);
-  int64_t max_h = 0;
-  for (const auto& s : image_sizes) max_h = std::max(max_h, s[0]);
-  std::vector<double> scales;
-  for (const auto& f : features) scales.push_back(infer_scale(f.size(2), max_h));
+  const std::vector<double> scales = this->scales(features, image_sizes);
   const int64_t s = options_.output_size;
   if (features.size() == 1) {
     return roi_align(features[0], rois, s, s, scales[0], options_.sampling_ratio, options_.aligned);

@@ -1,7 +1,10 @@
 // torchvision.ops.MultiScaleRoIAlign: RoIAlign over FPN levels, each box pooled from the level its
 // scale maps to (LevelMapper, eq. 1 of the FPN paper: k = floor(k0 + log2(sqrt(area) / 224)),
 // clamped to the levels given). Each level's scale is inferred from its map and the largest image
-// size of the batch, as torchvision does on every call. No parameters.
+// height of the batch on the first call and kept from then on, as torchvision's instance keeps
+// self.scales (so a later batch of very flat images, whose padded height is far above its largest
+// height, is pooled at the scales of the first batch, not at ones inferred from itself). No
+// parameters.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -37,9 +40,15 @@ class MultiScaleRoIAlign {
   at::Tensor operator()(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,
                         const std::vector<std::array<int64_t, 2>>& image_sizes) const;
   const MultiScaleRoIAlignOptions& options() const { return options_; }
+  // Each map's scale: inferred from these maps and sizes on the first call (torchvision's
+  // _setup_scales when self.scales is None), the kept ones after that.
+  const std::vector<double>& scales(const std::vector<at::Tensor>& features,
+                                    const std::vector<std::array<int64_t, 2>>& image_sizes) const;
 
  private:
   MultiScaleRoIAlignOptions options_;
+  // torchvision's self.scales: empty until the first call (a module runs one call at a time)
+  mutable std::vector<double> scales_;
 };
 
 }  // namespace mtpd::ops
