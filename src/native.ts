@@ -72,6 +72,8 @@ export interface HostMemory {
   liveBytes: number;
   cachedBytes: number;
   peakLiveBytes: number;
+  /** live + cached never exceeds it: (1 + MTPD_HOST_CACHE_SLACK, default 1) x peakLiveBytes. */
+  boundBytes: number;
   hits: number;
   misses: number;
 }

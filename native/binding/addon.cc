@@ -102,6 +102,7 @@ Napi::Value HostMemoryJs(const Napi::CallbackInfo& info) {
   o.Set("liveBytes", static_cast<double>(s.live_bytes));
   o.Set("cachedBytes", static_cast<double>(s.cached_bytes));
   o.Set("peakLiveBytes", static_cast<double>(s.peak_live_bytes));
+  o.Set("boundBytes", static_cast<double>(s.bound_bytes));
   o.Set("hits", static_cast<double>(s.hits));
   o.Set("misses", static_cast<double>(s.misses));
   return o;

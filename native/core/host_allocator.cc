@@ -51,6 +51,7 @@ class CachingHostAllocator final : public c10::Allocator {
     s.live_bytes = live_bytes_;
     s.cached_bytes = cached_bytes_;
     s.peak_live_bytes = peak_live_bytes_;
+    s.bound_bytes = bound_bytes();
     s.hits = hits_;
     s.misses = misses_;
     return s;
@@ -61,6 +62,18 @@ class CachingHostAllocator final : public c10::Allocator {
     size_t size;
     void* ptr;
   };
+
+  // (1 + slack) x the peak live total; slack from MTPD_HOST_CACHE_SLACK, read once.
+  size_t bound_bytes() const {
+    static const double slack = [] {
+      const char* v = std::getenv("MTPD_HOST_CACHE_SLACK");
+      if (v == nullptr || *v == '\0') return kHostCacheSlack;
+      char* end = nullptr;
+      const double x = std::strtod(v, &end);
+      return end != nullptr && *end == '\0' && x >= 0 && x <= 16 ? x : kHostCacheSlack;
+    }();
+    return static_cast<size_t>(static_cast<double>(peak_live_bytes_) * (1.0 + slack));
+  }
 
   static void release(void* p) {
     if (p) self().give_back(p);
@@ -97,9 +110,9 @@ class CachingHostAllocator final : public c10::Allocator {
       size = cls;
       hits_++;
     } else {
-      // Bound: live + cached never above the largest live total seen: what a cache miss adds
-      // beyond that comes out of the least recently freed buffers.
-      const size_t bound = peak_live_bytes_;
+      // Bound: live + cached never above (1 + slack) x the largest live total seen: what a cache
+      // miss adds beyond that comes out of the least recently freed buffers.
+      const size_t bound = bound_bytes();
       while (!lru_.empty() && live_bytes_ + cached_bytes_ + size > bound) evict_oldest();
       misses_++;
       lock.unlock();
