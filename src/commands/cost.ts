@@ -20,6 +20,9 @@ export const costCommand: CommandModule<object, CostArgs> = {
     const { runCosts, rankAgreement } = await import('../order/run-costs.js');
     const { config } = await loadConfig(argv.config, argv.set);
     setThreads(config.threads);
+    const { ampWarning } = await import('../train/amp.js');
+    const ampSlow = ampWarning(config);
+    if (ampSlow) process.stderr.write(`warning: ${ampSlow}\n`);
     const fitters = argv.fitter === 'both' ? (['closed-form', 'sgd'] as const) : argv.fitter ? [argv.fitter] : [config.order.costs.fitter];
     const r = await runCosts(config, { fitters: [...fitters] });
     const names = [config.student.name, ...config.teachers.map((t) => t.name)];

@@ -13,7 +13,7 @@ import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
 import { costHeatmapSpec, writePlot } from '../report/plot.js';
 import type { Tensor } from '../tensor.js';
-import { ampOn, ampWarning } from '../train/amp.js';
+import { ampOn } from '../train/amp.js';
 import { detectorInputs } from '../train/inputs.js';
 import { runLevels } from '../train/levels.js';
 import { buildModel, evaluateModel, openSplits, type Splits } from '../train/models.js';
@@ -108,8 +108,6 @@ export async function runCosts(config: Config, options: CostRunOptions = {}): Pr
   if (missing.length) {
     throw new MtpdError('ERR_MTPD_CONFIG', `mtpd cost needs trained models; ${missing.map((m) => m.name).join(', ')} ha${missing.length > 1 ? 've' : 's'} no weights (mtpd train trains missing models first)`);
   }
-  const ampSlow = ampWarning(config);
-  if (ampSlow) log(`warning: ${ampSlow}`);
   await mkdir(config.output, { recursive: true });
   const splits = await openSplits(config);
   // Every model built here is freed when the costs are done (or fail).
