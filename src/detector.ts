@@ -128,6 +128,8 @@ export interface NativeDetectorHandle extends Omit<NativeModuleHandle, 'info' | 
   run(images: Tensor[], targets: NativeTarget[] | null, what: RunWhat, grad: boolean): Promise<RunResult>;
   trainStep(optimizer: unknown, images: Tensor[], targets: NativeTarget[]): Promise<TrainStepResult>;
   evalImageSizes(sizes: [number, number][]): [number, number][];
+  roiScales(): number[];
+  setRoiScales(scales: number[]): void;
 }
 
 /**
@@ -361,6 +363,21 @@ export class Detector extends Module {
    */
   evalImageSizes(sizes: [number, number][]): [number, number][] {
     return this.detectorHandle.evalImageSizes(sizes);
+  }
+
+  /**
+   * The scales the RoI poolers of a two-stage model use, finest pooled level first ([] for
+   * RetinaNet). A model with `roi_scales: "infer"` (torchvision's MultiScaleRoIAlign) infers them
+   * from its first batch and keeps them: [] until then. That is state outside the weights, so
+   * training checkpoints carry it and a resumed stage restores it with setRoiScales.
+   */
+  roiScales(): number[] {
+    return this.detectorHandle.roiScales();
+  }
+
+  /** Restores roiScales() ([]: infer again from the next batch). Throws for scales the model cannot take. */
+  setRoiScales(scales: number[]): void {
+    this.detectorHandle.setRoiScales(scales);
   }
 
   /**

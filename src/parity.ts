@@ -88,6 +88,68 @@ export function relErr(a: Tensor, b: Tensor): number {
   return num / den;
 }
 
+/** Rows `order` of a tensor's first dimension. */
+function takeRows<T extends Tensor>(t: T, order: number[]): T {
+  const row = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  const src = t.data as unknown as ArrayLike<number | bigint>;
+  const out = (t.data as unknown as { slice(a?: number, b?: number): { [i: number]: number | bigint } }).slice();
+  order.forEach((from, to) => {
+    for (let k = 0; k < row; k++) out[to * row + k] = src[from * row + k] as number | bigint;
+  });
+  return { ...t, data: out } as T;
+}
+
+/**
+ * `got`'s detections reordered to line up with `ref`'s where the order is not determined: among
+ * detections whose scores differ from a neighbour's by at most `tieTol` (relative to the largest
+ * score), each of `ref`'s is paired with the nearest unpaired one of `got` (same label first,
+ * then the smallest box distance). Two references sort such near-ties by float noise (a
+ * different CPU's kernels move a score by an ulp), which is no difference in the detections.
+ * Counts must already agree.
+ */
+export function alignTiedDetections<D extends { boxes: Tensor; scores: Tensor; labels: Tensor; masks?: Tensor | undefined }>(got: D, ref: { boxes: Tensor; scores: Tensor; labels: Tensor }, tieTol = 1e-6): D {
+  const n = ref.scores.shape[0] as number;
+  if (got.scores.shape[0] !== n) return got;
+  const rs = toNumbers(ref.scores);
+  const gs = toNumbers(got.scores);
+  const rb = toNumbers(ref.boxes);
+  const gb = toNumbers(got.boxes);
+  const rl = toNumbers(ref.labels);
+  const gl = toNumbers(got.labels);
+  const tol = tieTol * Math.max(1e-12, ...rs.map(Math.abs), ...gs.map(Math.abs));
+  const order = [...Array(n).keys()];
+  let changed = false;
+  for (let a = 0; a < n; ) {
+    // [a, b): a run of near-tied scores in either list
+    let b = a + 1;
+    while (b < n && (Math.abs((rs[b] as number) - (rs[b - 1] as number)) <= tol || Math.abs((gs[b] as number) - (gs[b - 1] as number)) <= tol)) b++;
+    if (b - a > 1) {
+      const free = new Set(order.slice(a, b));
+      for (let i = a; i < b; i++) {
+        let best = -1;
+        let bestCost = Infinity;
+        for (const j of free) {
+          let d = 0;
+          for (let k = 0; k < 4; k++) d += Math.abs((rb[4 * i + k] as number) - (gb[4 * j + k] as number));
+          const cost = (rl[i] === gl[j] ? 0 : 1e12) + d;
+          if (cost < bestCost) {
+            bestCost = cost;
+            best = j;
+          }
+        }
+        free.delete(best);
+        if (order[i] !== best) changed = true;
+        order[i] = best;
+      }
+    }
+    a = b;
+  }
+  if (!changed) return got;
+  const out = { ...got, boxes: takeRows(got.boxes, order), scores: takeRows(got.scores, order), labels: takeRows(got.labels, order) };
+  if (got.masks) out.masks = takeRows(got.masks, order);
+  return out;
+}
+
 export interface ParityCheck {
   what: string;
   error: number;
@@ -138,12 +200,13 @@ export async function checkParity(dir: string, name: string, tol = 1e-4, device 
     }
   }
   g.detections.forEach((ref, i) => {
-    const d = out.detections[i];
+    const raw = out.detections[i];
     const n = ref.scores.shape[0] as number;
-    if (!d || d.scores.shape[0] !== n) {
-      add(`det.${i}.count`, Infinity, `mtpd ${d?.scores.shape[0]} vs torchvision ${n}`);
+    if (!raw || raw.scores.shape[0] !== n) {
+      add(`det.${i}.count`, Infinity, `mtpd ${raw?.scores.shape[0]} vs torchvision ${n}`);
       return;
     }
+    const d = alignTiedDetections(raw, ref);
     add(`det.${i}.scores`, relErr(d.scores, ref.scores));
     add(`det.${i}.boxes`, relErr(d.boxes, ref.boxes));
     const la = toNumbers(d.labels);

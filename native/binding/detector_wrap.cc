@@ -255,6 +255,8 @@ Napi::Function DetectorWrap::Define(Napi::Env env) {
                          InstanceMethod<&DetectorWrap::Run>("run"),
                          InstanceMethod<&DetectorWrap::TrainStep>("trainStep"),
                          InstanceMethod<&DetectorWrap::EvalImageSizes>("evalImageSizes"),
+                         InstanceMethod<&DetectorWrap::RoiScales>("roiScales"),
+                         InstanceMethod<&DetectorWrap::SetRoiScales>("setRoiScales"),
                          InstanceMethod<&DetectorWrap::Dispose>("dispose"),
                      });
 }
@@ -533,6 +535,32 @@ Napi::Value DetectorWrap::EvalImageSizes(const Napi::CallbackInfo& info) {
   // Arithmetic on the transform's options only: no tensor work, safe while a call runs.
   const auto out = guarded(env, [&] { return detector_->eval_image_sizes(sizes); });
   return image_sizes_to_js(env, out);
+}
+
+Napi::Value DetectorWrap::RoiScales(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check_alive(env, "roiScales");
+  if (busy_->load()) throw busy_error(env, fmt(name_, ".roiScales(): a call on this model is still running; await it first"));
+  const auto scales = detector_->roi_scales();
+  Napi::Array out = Napi::Array::New(env, scales.size());
+  for (size_t i = 0; i < scales.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, scales[i]));
+  return out;
+}
+
+Napi::Value DetectorWrap::SetRoiScales(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check_alive(env, "setRoiScales");
+  if (busy_->load()) throw busy_error(env, fmt(name_, ".setRoiScales(): a call on this model is still running; await it first"));
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "setRoiScales: scales must be an array of numbers");
+  const auto arr = info[0].As<Napi::Array>();
+  std::vector<double> scales;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const Napi::Value v = arr.Get(i);
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, fmt("setRoiScales: scales[", i, "] must be a number"));
+    scales.push_back(v.As<Napi::Number>().DoubleValue());
+  }
+  guarded(env, [&] { detector_->set_roi_scales(scales); });
+  return env.Undefined();
 }
 
 namespace {

@@ -59,6 +59,8 @@ class DetectorWrap : public Napi::ObjectWrap<DetectorWrap> {
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   // evalImageSizes([[h, w], ...]) -> [[h, w], ...]: the eval-mode resize rule alone (synchronous).
   Napi::Value EvalImageSizes(const Napi::CallbackInfo& info);
+  Napi::Value RoiScales(const Napi::CallbackInfo& info);
+  Napi::Value SetRoiScales(const Napi::CallbackInfo& info);
   // dispose(): drops the model and stops its compute thread now (idempotent; ERR_MTPD_BUSY
   // while a call runs). Optimizers and distillation steps over it hold its parameters until
   // they are disposed too.

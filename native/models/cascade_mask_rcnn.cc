@@ -30,6 +30,7 @@ CascadeMaskRCNNOptions CascadeMaskRCNNOptions::from_json(const Json& o, bool mas
   Json rest = o;
   for (const auto& k : cascade_option_keys()) rest.erase(k);
   if (!rest.contains("roi_aligned")) rest["roi_aligned"] = true;  // mmdetection's RoIAlign
+  if (!rest.contains("roi_scales")) rest["roi_scales"] = "strides";  // mmdetection's featmap_strides
   CascadeMaskRCNNOptions r;
   r.base = MaskRCNNOptions::from_json(rest, masks);
   auto& h = r.cascade;
@@ -49,6 +50,7 @@ CascadeMaskRCNNOptions CascadeMaskRCNNOptions::from_json(const Json& o, bool mas
   h.batch_size_per_image = b.batch_size_per_image;
   h.positive_fraction = b.positive_fraction;
   h.aligned = b.aligned;
+  h.roi_scales = b.roi_scales;
   return r;
 }
 
@@ -64,7 +66,16 @@ CascadeMaskRCNNImpl::CascadeMaskRCNNImpl(CascadeMaskRCNNOptions o)
   backbone = register_module("backbone", BackboneWithFPN(options_.base.backbone));
   const int64_t c = backbone->out_channels();
   rpn = register_module("rpn", RegionProposalNetwork(c, options_.base.rpn));
-  roi_heads = register_module("roi_heads", CascadeRoIHeads(c, options_.cascade));
+  CascadeRoIHeadsOptions heads = options_.cascade;
+  heads.strides = pooled_strides(*backbone);
+  roi_heads = register_module("roi_heads", CascadeRoIHeads(c, heads));
+}
+
+void CascadeMaskRCNNImpl::set_roi_scales(const std::vector<double>& scales) {
+  const size_t n = backbone->levels().size() - 1;  // the pooled levels
+  MTPD_CHECK_ARG(scales.empty() || scales.size() == n, arch(), ": roi scales: needs ", n, " (one per pooled level), got ",
+                 scales.size());
+  roi_heads->keep_pool_scales(scales);
 }
 
 std::vector<std::string> CascadeMaskRCNNImpl::feature_names() const {
@@ -131,9 +142,11 @@ BuiltModule make_cascade_heads(const Json& o) {
   Json rest = o;
   rest.erase("masks");
   rest.erase("paste");
-  const auto opts = CascadeMaskRCNNOptions::from_json(rest, masks);
+  auto opts = CascadeMaskRCNNOptions::from_json(rest, masks);
   const auto& b = opts.base.backbone;
   const int64_t c = scaled_width(b.fpn_channels, b.width_mult);
+  // the pooled levels the detector's backbone would give: returned layer l is level l + 1
+  for (int64_t l : b.returned_layers) opts.cascade.strides.push_back(int64_t{1} << (l + 1));
   auto heads = std::make_shared<CascadeRoIHeadsImpl>(c, opts.cascade);
   return {heads, [heads, masks, paste](const std::vector<at::Tensor>& x) {
             const bool train = heads->is_training();

@@ -49,6 +49,8 @@ class CascadeMaskRCNNImpl : public Detector {
   int64_t num_classes() const override { return options_.base.num_classes; }
   std::string arch() const override { return options_.base.masks ? "cascade_mask_rcnn" : "cascade_rcnn"; }
   Json config() const override { return options_.to_json(); }
+  std::vector<double> roi_scales() const override { return roi_heads->pool_scales(); }
+  void set_roi_scales(const std::vector<double>& scales) override;
 
   BackboneWithFPN backbone{nullptr};
   RegionProposalNetwork rpn{nullptr};

@@ -12,11 +12,12 @@ namespace mtpd {
 
 namespace {
 
-ops::MultiScaleRoIAlign make_pool(int64_t size, int64_t sampling_ratio, bool aligned) {
+ops::MultiScaleRoIAlign make_pool(int64_t size, const CascadeRoIHeadsOptions& h) {
   ops::MultiScaleRoIAlignOptions o;
   o.output_size = size;
-  o.sampling_ratio = sampling_ratio;
-  o.aligned = aligned;
+  o.sampling_ratio = h.sampling_ratio;
+  o.aligned = h.aligned;
+  o.scales = fixed_pool_scales(h.roi_scales, h.strides, "cascade_roi_heads");
   return ops::MultiScaleRoIAlign(o);
 }
 
@@ -54,8 +55,8 @@ std::vector<int64_t> row_counts(const std::vector<at::Tensor>& boxes) {
 
 CascadeRoIHeadsImpl::CascadeRoIHeadsImpl(int64_t in_channels, CascadeRoIHeadsOptions o)
     : options_(std::move(o)),
-      box_pool_(make_pool(7, options_.sampling_ratio, options_.aligned)),
-      mask_pool_(make_pool(14, options_.sampling_ratio, options_.aligned)),
+      box_pool_(make_pool(7, options_)),
+      mask_pool_(make_pool(14, options_)),
       box_coders_(make_coders(options_)),
       matchers_(make_matchers(options_)),
       sampler_(options_.batch_size_per_image, options_.positive_fraction) {
@@ -129,6 +130,10 @@ std::map<std::string, at::Tensor> CascadeRoIHeadsImpl::losses(const std::vector<
                                                               const std::vector<Target>& targets) {
   const size_t n = proposals_in.size();
   MTPD_CHECK_SHAPE(targets.size() == n, "cascade_roi_heads: ", targets.size(), " targets for ", n, " images");
+  // Inferring poolers (roi_scales "infer"): both take their scales from the first batch, as
+  // RoIHeads's do, even when it pools no mask.
+  box_pool_.scales(features, image_sizes);
+  if (options_.masks) mask_pool_.scales(features, image_sizes);
   std::vector<at::Tensor> proposals;
   for (const auto& p : proposals_in) proposals.push_back(p.detach());
   std::map<std::string, at::Tensor> out;
@@ -216,6 +221,8 @@ std::vector<Detection> CascadeRoIHeadsImpl::detect(const std::vector<at::Tensor>
                                                    const std::vector<std::array<int64_t, 2>>& image_sizes,
                                                    std::vector<CascadeStage>* stages_out) {
   at::NoGradGuard no_grad;
+  box_pool_.scales(features, image_sizes);  // as in losses()
+  if (options_.masks) mask_pool_.scales(features, image_sizes);
   const int64_t stages = options_.num_stages();
   const auto counts = row_counts(proposals);
   std::vector<at::Tensor> rois = proposals;

@@ -71,6 +71,8 @@ struct CascadeRoIHeadsOptions {
   double positive_fraction = 0.25;
   bool aligned = true;         // RoIAlign aligned (mmdet's RoIAlign default), also for the mask targets
   int64_t sampling_ratio = 0;  // 0: adaptive grid (mmdet's); torchvision's Mask R-CNN uses 2
+  std::string roi_scales = "strides";  // the poolers' scales: mmdet's 1/stride, or "infer" (RoIHeadsOptions)
+  std::vector<int64_t> strides;        // the pooled levels' strides (filled by the detector)
   bool binarize_mask_targets = true;  // mmdet's BitmapMasks.crop_and_resize(binarize=True): >= 0.5
   std::string mask_paste = "torchvision";  // or "mmdet"
 
@@ -99,6 +101,12 @@ class CascadeRoIHeadsImpl : public torch::nn::Module {
                                 const std::vector<std::array<int64_t, 2>>& image_sizes,
                                 std::vector<CascadeStage>* stages = nullptr);
   const CascadeRoIHeadsOptions& options() const { return options_; }
+  // As RoIHeads's: the poolers' scales in use, and restoring them.
+  const std::vector<double>& pool_scales() const { return box_pool_.kept_scales(); }
+  void keep_pool_scales(const std::vector<double>& scales) {
+    box_pool_.keep_scales(scales);
+    mask_pool_.keep_scales(scales);
+  }
 
   torch::nn::ModuleList box_head{nullptr}, box_predictor{nullptr}, mask_head{nullptr}, mask_predictor{nullptr};
 

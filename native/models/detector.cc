@@ -6,6 +6,10 @@
 
 namespace mtpd {
 
+void Detector::set_roi_scales(const std::vector<double>& scales) {
+  MTPD_CHECK_ARG(scales.empty(), arch(), ": has no RoI poolers; cannot take roi scales");
+}
+
 c10::Device Detector::device() const {
   for (const auto& p : parameters(/*recurse=*/true)) return p.device();
   for (const auto& b : buffers(/*recurse=*/true)) return b.device();

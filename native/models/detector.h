@@ -122,6 +122,15 @@ class Detector : public torch::nn::Module {
   virtual Json config() const = 0;
   // The model's device (that of its first parameter or buffer).
   c10::Device device() const;
+  // The scales its RoI poolers use, finest level first: empty for a model without RoI pooling or
+  // one that infers them (torchvision's MultiScaleRoIAlign) before its first batch. Inferred
+  // scales are kept from the first batch on: state outside the weights, which a checkpoint
+  // carries and restores (set_roi_scales) so a resumed process pools as the interrupted one did.
+  virtual std::vector<double> roi_scales() const { return {}; }
+  // Restores roi_scales() (empty: infer again from the next batch). ArgumentError for a model
+  // without RoI pooling given any, or for scales it cannot take (count, not powers of two,
+  // others than a fixed-scale model's own).
+  virtual void set_roi_scales(const std::vector<double>& scales);
 };
 
 // The Detector inside a built module, or nullptr when the module is not a detector.

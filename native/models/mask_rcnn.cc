@@ -24,7 +24,7 @@ const std::vector<std::string> kMaskRcnnOptions = {
     "rpn_score_thresh", "box_score_thresh", "box_nms_thresh", "box_detections_per_img", "box_fg_iou_thresh",
     "box_bg_iou_thresh", "box_batch_size_per_image", "box_positive_fraction", "bbox_reg_weights",
     "representation_size", "mask_channels", "mask_layers", "mask_dilation", "roi_aligned", "fpn_norm", "box_head",
-    "box_conv_layers", "head_norm", "anchor_style"};
+    "box_conv_layers", "head_norm", "anchor_style", "roi_scales"};
 
 }  // namespace
 
@@ -92,6 +92,9 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   h.mask_dim_reduced = mc;
   h.mask_dilation = opt_int(o, "mask_dilation", h.mask_dilation);
   h.aligned = opt_bool(o, "roi_aligned", h.aligned);
+  h.roi_scales = opt_string(o, "roi_scales", h.roi_scales);
+  MTPD_CHECK_ARG(h.roi_scales == "infer" || h.roi_scales == "strides", what,
+                 ": roi_scales must be \"infer\" (torchvision) or \"strides\" (mmdetection), got \"", h.roi_scales, "\"");
   h.box_head = opt_string(o, "box_head", h.box_head);
   MTPD_CHECK_ARG(h.box_head == "two_mlp" || h.box_head == "conv_fc", what,
                  ": box_head must be \"two_mlp\" or \"conv_fc\", got \"", h.box_head, "\"");
@@ -157,6 +160,7 @@ Json MaskRCNNOptions::to_json() const {
   }
   if (roi.head_norm != "none") o["head_norm"] = roi.head_norm;
   if (rpn.anchor_style != "torchvision") o["anchor_style"] = rpn.anchor_style;
+  if (roi.roi_scales != "infer") o["roi_scales"] = roi.roi_scales;
   return o;
 }
 
@@ -177,7 +181,16 @@ MaskRCNNImpl::MaskRCNNImpl(MaskRCNNOptions o) : options_(std::move(o)), transfor
   backbone = register_module("backbone", BackboneWithFPN(options_.backbone));
   const int64_t c = backbone->out_channels();
   rpn = register_module("rpn", RegionProposalNetwork(c, options_.rpn));
-  roi_heads = register_module("roi_heads", RoIHeads(c, scaled_heads(options_)));
+  RoIHeadsOptions heads = scaled_heads(options_);
+  heads.strides = pooled_strides(*backbone);
+  roi_heads = register_module("roi_heads", RoIHeads(c, heads));
+}
+
+void MaskRCNNImpl::set_roi_scales(const std::vector<double>& scales) {
+  const size_t n = backbone->levels().size() - 1;  // the pooled levels
+  MTPD_CHECK_ARG(scales.empty() || scales.size() == n, arch(), ": roi scales: needs ", n, " (one per pooled level), got ",
+                 scales.size());
+  roi_heads->keep_pool_scales(scales);
 }
 
 std::vector<std::string> MaskRCNNImpl::feature_names() const {

@@ -50,6 +50,8 @@ class MaskRCNNImpl : public Detector {
   int64_t num_classes() const override { return options_.num_classes; }
   std::string arch() const override { return options_.masks ? "mask_rcnn" : "faster_rcnn"; }
   Json config() const override { return options_.to_json(); }
+  std::vector<double> roi_scales() const override { return roi_heads->pool_scales(); }
+  void set_roi_scales(const std::vector<double>& scales) override;
 
   BackboneWithFPN backbone{nullptr};
   RegionProposalNetwork rpn{nullptr};

@@ -102,19 +102,39 @@ at::Tensor MaskRCNNPredictorImpl::forward(const at::Tensor& x) {
 }
 
 namespace {
-ops::MultiScaleRoIAlign make_pool(int64_t size, bool aligned) {
+ops::MultiScaleRoIAlign make_pool(int64_t size, const RoIHeadsOptions& h) {
   ops::MultiScaleRoIAlignOptions o;
   o.output_size = size;
   o.sampling_ratio = 2;
-  o.aligned = aligned;
+  o.aligned = h.aligned;
+  o.scales = fixed_pool_scales(h.roi_scales, h.strides, "roi_heads");
   return ops::MultiScaleRoIAlign(o);
 }
 }  // namespace
 
+std::vector<double> fixed_pool_scales(const std::string& roi_scales, const std::vector<int64_t>& strides,
+                                      const std::string& what) {
+  MTPD_CHECK_ARG(roi_scales == "infer" || roi_scales == "strides", what,
+                 ": roi_scales must be \"infer\" or \"strides\", got \"", roi_scales, "\"");
+  std::vector<double> out;
+  if (roi_scales == "infer") return out;
+  MTPD_CHECK_ARG(!strides.empty(), what, ": roi_scales \"strides\" needs the pooled levels' strides");
+  for (int64_t s : strides) {
+    MTPD_CHECK_ARG(s > 0, what, ": strides must be positive, got ", s);
+    out.push_back(1.0 / static_cast<double>(s));
+  }
+  return out;
+}
+
+void RoIHeadsImpl::keep_pool_scales(const std::vector<double>& scales) {
+  box_pool_.keep_scales(scales);
+  mask_pool_.keep_scales(scales);
+}
+
 RoIHeadsImpl::RoIHeadsImpl(int64_t in_channels, RoIHeadsOptions o)
     : options_(std::move(o)),
-      box_pool_(make_pool(7, options_.aligned)),
-      mask_pool_(make_pool(14, options_.aligned)),
+      box_pool_(make_pool(7, options_)),
+      mask_pool_(make_pool(14, options_)),
       box_coder_(options_.bbox_reg_weights),
       matcher_(options_.fg_iou_thresh, options_.bg_iou_thresh, /*allow_low_quality_matches=*/false),
       sampler_(options_.batch_size_per_image, options_.positive_fraction) {

@@ -72,6 +72,10 @@ struct RoIHeadsOptions {
   double positive_fraction = 0.25;
   std::array<double, 4> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};
   bool aligned = false;  // RoIAlign's aligned flag of both poolers
+  // The poolers' per-level scales: "infer" (torchvision: from the first batch, then kept) or
+  // "strides" (mmdetection, detectron2: 1/stride of each pooled level, `strides` below)
+  std::string roi_scales = "infer";
+  std::vector<int64_t> strides;  // the pooled levels' strides (filled by the detector)
   std::string box_head = "two_mlp";  // "two_mlp" (TwoMLPHead) or "conv_fc" (FastRCNNConvFCHead, _v2)
   std::vector<int64_t> box_conv_layers{256, 256, 256, 256};  // conv_fc's convs (its one FC: representation_size)
   std::string head_norm = "none";    // norm of the conv_fc box head's and the mask head's convs: "none" or "bn"
@@ -146,6 +150,10 @@ class RoIHeadsImpl : public torch::nn::Module {
   std::vector<Detection> detect(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& proposals,
                                 const std::vector<std::array<int64_t, 2>>& image_sizes);
   const RoIHeadsOptions& options() const { return options_; }
+  // The poolers' scales in use (empty before an inferring model's first batch), and restoring
+  // them (a checkpoint's; ops/poolers.h).
+  const std::vector<double>& pool_scales() const { return box_pool_.kept_scales(); }
+  void keep_pool_scales(const std::vector<double>& scales);
 
   TwoMLPHead box_head{nullptr};               // box_head "two_mlp"
   FastRCNNConvFCHead conv_fc_box_head{nullptr}; // box_head "conv_fc" (registered as "box_head")
@@ -165,5 +173,10 @@ class RoIHeadsImpl : public torch::nn::Module {
   BalancedPositiveNegativeSampler sampler_;
 };
 TORCH_MODULE(RoIHeads);
+
+// The fixed pooler scales of roi_scales "strides" (1/stride of each pooled level), none for
+// "infer"; ArgumentError (prefixed `what`) for any other value.
+std::vector<double> fixed_pool_scales(const std::string& roi_scales, const std::vector<int64_t>& strides,
+                                      const std::string& what);
 
 }  // namespace mtpd

@@ -20,6 +20,15 @@
 
 namespace mtpd {
 
+// Strides of the levels the RoI heads pool (every FPN level but the last, the pool level): 4..32
+// for P2..P5.
+inline std::vector<int64_t> pooled_strides(const BackboneWithFPNImpl& backbone) {
+  const auto& levels = backbone.levels();
+  std::vector<int64_t> out;
+  for (size_t i = 0; i + 1 < levels.size(); ++i) out.push_back(int64_t{1} << levels[i]);
+  return out;
+}
+
 // Heads: RoIHeads or CascadeRoIHeads (losses(features, proposals, sizes, targets) and
 // detect(features, proposals, sizes)). `names`: the detector's feature taps, in the backbone's order.
 template <class Heads>

@@ -29,6 +29,11 @@ double infer_scale(int64_t map_h, int64_t max_h) {
 
 const std::vector<double>& MultiScaleRoIAlign::scales(const std::vector<at::Tensor>& features,
                                                       const std::vector<std::array<int64_t, 2>>& image_sizes) const {
+  if (!options_.scales.empty()) {
+    MTPD_CHECK_SHAPE(options_.scales.size() == features.size(), "MultiScaleRoIAlign: ", options_.scales.size(),
+                     " scales for ", features.size(), " feature maps");
+    return options_.scales;
+  }
   if (scales_.size() != features.size()) {
     MTPD_CHECK_ARG(!image_sizes.empty(), "MultiScaleRoIAlign: no image sizes");
     int64_t max_h = 0;
@@ -38,6 +43,20 @@ const std::vector<double>& MultiScaleRoIAlign::scales(const std::vector<at::Tens
     scales_ = std::move(scales);
   }
   return scales_;
+}
+
+void MultiScaleRoIAlign::keep_scales(const std::vector<double>& scales) {
+  for (size_t i = 0; i < scales.size(); ++i) {
+    const double e = std::log2(scales[i]);
+    MTPD_CHECK_ARG(std::isfinite(scales[i]) && scales[i] > 0 && std::isfinite(e) && e == std::round(e),
+                   "MultiScaleRoIAlign: scales[", i, "] must be a power of two, got ", scales[i]);
+  }
+  if (!options_.scales.empty()) {
+    MTPD_CHECK_ARG(scales.empty() || scales == options_.scales,
+                   "MultiScaleRoIAlign: this pooler's scales are fixed (1/stride); cannot keep others");
+    return;
+  }
+  scales_ = scales;
 }
 
 at::Tensor MultiScaleRoIAlign::operator()(const std::vector<at::Tensor>& features, const std::vector<at::Tensor>& boxes,

@@ -12,6 +12,9 @@ torchvision_maskrcnn.py) and runs, on that model's weights:
   fresh.*   a new model, the flat image first (its own scales);
   after.*   a new model, first a usual image (`usual.*`), then the flat image (the usual scales),
             then the training losses on the flat image (loss.*, after torch.manual_seed(loss_seed)).
+The test also restores kept scales on a fresh model (mtpd's roiScales / setRoiScales, what a resumed
+training stage does) and checks it against after.*, and checks mtpd's roi_scales "strides"
+(mmdetection's fixed 1/stride) against after.* too: torchvision after a usual image pools at 1/stride.
 Writes <out>/maskrcnn_roi_scales.safetensors (labels are mtpd's: torchvision's minus 1), checked by
 test/models/roi-pool-scales.test.ts.
 

@@ -3,9 +3,11 @@
  * the stage loop over loader batches, the detector's own train step, periodic checkpoints that
  * carry the loader position so a resumed stage continues on the same batches.
  */
+import { join } from 'node:path';
 import type { Config, Schedule } from '../config/schema.js';
 import { DataLoader, type LoaderBatch, type LoaderPosition } from '../data/loader.js';
 import type { Detector, Target } from '../detector.js';
+import { MtpdError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { StateDict } from '../weights/safetensors.js';
 import type { OptimizerOptions } from '../optim.js';
@@ -25,6 +27,8 @@ export interface StageState {
   iter: number;
   total: number;
   loader: LoaderPosition;
+  /** The trained model's RoI pooler scales (Detector.roiScales), kept from its first batch. */
+  roiScales?: number[];
 }
 
 export interface DetectionStageOptions {
@@ -117,6 +121,8 @@ export interface LoaderStageSpec {
   step(images: Tensor[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
+  /** The trained model, whose RoI pooler scales each checkpoint records (restored with its weights). */
+  model?: Pick<Detector, 'roiScales'>;
   /** Where the stage's notes go (the job's batch and learning rate). */
   log?: ((line: string) => void) | undefined;
   /** Data-parallel: the optimizer's gradient sync (its weight follows each batch's share). */
@@ -170,7 +176,8 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
       },
       checkpoint: async (iter, final) => {
         await onMainRank(`${o.stage}: checkpoint`, async () => {
-          const state: StageState = { stage: o.stage, iter, total, loader: position };
+          const roiScales = o.model?.roiScales() ?? [];
+          const state: StageState = { stage: o.stage, iter, total, loader: position, ...(roiScales.length > 0 ? { roiScales } : {}) };
           const weights = { ...(await o.weights()), optimizer: await o.optimizer.stateDict(), rng: rngState() };
           await o.checkpoints.save(checkpointName(o.stage, iter), { weights, state, permanent: final });
         });
@@ -189,13 +196,33 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
   }
 }
 
+/**
+ * Gives a resumed stage's fresh model the RoI pooler scales the interrupted one had kept from its
+ * first batch (a model that infers them would otherwise infer them from the batch it resumes at).
+ */
+export function restoreRoiScales(det: Pick<Detector, 'setRoiScales'>, state: StageState, checkpoint: LoadedCheckpoint): void {
+  const s = state.roiScales;
+  if (s === undefined) return;
+  if (!Array.isArray(s) || !s.every((x) => typeof x === 'number')) {
+    throw new MtpdError('ERR_MTPD_CONFIG', `${join(checkpoint.dir, 'state.json')}: roiScales must be an array of numbers, got ${JSON.stringify(s)}`);
+  }
+  try {
+    det.setRoiScales(s);
+  } catch (err) {
+    throw new MtpdError('ERR_MTPD_CONFIG', `${join(checkpoint.dir, 'state.json')}: roiScales: ${(err as Error).message}`);
+  }
+}
+
 export async function trainDetectionStage(o: DetectionStageOptions): Promise<StageResult> {
   const { det } = o;
   // The stage's own generator stream (a resumed stage restores the saved one in runLoaderStage).
   setSeed(o.seed);
   const state = (o.resume?.state ?? null) as StageState | null;
   const resumeState = o.resume && state?.stage === o.stage ? state : null;
-  if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
+  if (resumeState && o.resume) {
+    await det.loadStateDict(await o.resume.weights('model'));
+    restoreRoiScales(det, resumeState, o.resume);
+  }
   // The stage's optimizer state is freed when the stage ends (the detector belongs to the caller).
   await using optimizer = await det.createOptimizer(optimizerFor(o.schedule));
   const gradSync = await attachGradSync(optimizer, o.config, o.isStudent ? { model: det, stage: o.stage, log: o.log } : undefined);
@@ -210,5 +237,6 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
       return (await det.trainStep(optimizer, images, targets)).losses;
     },
     weights: async () => ({ model: await det.stateDict() }),
+    model: det,
   });
 }

@@ -401,6 +401,9 @@ export class Run {
       await mkdir(this.path('models'), { recursive: true });
       await student.saveWeights(out, { 'mtpd.stage': plan.name, 'mtpd.teachers': plan.teachers.join('+'), 'mtpd.from': basename(from) });
     });
+    // Evaluated as the saved model loaded afresh would be (a resumed run evaluates it so): a
+    // model that infers its RoI pooler scales infers them again from the evaluation's first batch.
+    student.setRoiScales([]);
     return await this.evaluate(plan.name, student, splits, plan.role, out, extra);
   }
 }

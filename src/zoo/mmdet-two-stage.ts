@@ -1,7 +1,8 @@
 /**
  * mmdetection (2.x) Cascade Mask R-CNN / Cascade R-CNN and Mask R-CNN / Faster R-CNN checkpoints in
  * mtpd's names. Both are built as mtpd's cascade (`cascade_mask_rcnn` / `cascade_rcnn`): its RoI
- * heads follow mmdetection's semantics (RoIAlign aligned with an adaptive grid, mmdetection's box
+ * heads follow mmdetection's semantics (RoIAlign aligned with an adaptive grid at each level's fixed
+ * 1/stride, mmdetection's box
  * coder, losses and multiclass NMS), and mmdetection's StandardRoIHead is the cascade with one
  * stage (IoU 0.5, target_stds 0.1/0.1/0.2/0.2, class-specific regression, L1 box loss).
  *
