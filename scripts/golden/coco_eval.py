@@ -1,64 +1,25 @@
 #!/usr/bin/env python3
 """Golden COCOeval results for src/eval, computed with pycocotools (cocodataset/cocoapi PythonAPI).
 
-  PYTHONPATH=/work/tools/pycocotools /usr/bin/python3 scripts/golden/coco_eval.py
+  PYTHONPATH=/path/to/cocoapi/PythonAPI /usr/bin/python3 scripts/golden/coco_eval.py
 
 Writes test/fixtures/coco/eval_golden.json: for every case the ground truth, the results, and
 pycocotools' stats, per-category stats (summarize() restricted to one category), recall, and
 precision (the full array for small cases, the [:, :, :, all, 100] slice otherwise). CI needs
 no Python. Note: with numpy >= 1.24, cocoeval.py's `np.float` must read `np.float64` (same type).
 """
-import contextlib
 import copy
-import io
-import json
 import os
+import sys
 
 import numpy as np
 import pycocotools.mask as M
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cocoeval_golden import Golden, rle_json  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), '..', '..', 'test', 'fixtures', 'coco', 'eval_golden.json')
 rng = np.random.RandomState(5)
-
-
-def rle_json(r):
-    return {'size': [int(r['size'][0]), int(r['size'][1])], 'counts': r['counts'].decode('ascii')}
-
-
-def make_coco(dataset):
-    c = COCO()
-    c.dataset = copy.deepcopy(dataset)
-    with contextlib.redirect_stdout(io.StringIO()):
-        c.createIndex()
-    return c
-
-
-def run(gt, dets, iou_type, img_ids=None):
-    cgt = make_coco(gt)
-    with contextlib.redirect_stdout(io.StringIO()):
-        if len(dets) == 0:
-            # pycocotools' loadRes crashes on an empty list; an empty result COCO is what it means
-            cdt = make_coco({'images': gt['images'], 'categories': gt['categories'], 'annotations': []})
-        else:
-            cdt = cgt.loadRes(copy.deepcopy(dets))
-        E = COCOeval(cgt, cdt, iou_type)
-        if img_ids is not None:
-            E.params.imgIds = img_ids
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-        stats = E.stats.tolist()
-        per = {}
-        full_p, full_r = E.eval['precision'], E.eval['recall']
-        for k, cid in enumerate(E.params.catIds):
-            E.eval['precision'] = full_p[:, :, k:k + 1]
-            E.eval['recall'] = full_r[:, k:k + 1]
-            E.summarize()
-            per[str(cid)] = E.stats.tolist()
-        E.eval['precision'], E.eval['recall'] = full_p, full_r
-    return E, stats, per
 
 
 def poly_of_box(x, y, w, h, n, jitter):
@@ -155,28 +116,12 @@ def det(im, cat, bb, score, iou_type, with_bbox, seg=None):
     return d
 
 
-cases = []
-gts = {}
+golden = Golden('scripts/golden/coco_eval.py', OUT)
 
 
 def add(name, gt, dets, iou_type, full_precision, img_ids=None):
-    E, stats, per = run(gt, dets, iou_type, img_ids)
-    p = E.eval['precision']
-    key = next((k for k, g in gts.items() if g is gt), None)
-    if key is None:
-        key = 'gt%d' % len(gts)
-        gts[key] = gt
-    case = {'name': name, 'iouType': iou_type, 'gt': key, 'dets': dets, 'imgIds': img_ids,
-            'expected': {'stats': stats, 'perCategory': per, 'counts': E.eval['counts'],
-                         'recall': E.eval['recall'].reshape(-1).tolist(),
-                         'iouThrs': E.params.iouThrs.tolist(), 'recThrs': E.params.recThrs.tolist()}}
-    if full_precision:
-        case['expected']['precision'] = p.reshape(-1).tolist()
-        if full_precision == 'scores':
-            case['expected']['scores'] = E.eval['scores'].reshape(-1).tolist()
-    else:
-        case['expected']['precisionAll100'] = p[:, :, :, 0, 2].reshape(-1).tolist()
-    cases.append(case)
+    precision = 'scores' if full_precision == 'scores' else 'full' if full_precision else 'slice'
+    E, stats = golden.add(name, gt, dets, iou_type, precision, img_ids)
     print('%-28s %s AP=%.4f AR100=%.4f dets=%d gts=%d' % (name, iou_type, stats[0], stats[8], len(dets), len(gt['annotations'])))
 
 
@@ -286,7 +231,4 @@ big_gt = make_dataset(100, 8, 7, crowd_p=0.05, size=(60, 160))
 add('large_bbox', big_gt, make_dets(big_gt, per_gt=1.3, fp_per_img=10, score_decimals=3), 'bbox', False)
 add('large_segm', big_gt, make_dets(big_gt, per_gt=1.3, fp_per_img=10, iou_type='segm', with_bbox=True, score_decimals=3), 'segm', False)
 
-os.makedirs(os.path.dirname(OUT), exist_ok=True)
-with open(OUT, 'w') as f:
-    json.dump({'generator': 'scripts/golden/coco_eval.py', 'gts': gts, 'cases': cases}, f, separators=(',', ':'))
-print('wrote', os.path.normpath(OUT), os.path.getsize(OUT) // 1024, 'KiB')
+golden.write()

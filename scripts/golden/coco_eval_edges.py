@@ -18,61 +18,25 @@ Writes test/fixtures/coco/eval_edges_golden.json in the layout of scripts/golden
 [:, :, :, all, 100]). Note: with numpy >= 1.24, cocoeval.py's `np.float` must read `np.float64`
 (same type).
 """
-import contextlib
 import copy
-import io
-import json
 import os
+import sys
 
 import numpy as np
 import pycocotools.mask as M
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cocoeval_golden import Golden, rle_json  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), '..', '..', 'test', 'fixtures', 'coco', 'eval_edges_golden.json')
 rng = np.random.RandomState(11)
 
 
-def rle_json(r):
-    return {'size': [int(r['size'][0]), int(r['size'][1])], 'counts': r['counts'].decode('ascii')}
-
-
-def run(gt, dets, iou_type):
-    cgt = COCO()
-    cgt.dataset = copy.deepcopy(gt)
-    with contextlib.redirect_stdout(io.StringIO()):
-        cgt.createIndex()
-        cdt = cgt.loadRes(copy.deepcopy(dets))
-        E = COCOeval(cgt, cdt, iou_type)
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-        stats = E.stats.tolist()
-        per = {}
-        full_p, full_r = E.eval['precision'], E.eval['recall']
-        for k, cid in enumerate(E.params.catIds):
-            E.eval['precision'] = full_p[:, :, k:k + 1]
-            E.eval['recall'] = full_r[:, k:k + 1]
-            E.summarize()
-            per[str(cid)] = E.stats.tolist()
-        E.eval['precision'], E.eval['recall'] = full_p, full_r
-    return E, stats, per
-
-
-cases = []
-gts = {}
+golden = Golden('scripts/golden/coco_eval_edges.py', OUT)
 
 
 def add(name, gt, dets, iou_type):
-    E, stats, per = run(gt, dets, iou_type)
-    key = next((k for k, g in gts.items() if g is gt), None)
-    if key is None:
-        key = 'gt%d' % len(gts)
-        gts[key] = gt
-    cases.append({'name': name, 'iouType': iou_type, 'gt': key, 'dets': dets, 'imgIds': None,
-                  'expected': {'stats': stats, 'perCategory': per, 'counts': E.eval['counts'],
-                               'recall': E.eval['recall'].reshape(-1).tolist(),
-                               'precisionAll100': E.eval['precision'][:, :, :, 0, 2].reshape(-1).tolist()}})
+    E, stats = golden.add(name, gt, dets, iou_type, 'slice', None, thresholds=False)
     print('%-28s %s AP=%.4f AR1=%.4f AR100=%.4f dets=%d' % (name, iou_type, stats[0], stats[6], stats[8], len(dets)))
 
 
@@ -144,7 +108,4 @@ ul_dets.append({'image_id': 1, 'category_id': 99, 'bbox': [5, 5, 20, 20], 'score
 add('gt_unlisted_image_category_bbox', ul_gt, ul_dets, 'bbox')
 add('gt_unlisted_image_category_segm', ul_gt, ul_dets, 'segm')
 
-os.makedirs(os.path.dirname(OUT), exist_ok=True)
-with open(OUT, 'w') as f:
-    json.dump({'generator': 'scripts/golden/coco_eval_edges.py', 'gts': gts, 'cases': cases}, f, separators=(',', ':'))
-print('wrote', os.path.normpath(OUT), os.path.getsize(OUT) // 1024, 'KiB')
+golden.write()

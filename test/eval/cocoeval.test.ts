@@ -3,40 +3,11 @@
  * (made by scripts/golden/coco_eval.py) must match to 1e-12 — stats, per-category stats,
  * recall and precision.
  */
-import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { CocoEvaluator, evaluate, defaultParams, ignoredCategoriesWarning, type CocoDataset, type CocoDetection } from '../../src/eval/index.js';
+import { CocoEvaluator, evaluate, defaultParams, ignoredCategoriesWarning, type CocoDetection } from '../../src/eval/index.js';
+import { checkGoldenCase, loadCocoGolden, maxDiff, TOL } from './golden.js';
 
-interface GoldenCase {
-  name: string;
-  iouType: 'bbox' | 'segm';
-  gt: string;
-  dets: CocoDetection[];
-  imgIds: number[] | null;
-  expected: {
-    stats: number[];
-    perCategory: Record<string, number[]>;
-    counts: number[];
-    recall: number[];
-    iouThrs: number[];
-    recThrs: number[];
-    precision?: number[];
-    scores?: number[];
-    precisionAll100?: number[];
-  };
-}
-const golden = JSON.parse(readFileSync(new URL('../fixtures/coco/eval_golden.json', import.meta.url), 'utf8')) as {
-  gts: Record<string, CocoDataset>;
-  cases: GoldenCase[];
-};
-
-const TOL = 1e-12;
-function maxDiff(a: ArrayLike<number>, b: readonly number[]): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
+const golden = loadCocoGolden('eval_golden.json');
 
 t.test('thresholds are numpy linspace values', async (t) => {
   const p = defaultParams();
@@ -47,27 +18,7 @@ t.test('thresholds are numpy linspace values', async (t) => {
 });
 
 for (const c of golden.cases) {
-  t.test(`golden ${c.name} (${c.iouType})`, async (t) => {
-    const gt = golden.gts[c.gt]!;
-    const r = evaluate(gt, c.dets, { iouType: c.iouType, ...(c.imgIds ? { imgIds: c.imgIds } : {}) });
-    const e = c.expected;
-    t.same(r.counts, e.counts, 'counts [T, R, K, A, M]');
-    t.ok(maxDiff(r.stats, e.stats) <= TOL, `stats ${JSON.stringify(r.stats)} vs ${JSON.stringify(e.stats)}`);
-    for (const [cid, s] of Object.entries(e.perCategory)) {
-      const got = Object.values(r.perCategory[cid]!.stats);
-      t.ok(maxDiff(got, s) <= TOL, `category ${cid}: ${JSON.stringify(got)} vs ${JSON.stringify(s)}`);
-    }
-    t.ok(maxDiff(r.recall, e.recall) <= TOL, 'recall array');
-    if (e.precision) t.ok(maxDiff(r.precision, e.precision) <= TOL, 'full precision array');
-    if (e.scores) t.ok(maxDiff(r.scores, e.scores) <= TOL, 'scores array');
-    if (e.precisionAll100) {
-      const [T, R, K, A, M] = r.counts;
-      const slice: number[] = [];
-      for (let ti = 0; ti < T; ti++)
-        for (let ri = 0; ri < R; ri++) for (let k = 0; k < K; k++) slice.push(r.precision[(((ti * R + ri) * K + k) * A + 0) * M + (M - 1)]!);
-      t.ok(maxDiff(slice, e.precisionAll100) <= TOL, 'precision[:, :, :, all, 100]');
-    }
-  });
+  t.test(`golden ${c.name} (${c.iouType})`, async (t) => checkGoldenCase(t, golden, c));
 }
 
 t.test('incremental batches give the same result as one call, in any batch split', async (t) => {

@@ -4,28 +4,11 @@
  * boxes with a negative width or height, segm results of loadRes' mask branch with `bbox: []`,
  * ground-truth annotations of images or categories the file does not list. All to 1e-12.
  */
-import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { CocoEvaluator, evaluate, ignoredAnnotationsWarning, type CocoDataset, type CocoDetection } from '../../src/eval/index.js';
+import { CocoEvaluator, evaluate, ignoredAnnotationsWarning } from '../../src/eval/index.js';
+import { checkGoldenCase, loadCocoGolden } from './golden.js';
 
-interface EdgeCase {
-  name: string;
-  iouType: 'bbox' | 'segm';
-  gt: string;
-  dets: CocoDetection[];
-  expected: { stats: number[]; perCategory: Record<string, number[]>; counts: number[]; recall: number[]; precisionAll100: number[] };
-}
-const golden = JSON.parse(readFileSync(new URL('../fixtures/coco/eval_edges_golden.json', import.meta.url), 'utf8')) as {
-  gts: Record<string, CocoDataset>;
-  cases: EdgeCase[];
-};
-const TOL = 1e-12;
-function maxDiff(a: ArrayLike<number>, b: readonly number[]): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
+const golden = loadCocoGolden('eval_edges_golden.json');
 const byName = (name: string) => golden.cases.find((c) => c.name === name)!;
 
 t.test('the fixture has every case', async (t) => {
@@ -36,22 +19,7 @@ t.test('the fixture has every case', async (t) => {
 });
 
 for (const c of golden.cases) {
-  t.test(`golden ${c.name} (${c.iouType})`, async (t) => {
-    const r = evaluate(golden.gts[c.gt]!, c.dets, { iouType: c.iouType });
-    const e = c.expected;
-    t.same(r.counts, e.counts);
-    t.ok(maxDiff(r.stats, e.stats) <= TOL, `stats ${JSON.stringify(r.stats)} vs ${JSON.stringify(e.stats)}`);
-    t.same(Object.keys(r.perCategory).sort(), Object.keys(e.perCategory).sort());
-    for (const [cid, s] of Object.entries(e.perCategory)) {
-      const got = Object.values(r.perCategory[cid]!.stats);
-      t.ok(maxDiff(got, s) <= TOL, `category ${cid}: ${JSON.stringify(got)} vs ${JSON.stringify(s)}`);
-    }
-    t.ok(maxDiff(r.recall, e.recall) <= TOL, 'recall array');
-    const [T, R, K, A, M] = r.counts;
-    const p = new Float64Array(T * R * K);
-    for (let i = 0; i < T * R * K; i++) p[i] = r.precision[i * A * M + (M - 1)]!; // [:, :, :, all, 100]
-    t.ok(maxDiff(p, e.precisionAll100) <= TOL, 'precision [:, :, :, all, 100]');
-  });
+  t.test(`golden ${c.name} (${c.iouType})`, async (t) => checkGoldenCase(t, golden, c));
 }
 
 t.test('negative widths: the highest-scoring detection of a category ignored yet filling maxDets=1', async (t) => {
