@@ -2,7 +2,7 @@
 """Golden values for src/coco/mask.ts, computed with pycocotools' mask API.
 
 Run with Debian's /usr/bin/python3 and pycocotools built from source (cocodataset/cocoapi PythonAPI):
-  PYTHONPATH=/work/tools/pycocotools /usr/bin/python3 scripts/golden/coco_mask.py
+  PYTHONPATH=/path/to/cocoapi/PythonAPI /usr/bin/python3 scripts/golden/coco_mask.py
 Writes test/fixtures/coco/mask_golden.json (inputs and expected outputs; CI needs no Python).
 """
 import json

@@ -2,7 +2,7 @@
 
 Make the dataset, then run this on it (Debian's Python has pycocotools):
     node dist/cli.js data synth --out /tmp/mtpd-synth-golden --images 1 --val-images 10 --size 224 --seed 3 --workers 0
-    PYTHONPATH=/work/tools/pycocotools /usr/bin/python3 scripts/golden/data_synth.py /tmp/mtpd-synth-golden/instances_val.json > test/fixtures/data/synth_golden.json
+    PYTHONPATH=/path/to/cocoapi/PythonAPI /usr/bin/python3 scripts/golden/data_synth.py /tmp/mtpd-synth-golden/instances_val.json > test/fixtures/data/synth_golden.json
 The test regenerates the same dataset and checks: the annotation file is byte-identical (the
 generator is deterministic across versions: rerun this after an intended change), every area is
 pycocotools' mask area, and mtpd's COCO evaluation of fixed detections gives pycocotools' stats.
