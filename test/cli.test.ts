@@ -73,3 +73,19 @@ t.test('mtpd info', async (t) => {
   t.match(text.stdout, /cuda\s+/);
   t.match(text.stdout, /blas\s+/);
 });
+
+t.test('--set without a value is an error, not an override silently dropped', async (t) => {
+  for (const cmd of ['train', 'orders', 'cost']) {
+    const r = runCli([cmd, '--config', 'missing.yaml', '--set']);
+    t.not(r.status, 0, `${cmd}: non-zero exit`);
+    t.match(r.stderr, /Not enough arguments following: set/, `${cmd}: names --set`);
+  }
+});
+
+t.test('an empty path is an error naming the option (not the default, not ": cannot read")', async (t) => {
+  for (const args of [['demo', '--weights', ''], ['export', '--weights', '', '--out', 'x.pth'], ['predict', '--weights', '', '--arch', 'retinanet_resnet18_fpn', '--num-classes', '3', 'x.png'], ['train', '--config', ''], ['orders', '--config', ''], ['cost', '--config', ' ']]) {
+    const r = runCli(args);
+    t.equal(r.status, 2, `${args[0]}: exit 2`);
+    t.match(r.stderr, new RegExp(`--${args[1]!.slice(2)}: needs a path, got an empty string`), `${args[0]}: names ${args[1]}`);
+  }
+});

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface CostArgs {
   config: string;
@@ -11,8 +12,8 @@ export const costCommand: CommandModule<object, CostArgs> = {
   describe: "the adaptation-cost matrix of a config's student and teachers: costs.json and a heatmap in the run folder",
   builder: (y) =>
     y
-      .option('config', { type: 'string', demandOption: true, describe: 'run config (YAML or JSON)' })
-      .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value: --set order.costs.fitter=sgd' })
+      .option('config', { type: 'string', coerce: nonEmptyPath('config'), demandOption: true, describe: 'run config (YAML or JSON)' })
+      .option('set', { type: 'string', array: true, requiresArg: true, default: [] as string[], describe: 'override a config value: --set order.costs.fitter=sgd' })
       .option('fitter', { choices: ['closed-form', 'sgd', 'both'] as const, describe: 'which fitter (default: order.costs.fitter); both compares them' }),
   handler: async (argv) => {
     const { loadConfig } = await import('../config/load.js');

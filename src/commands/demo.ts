@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface DemoArgs {
   out: string;
@@ -19,7 +20,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       .option('out', { type: 'string', default: 'mtpd-demo', describe: 'working folder (data/, run/, weights/)' })
       .option('retrain', { type: 'boolean', default: false, describe: 'train the teachers and the off-the-shelf student here first (as the shipped weights were made) instead of using the shipped weights' })
       .option('retrain-only', { type: 'string', array: true, describe: 'with --retrain: train only these pool models and stop (to spread --retrain over processes)' })
-      .option('weights', { type: 'string', describe: 'folder with the pool\'s weights (default: the shipped demo/weights)' })
+      .option('weights', { type: 'string', coerce: nonEmptyPath('weights'), describe: 'folder with the pool\'s weights (default: the shipped demo/weights)' })
       .option('task', { choices: ['detection', 'instance'] as const, default: 'detection' as const, describe: 'detection: RetinaNet students; instance: a Mask R-CNN student taught by the same RetinaNet pool (box and mask AP)' })
       .option('threads', { type: 'number', default: 0, describe: 'intra-op threads (0: all cores)' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted demo from its last complete checkpoint' })

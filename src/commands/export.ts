@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface ExportArgs {
   weights: string;
@@ -14,7 +15,7 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
   describe: "write a detector's weights as a torch.save .pth that torchvision's builder loads strictly, or as safetensors",
   builder: (y) =>
     y
-      .option('weights', { type: 'string', demandOption: true, describe: 'input weights (.safetensors or torch.save .pth)' })
+      .option('weights', { type: 'string', coerce: nonEmptyPath('weights'), demandOption: true, describe: 'input weights (.safetensors or torch.save .pth)' })
       .option('out', { type: 'string', demandOption: true, describe: 'output file: .pth / .pt (torch.save format, torch.load(f, weights_only=True) reads it) or .safetensors' })
       .option('arch', { type: 'string', describe: 'retinanet_resnet50_fpn, retinanet_resnet18_fpn, ... (default: the input\'s mtpd metadata)' })
       .option('num-classes', { type: 'number', describe: 'number of classes of the model (default: the input\'s mtpd metadata)' })

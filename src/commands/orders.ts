@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface OrdersArgs {
   config: string;
@@ -14,8 +15,8 @@ export const ordersCommand: CommandModule<object, OrdersArgs> = {
   describe: "the paper's Table 2, small: the student distilled through every order of the pool's teachers (1..k of them) with a short budget each, every order's AP best first, and where the BGS order ranks",
   builder: (y) =>
     y
-      .option('config', { type: 'string', demandOption: true, describe: 'run config (YAML or JSON); the run folder is shared with mtpd train (teachers, student, costs are reused)' })
-      .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value: --set schedule.lr=0.02' })
+      .option('config', { type: 'string', coerce: nonEmptyPath('config'), demandOption: true, describe: 'run config (YAML or JSON); the run folder is shared with mtpd train (teachers, student, costs are reused)' })
+      .option('set', { type: 'string', array: true, requiresArg: true, default: [] as string[], describe: 'override a config value: --set schedule.lr=0.02' })
       .option('iterations', { type: 'number', describe: 'steps per teacher, linear LR (default: a quarter of the stage schedule)' })
       .option('k', { type: 'number', describe: 'longest order (default: order.k of the config)' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted stage from its last complete checkpoint' })

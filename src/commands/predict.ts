@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface PredictArgs {
   arch: string;
@@ -22,7 +23,7 @@ export const predictCommand: CommandModule<object, PredictArgs> = {
       .positional('images', { type: 'string', array: true, demandOption: true, describe: 'image files (JPEG, PNG, WebP, ...)' })
       .option('arch', { type: 'string', demandOption: true, describe: 'retinanet_resnet50_fpn, retinanet_resnet18_fpn, retinanet_swin_t_fpn, ..._v2' })
       .option('num-classes', { type: 'number', demandOption: true, describe: 'number of classes of the model (torchvision COCO: 91)' })
-      .option('weights', { type: 'string', demandOption: true, describe: 'weights file (.safetensors or torch.save .pth)' })
+      .option('weights', { type: 'string', coerce: nonEmptyPath('weights'), demandOption: true, describe: 'weights file (.safetensors or torch.save .pth)' })
       .option('score-thresh', { type: 'number', describe: 'drop detections scoring below this (default 0.05)' })
       .option('min-size', { type: 'number', describe: 'resize the short side to this (default 800)' })
       .option('max-size', { type: 'number', describe: 'cap the long side at this (default 1333)' })

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { nonEmptyPath } from './paths.js';
 
 interface TrainArgs {
   config: string;
@@ -35,8 +36,8 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
   describe: 'the whole pipeline: teachers, student, costs, BGS order, progressive distillation, baselines, report',
   builder: (y) =>
     y
-      .option('config', { type: 'string', demandOption: true, describe: 'run config (YAML or JSON); mtpd init writes one' })
-      .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value: --set schedule.lr=0.02' })
+      .option('config', { type: 'string', coerce: nonEmptyPath('config'), demandOption: true, describe: 'run config (YAML or JSON); mtpd init writes one' })
+      .option('set', { type: 'string', array: true, requiresArg: true, default: [] as string[], describe: 'override a config value: --set schedule.lr=0.02' })
       .option('baseline', { choices: ['longer', 'direct', 'ensemble'] as const, describe: 'run only this baseline (same budget as the curriculum)' })
       .option('jobs', { type: 'number', describe: 'train this many independent parts at once (the curriculum, each baseline), each in its own process: config jobs' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted stage from its last complete checkpoint (with any number of processes)' })
