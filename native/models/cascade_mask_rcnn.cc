@@ -72,10 +72,7 @@ CascadeMaskRCNNImpl::CascadeMaskRCNNImpl(CascadeMaskRCNNOptions o)
 }
 
 void CascadeMaskRCNNImpl::set_roi_scales(const std::vector<double>& scales) {
-  const size_t n = backbone->levels().size() - 1;  // the pooled levels
-  MTPD_CHECK_ARG(scales.empty() || scales.size() == n, arch(), ": roi scales: needs ", n, " (one per pooled level), got ",
-                 scales.size());
-  roi_heads->keep_pool_scales(scales);
+  set_two_stage_roi_scales(arch(), *backbone, roi_heads, scales);
 }
 
 std::vector<std::string> CascadeMaskRCNNImpl::feature_names() const {

@@ -130,9 +130,8 @@ std::map<std::string, at::Tensor> CascadeRoIHeadsImpl::losses(const std::vector<
                                                               const std::vector<Target>& targets) {
   const size_t n = proposals_in.size();
   MTPD_CHECK_SHAPE(targets.size() == n, "cascade_roi_heads: ", targets.size(), " targets for ", n, " images");
-  // Inferring poolers (roi_scales "infer"): both take their scales from the first batch, as
-  // RoIHeads's do, even when it pools no mask.
-  box_pool_.scales(features, image_sizes);
+  // Inferring poolers (roi_scales "infer"): the mask pooler takes its scales from the first batch
+  // as the box pooler (run in every forward) does, as RoIHeads's, even when it pools no mask.
   if (options_.masks) mask_pool_.scales(features, image_sizes);
   std::vector<at::Tensor> proposals;
   for (const auto& p : proposals_in) proposals.push_back(p.detach());
@@ -221,8 +220,7 @@ std::vector<Detection> CascadeRoIHeadsImpl::detect(const std::vector<at::Tensor>
                                                    const std::vector<std::array<int64_t, 2>>& image_sizes,
                                                    std::vector<CascadeStage>* stages_out) {
   at::NoGradGuard no_grad;
-  box_pool_.scales(features, image_sizes);  // as in losses()
-  if (options_.masks) mask_pool_.scales(features, image_sizes);
+  if (options_.masks) mask_pool_.scales(features, image_sizes);  // as in losses()
   const int64_t stages = options_.num_stages();
   const auto counts = row_counts(proposals);
   std::vector<at::Tensor> rois = proposals;

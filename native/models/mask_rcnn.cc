@@ -93,8 +93,7 @@ MaskRCNNOptions MaskRCNNOptions::from_json(const Json& o, bool masks) {
   h.mask_dilation = opt_int(o, "mask_dilation", h.mask_dilation);
   h.aligned = opt_bool(o, "roi_aligned", h.aligned);
   h.roi_scales = opt_string(o, "roi_scales", h.roi_scales);
-  MTPD_CHECK_ARG(h.roi_scales == "infer" || h.roi_scales == "strides", what,
-                 ": roi_scales must be \"infer\" (torchvision) or \"strides\" (mmdetection), got \"", h.roi_scales, "\"");
+  check_roi_scales(h.roi_scales, what);
   h.box_head = opt_string(o, "box_head", h.box_head);
   MTPD_CHECK_ARG(h.box_head == "two_mlp" || h.box_head == "conv_fc", what,
                  ": box_head must be \"two_mlp\" or \"conv_fc\", got \"", h.box_head, "\"");
@@ -187,10 +186,7 @@ MaskRCNNImpl::MaskRCNNImpl(MaskRCNNOptions o) : options_(std::move(o)), transfor
 }
 
 void MaskRCNNImpl::set_roi_scales(const std::vector<double>& scales) {
-  const size_t n = backbone->levels().size() - 1;  // the pooled levels
-  MTPD_CHECK_ARG(scales.empty() || scales.size() == n, arch(), ": roi scales: needs ", n, " (one per pooled level), got ",
-                 scales.size());
-  roi_heads->keep_pool_scales(scales);
+  set_two_stage_roi_scales(arch(), *backbone, roi_heads, scales);
 }
 
 std::vector<std::string> MaskRCNNImpl::feature_names() const {

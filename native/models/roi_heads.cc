@@ -112,10 +112,14 @@ ops::MultiScaleRoIAlign make_pool(int64_t size, const RoIHeadsOptions& h) {
 }
 }  // namespace
 
+void check_roi_scales(const std::string& roi_scales, const std::string& what) {
+  MTPD_CHECK_ARG(roi_scales == "infer" || roi_scales == "strides", what,
+                 ": roi_scales must be \"infer\" (torchvision) or \"strides\" (mmdetection), got \"", roi_scales, "\"");
+}
+
 std::vector<double> fixed_pool_scales(const std::string& roi_scales, const std::vector<int64_t>& strides,
                                       const std::string& what) {
-  MTPD_CHECK_ARG(roi_scales == "infer" || roi_scales == "strides", what,
-                 ": roi_scales must be \"infer\" or \"strides\", got \"", roi_scales, "\"");
+  check_roi_scales(roi_scales, what);
   std::vector<double> out;
   if (roi_scales == "infer") return out;
   MTPD_CHECK_ARG(!strides.empty(), what, ": roi_scales \"strides\" needs the pooled levels' strides");

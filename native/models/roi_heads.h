@@ -174,6 +174,8 @@ class RoIHeadsImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RoIHeads);
 
+// ArgumentError (prefixed `what`) unless roi_scales is "infer" or "strides".
+void check_roi_scales(const std::string& roi_scales, const std::string& what);
 // The fixed pooler scales of roi_scales "strides" (1/stride of each pooled level), none for
 // "infer"; ArgumentError (prefixed `what`) for any other value.
 std::vector<double> fixed_pool_scales(const std::string& roi_scales, const std::vector<int64_t>& strides,

@@ -29,6 +29,17 @@ inline std::vector<int64_t> pooled_strides(const BackboneWithFPNImpl& backbone) 
   return out;
 }
 
+// Detector::set_roi_scales of a two-stage detector: one scale per pooled level (or none), handed
+// to its RoI heads' poolers (RoIHeads or CascadeRoIHeads: keep_pool_scales).
+template <class Heads>
+void set_two_stage_roi_scales(const std::string& arch, const BackboneWithFPNImpl& backbone, Heads& roi_heads,
+                              const std::vector<double>& scales) {
+  const size_t n = pooled_strides(backbone).size();
+  MTPD_CHECK_ARG(scales.empty() || scales.size() == n, arch, ": roi scales: needs ", n, " (one per pooled level), got ",
+                 scales.size());
+  roi_heads->keep_pool_scales(scales);
+}
+
 // Heads: RoIHeads or CascadeRoIHeads (losses(features, proposals, sizes, targets) and
 // detect(features, proposals, sizes)). `names`: the detector's feature taps, in the backbone's order.
 template <class Heads>

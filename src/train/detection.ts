@@ -121,8 +121,8 @@ export interface LoaderStageSpec {
   step(images: Tensor[], targets: Target[], lr: number, batch: LoaderBatch): Promise<Record<string, number>>;
   /** The weight sets a checkpoint of this stage holds. */
   weights(): Promise<Record<string, StateDict>>;
-  /** The trained model, whose RoI pooler scales each checkpoint records (restored with its weights). */
-  model?: Pick<Detector, 'roiScales'>;
+  /** The trained model, whose RoI pooler scales each checkpoint records and a resumed stage restores. */
+  model?: Pick<Detector, 'roiScales' | 'setRoiScales'>;
   /** Where the stage's notes go (the job's batch and learning rate). */
   log?: ((line: string) => void) | undefined;
   /** Data-parallel: the optimizer's gradient sync (its weight follows each batch's share). */
@@ -154,6 +154,7 @@ export async function runLoaderStage(o: LoaderStageSpec): Promise<StageResult> {
     // dropout) come back too, so a resumed run takes the same steps as an uninterrupted one.
     if (o.resume.sets.includes('optimizer')) await o.optimizer.loadStateDict(await o.resume.weights('optimizer'));
     if (o.resume.sets.includes('rng')) setRngState(await o.resume.weights('rng'));
+    if (o.model) restoreRoiScales(o.model, o.resumeState, o.resume);
   }
   const loader = loaderFor(o.splits, o.config, o.seed, startIter > 0 ? o.resumeState?.loader : undefined);
   let position: LoaderPosition = o.resumeState?.loader ?? loader.position();
@@ -219,10 +220,7 @@ export async function trainDetectionStage(o: DetectionStageOptions): Promise<Sta
   setSeed(o.seed);
   const state = (o.resume?.state ?? null) as StageState | null;
   const resumeState = o.resume && state?.stage === o.stage ? state : null;
-  if (resumeState && o.resume) {
-    await det.loadStateDict(await o.resume.weights('model'));
-    restoreRoiScales(det, resumeState, o.resume);
-  }
+  if (resumeState && o.resume) await det.loadStateDict(await o.resume.weights('model'));
   // The stage's optimizer state is freed when the stage ends (the detector belongs to the caller).
   await using optimizer = await det.createOptimizer(optimizerFor(o.schedule));
   const gradSync = await attachGradSync(optimizer, o.config, o.isStudent ? { model: det, stage: o.stage, log: o.log } : undefined);

@@ -15,7 +15,7 @@ import { Disposer } from '../dispose.js';
 import { MtpdError } from '../errors.js';
 import { setSeed } from '../runtime.js';
 import { stateDictFromNative, type StateDict } from '../weights/safetensors.js';
-import { type DetectionStageOptions, optimizerFor, restoreRoiScales, runLoaderStage, type StageState } from './detection.js';
+import { type DetectionStageOptions, optimizerFor, runLoaderStage, type StageState } from './detection.js';
 import type { StageResult } from './loop.js';
 import { pairedLevels } from './levels.js';
 import { targetLabelsOf } from './models.js';
@@ -115,7 +115,6 @@ export async function trainDistillStage(o: DistillStageOptions): Promise<StageRe
   const resuming = o.resume && state?.stage === o.stage;
   if (resuming && o.resume) {
     await student.loadStateDict(await o.resume.weights('model'));
-    if (state) restoreRoiScales(student, state, o.resume);
     for (const [i, d] of distillers.entries()) {
       const sd = await o.resume.weights(`distiller${i}`);
       await d.loadStateDict([...sd.keys()], [...sd.values()], true);
