@@ -72,7 +72,9 @@ ImageBatch GeneralizedRCNNTransform::operator()(const std::vector<at::Tensor>& i
                                  at::kDouble).to(img.device(), img.scalar_type());
     at::Tensor stdv = at::tensor(std::vector<double>(options_.image_std.begin(), options_.image_std.end()),
                                  at::kDouble).to(img.device(), img.scalar_type());
-    at::Tensor x = (img - mean.view({3, 1, 1})) / stdv.view({3, 1, 1});
+    // (img - mean) / std, the division in place: one image-sized temporary, not two.
+    at::Tensor x = at::sub(img, mean.view({3, 1, 1}));
+    x.div_(stdv.view({3, 1, 1}));
     double size;
     if (training && options_.min_size.size() > 1) {
       // torch_choice: int(torch.empty(1).uniform_(0, len(k)).item())
