@@ -57,6 +57,9 @@ struct RunOptions {
   bool losses = false;      // needs targets; named scalar losses
   bool features = false;    // named FPN taps
   bool detections = false;  // post-processed detections (computed under NoGradGuard)
+  // Losses built from plain tensor ops only, so their gradients can be differentiated again
+  // (Hessian products); otherwise fused kernels may keep only their gradient (ops/focal_loss.h).
+  bool twice_differentiable = false;
 };
 
 using ImageSize = std::array<int64_t, 2>;  // (H, W)

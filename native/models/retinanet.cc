@@ -168,7 +168,8 @@ ImageBatch RetinaNetImpl::prepare(const std::vector<at::Tensor>& images, const s
 }
 
 std::map<std::string, at::Tensor> RetinaNetImpl::compute_loss(const std::vector<Target>& targets,
-                                                              const HeadOutputs& out, const at::Tensor& anchors) {
+                                                              const HeadOutputs& out, const at::Tensor& anchors,
+                                                              bool twice_differentiable) {
   std::vector<at::Tensor> matched, labels, boxes;
   for (const auto& t : targets) {
     labels.push_back(t.labels);
@@ -181,7 +182,8 @@ std::map<std::string, at::Tensor> RetinaNetImpl::compute_loss(const std::vector<
   }
   std::map<std::string, at::Tensor> losses;
   losses["classification"] = head->classification_head->compute_loss(labels, out.cls_logits, matched,
-                                                                     options_.focal_alpha, options_.focal_gamma);
+                                                                     options_.focal_alpha, options_.focal_gamma,
+                                                                     twice_differentiable);
   losses["bbox_regression"] = head->regression_head->compute_loss(boxes, out.bbox_regression, anchors, matched);
   return losses;
 }
@@ -261,7 +263,7 @@ DetectorOutput RetinaNetImpl::forward_batch(const ImageBatch& batch, const RunOp
   if (what.losses) {
     // Losses in float32 even when the forward ran under autocast (half-precision head outputs).
     HeadOutputs f32{ho.cls_logits.to(at::kFloat), ho.bbox_regression.to(at::kFloat), ho.anchors_per_level};
-    out.losses = compute_loss(batch.targets, f32, anchors);
+    out.losses = compute_loss(batch.targets, f32, anchors, what.twice_differentiable);
   }
   if (what.detections) {
     torch::NoGradGuard no_grad;

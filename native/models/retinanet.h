@@ -66,7 +66,7 @@ class RetinaNetImpl : public Detector {
 
  private:
   std::map<std::string, at::Tensor> compute_loss(const std::vector<Target>& targets, const HeadOutputs& out,
-                                                 const at::Tensor& anchors);
+                                                 const at::Tensor& anchors, bool twice_differentiable);
   // original_sizes: mmdet's order, boxes rescaled to the original image before NMS (resize_style
   // "mmdet"), boxes of no width or height dropped (test_cfg min_bbox_size 0); null: torchvision's, NMS in resized pixels and the transform maps them back after.
   std::vector<Detection> postprocess_detections(const HeadOutputs& out, const at::Tensor& anchors,

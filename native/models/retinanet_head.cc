@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "ops/focal_loss.h"
 
 namespace mtpd {
 
@@ -66,38 +67,25 @@ at::Tensor RetinaNetClassificationHeadImpl::forward(const std::vector<at::Tensor
   return at::cat(all, 1);
 }
 
-at::Tensor sigmoid_focal_loss(const at::Tensor& inputs, const at::Tensor& targets, double alpha, double gamma) {
-  at::Tensor p = at::sigmoid(inputs);
-  at::Tensor ce = at::binary_cross_entropy_with_logits(inputs, targets, {}, {}, at::Reduction::None);
-  at::Tensor p_t = p * targets + (1 - p) * (1 - targets);
-  at::Tensor loss = ce * at::pow(1 - p_t, gamma);
-  if (alpha >= 0) {
-    at::Tensor alpha_t = alpha * targets + (1 - alpha) * (1 - targets);
-    loss = alpha_t * loss;
-  }
-  return loss;
-}
-
 at::Tensor RetinaNetClassificationHeadImpl::compute_loss(const std::vector<at::Tensor>& labels,
                                                          const at::Tensor& logits,
                                                          const std::vector<at::Tensor>& matched_idxs, double alpha,
-                                                         double gamma) const {
+                                                         double gamma, bool twice_differentiable) const {
   at::Tensor total;
   for (size_t i = 0; i < labels.size(); ++i) {
-    at::Tensor logit = logits[static_cast<int64_t>(i)];  // (HWA, K)
     const at::Tensor& m = matched_idxs[i];
-    at::Tensor fg = m >= 0;
-    const int64_t num_fg = fg.sum().item<int64_t>();
-    at::Tensor target = at::zeros_like(logit);
+    const int64_t num_fg = (m >= 0).sum().item<int64_t>();
+    // Each anchor's target class: its matched box's label (foreground), or -1 / -2 as matched.
+    at::Tensor classes = m;
     if (num_fg > 0) {
-      at::Tensor fg_idx = fg.nonzero().squeeze(1);
-      at::Tensor cls = labels[i].index_select(0, m.index_select(0, fg_idx));
-      MTPD_CHECK_ARG(cls.min().item<int64_t>() >= 0 && cls.max().item<int64_t>() < num_classes,
+      at::Tensor cls = labels[i].index_select(0, m.clamp_min(0));
+      at::Tensor fg_cls = cls.masked_select(m >= 0);
+      MTPD_CHECK_ARG(fg_cls.min().item<int64_t>() >= 0 && fg_cls.max().item<int64_t>() < num_classes,
                      "target labels must be in 0..", num_classes - 1, " (num_classes ", num_classes, ")");
-      target.index_put_({fg_idx, cls}, 1.0);
+      classes = at::where(m >= 0, cls, m);
     }
-    at::Tensor valid = (m != -2).nonzero().squeeze(1);
-    at::Tensor l = sigmoid_focal_loss(logit.index_select(0, valid), target.index_select(0, valid), alpha, gamma).sum() /
+    at::Tensor l = ops::sigmoid_focal_loss_sum(logits[static_cast<int64_t>(i)], classes, alpha, gamma,
+                                               twice_differentiable) /
                    static_cast<double>(std::max<int64_t>(1, num_fg));
     total = total.defined() ? total + l : l;
   }

@@ -1,7 +1,7 @@
 // torchvision RetinaNetHead (v2 layout of 0.14): classification_head {conv.{0..3}.0, cls_logits}
 // and regression_head {conv.{0..3}.0, bbox_reg}; with head_norm "gn" (retinanet v2) every tower
 // conv is bias-free and followed by GroupNorm(32) at conv.{i}.1. The heads own their losses:
-// sigmoid focal loss (Lin et al. 2017, eq. 5: FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t)) summed
+// sigmoid focal loss (Lin et al. 2017, eq. 5: FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t); ops/focal_loss.h) summed
 // over non-ignored anchors / max(1, #foreground), and the box loss ("l1", "smooth_l1", "giou")
 // summed over foreground anchors / max(1, #foreground), each averaged over the images.
 #pragma once
@@ -41,8 +41,10 @@ class RetinaNetClassificationHeadImpl : public torch::nn::Module {
                                   double prior_probability, const std::string& norm);
   at::Tensor forward(const std::vector<at::Tensor>& x);  // (N, HWA, K)
   // matched_idxs: per image (HWA) int64 (>= 0 gt index, -1 background, -2 ignored).
+  // twice_differentiable: the loss from plain tensor ops (ops/focal_loss.h), for Hessian products.
   at::Tensor compute_loss(const std::vector<at::Tensor>& labels, const at::Tensor& cls_logits,
-                          const std::vector<at::Tensor>& matched_idxs, double alpha, double gamma) const;
+                          const std::vector<at::Tensor>& matched_idxs, double alpha, double gamma,
+                          bool twice_differentiable = false) const;
   int64_t num_classes, num_anchors;
 
  private:
@@ -77,8 +79,6 @@ class RetinaNetHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RetinaNetHead);
 
-// torchvision.ops.sigmoid_focal_loss with reduction "none".
-at::Tensor sigmoid_focal_loss(const at::Tensor& inputs, const at::Tensor& targets, double alpha, double gamma);
 // torchvision.ops.generalized_box_iou_loss, reduction "sum".
 at::Tensor generalized_box_iou_loss_sum(const at::Tensor& boxes1, const at::Tensor& boxes2, double eps = 1e-7);
 

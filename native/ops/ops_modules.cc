@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/registry.h"
+#include "ops/focal_loss.h"
 #include "ops/nms.h"
 #include "ops/poolers.h"
 #include "ops/roi_align.h"
@@ -92,8 +93,28 @@ BuiltModule make_nms(const Json& o, bool batched) {
           }};
 }
 
+BuiltModule make_focal_loss(const Json& o) {
+  check_known_options(o, "ops.sigmoid_focal_loss", {"alpha", "gamma", "twice_differentiable", "backward"});
+  const double alpha = opt_number(o, "alpha", 0.25), gamma = opt_number(o, "gamma", 2.0);
+  const bool twice = opt_bool(o, "twice_differentiable", false), backward = opt_bool(o, "backward", false);
+  return {std::make_shared<torch::nn::Module>("SigmoidFocalLoss"), [=](const std::vector<at::Tensor>& x) {
+            MTPD_CHECK_SHAPE(x.size() == (backward ? 3u : 2u), "ops.sigmoid_focal_loss takes (logits (A, K), "
+                             "classes (A)", backward ? ", grad_output ()" : "", "), got ", x.size(), " tensors");
+            if (!backward) return std::vector<at::Tensor>{ops::sigmoid_focal_loss_sum(x[0], x[1], alpha, gamma, twice)};
+            at::AutoGradMode grad(true);
+            at::Tensor in = x[0].detach().requires_grad_(true);
+            return with_grads({in}, ops::sigmoid_focal_loss_sum(in, x[1], alpha, gamma, twice), x[2]);
+          }};
+}
+
 }  // namespace
 
+MTPD_REGISTER_MODULE("ops.sigmoid_focal_loss",
+                     "RetinaNet's sigmoid focal loss summed over anchors: forward(logits (A, K), classes (A) int64: "
+                     "class, -1 background, -2 ignored) -> () (options: alpha, gamma, twice_differentiable: "
+                     "torchvision's tensor ops instead of the fused CPU kernel; backward: also take grad_output (), "
+                     "return the logits' gradient)",
+                     make_focal_loss);
 MTPD_REGISTER_MODULE("ops.nms",
                      "torchvision.ops.nms as a module: forward(boxes (N, 4), scores (N)) -> kept indices by "
                      "decreasing score (options: iou_threshold)",

@@ -58,6 +58,7 @@ DetectionHvp detection_hvp(Detector& det, const std::vector<at::Tensor>& images,
   at::AutoGradMode grad_mode(true);
   RunOptions what;
   what.losses = true;
+  what.twice_differentiable = true;
   DetectorOutput out = det.run(images, &targets, what);
   MTPD_CHECK_ARG(!out.losses.empty(), "hvp: the detector returned no losses");
   at::Tensor total;
