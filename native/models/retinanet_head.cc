@@ -74,15 +74,16 @@ at::Tensor RetinaNetClassificationHeadImpl::compute_loss(const std::vector<at::T
   at::Tensor total;
   for (size_t i = 0; i < labels.size(); ++i) {
     const at::Tensor& m = matched_idxs[i];
-    const int64_t num_fg = (m >= 0).sum().item<int64_t>();
+    const at::Tensor fg = m >= 0;
+    const int64_t num_fg = fg.sum().item<int64_t>();
     // Each anchor's target class: its matched box's label (foreground), or -1 / -2 as matched.
     at::Tensor classes = m;
     if (num_fg > 0) {
       at::Tensor cls = labels[i].index_select(0, m.clamp_min(0));
-      at::Tensor fg_cls = cls.masked_select(m >= 0);
+      at::Tensor fg_cls = cls.masked_select(fg);
       MTPD_CHECK_ARG(fg_cls.min().item<int64_t>() >= 0 && fg_cls.max().item<int64_t>() < num_classes,
                      "target labels must be in 0..", num_classes - 1, " (num_classes ", num_classes, ")");
-      classes = at::where(m >= 0, cls, m);
+      classes = at::where(fg, cls, m);
     }
     at::Tensor l = ops::sigmoid_focal_loss_sum(logits[static_cast<int64_t>(i)], classes, alpha, gamma,
                                                twice_differentiable) /
