@@ -72,8 +72,10 @@ export interface HostMemory {
   liveBytes: number;
   cachedBytes: number;
   peakLiveBytes: number;
-  /** live + cached never exceeds it: (1 + MTPD_HOST_CACHE_SLACK, default 1) x peakLiveBytes. */
+  /** Segments (live + cached) are kept within it where they can be: (1 + MTPD_HOST_CACHE_SLACK, default 0.25) x peakLiveBytes. */
   boundBytes: number;
+  /** Segments held from the system (each holds live and free blocks). */
+  segmentCount: number;
   hits: number;
   misses: number;
 }

@@ -103,6 +103,7 @@ Napi::Value HostMemoryJs(const Napi::CallbackInfo& info) {
   o.Set("cachedBytes", static_cast<double>(s.cached_bytes));
   o.Set("peakLiveBytes", static_cast<double>(s.peak_live_bytes));
   o.Set("boundBytes", static_cast<double>(s.bound_bytes));
+  o.Set("segmentCount", static_cast<double>(s.segment_count));
   o.Set("hits", static_cast<double>(s.hits));
   o.Set("misses", static_cast<double>(s.misses));
   return o;

@@ -3,7 +3,9 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdlib>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -11,24 +13,19 @@
 #include <cstring>
 #include <list>
 #include <mutex>
+#include <set>
 #include <unordered_map>
-#include <vector>
 
 namespace mtpd {
 
-size_t host_size_class(size_t n) {
-  if (n < kHostCacheMinBytes) return n;
-  size_t top = size_t{1} << (63 - __builtin_clzll(static_cast<unsigned long long>(n)));
-  const size_t step = top / 8;
-  return (n + step - 1) / step * step;
-}
-
 namespace {
+
+constexpr size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 class CachingHostAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) const override {
-    void* p = n < kHostCacheMinBytes ? c10::alloc_cpu(n) : self().take(host_size_class(n));
+    void* p = n < kHostCacheMinBytes ? c10::alloc_cpu(n) : self().take(n);
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
@@ -41,7 +38,7 @@ class CachingHostAllocator final : public c10::Allocator {
 
   void release_cache() {
     std::lock_guard<std::mutex> lock(mu_);
-    while (!lru_.empty()) evict_oldest();
+    while (!idle_.empty()) free_segment(idle_.front());
   }
 
   HostAllocatorStats stats() {
@@ -49,22 +46,44 @@ class CachingHostAllocator final : public c10::Allocator {
     HostAllocatorStats s;
     s.installed = true;
     s.live_bytes = live_bytes_;
-    s.cached_bytes = cached_bytes_;
+    s.cached_bytes = segment_bytes_ - live_bytes_;
     s.peak_live_bytes = peak_live_bytes_;
-    s.bound_bytes = bound_bytes();
+    s.bound_bytes = bound_bytes(0);
+    s.segment_count = segment_count_;
     s.hits = hits_;
     s.misses = misses_;
     return s;
   }
 
  private:
-  struct Cached {
+  struct Segment;
+  // A piece of a segment, in use or free; prev/next are its neighbours in the segment, by address.
+  struct Block {
+    char* ptr;
     size_t size;
-    void* ptr;
+    bool free;
+    Segment* segment;
+    Block* prev;
+    Block* next;
+  };
+  // One buffer from the system allocator, cut into blocks.
+  struct Segment {
+    char* base;
+    size_t size;
+    Block* head;
+    bool idle = false;  // one free block spans it all: it can go back to the system
+    std::list<Segment*>::iterator idle_at;
+  };
+  // Free blocks by size, then address: lower_bound finds the best fit.
+  struct BySize {
+    bool operator()(const Block* a, const Block* b) const {
+      return a->size != b->size ? a->size < b->size : a->ptr < b->ptr;
+    }
   };
 
-  // (1 + slack) x the peak live total; slack from MTPD_HOST_CACHE_SLACK, read once.
-  size_t bound_bytes() const {
+  // (1 + slack) x the peak live total (or what it will be after a request of `extra` bytes);
+  // slack from MTPD_HOST_CACHE_SLACK, read once.
+  size_t bound_bytes(size_t extra) const {
     static const double slack = [] {
       const char* v = std::getenv("MTPD_HOST_CACHE_SLACK");
       if (v == nullptr || *v == '\0') return kHostCacheSlack;
@@ -72,57 +91,70 @@ class CachingHostAllocator final : public c10::Allocator {
       const double x = std::strtod(v, &end);
       return end != nullptr && *end == '\0' && x >= 0 && x <= 16 ? x : kHostCacheSlack;
     }();
-    return static_cast<size_t>(static_cast<double>(peak_live_bytes_) * (1.0 + slack));
+    const size_t live = std::max(peak_live_bytes_, live_bytes_ + extra);
+    return static_cast<size_t>(static_cast<double>(live) * (1.0 + slack));
   }
 
   static void release(void* p) {
     if (p) self().give_back(p);
   }
 
-  // The most recently freed cached buffer of class `cls`, moved out of the cache; null if none.
-  void* take_cached(size_t cls) {
-    auto it = by_size_.find(cls);
-    if (it == by_size_.end() || it->second.empty()) return nullptr;
-    auto node = it->second.back();
-    it->second.pop_back();
-    void* p = node->ptr;
-    lru_.erase(node);
-    cached_bytes_ -= cls;
-    return p;
-  }
-
-  // A buffer of size class `size` (>= kHostCacheMinBytes): a cached one of that class or a little
-  // larger, or a new one after evicting enough of the cache to stay within the bound. (Taking any
-  // larger cached buffer rather than evicting was tried: fewer new buffers, but live totals counted
-  // at the larger sizes let the bound creep up: 9% more peak memory in a ResNet-18 train step.)
-  void* take(size_t size) {
+  void* take(size_t n) {
+    const size_t size = round_up(n, kHostBlockAlign);
     std::unique_lock<std::mutex> lock(mu_);
-    void* p = nullptr;
-    // The request's own class, else one of the next kHostCacheFitClasses: a cached buffer that is
-    // resident already, instead of evicting one and mapping (and faulting in) a new one. It counts
-    // as live at its own size, so live + cached does not change.
-    size_t cls = size;
-    for (int k = 0; k <= kHostCacheFitClasses && p == nullptr; ++k) {
-      p = take_cached(cls);
-      if (p == nullptr) cls = host_size_class(cls + 1);
-    }
-    if (p != nullptr) {
-      size = cls;
+    Block probe{nullptr, size, true, nullptr, nullptr, nullptr};
+    auto it = free_.lower_bound(&probe);
+    Block* b = nullptr;
+    if (it != free_.end()) {
+      b = *it;
+      free_.erase(it);
+      set_busy(b->segment);
       hits_++;
     } else {
-      // Bound: live + cached never above (1 + slack) x the largest live total seen: what a cache
-      // miss adds beyond that comes out of the least recently freed buffers.
-      const size_t bound = bound_bytes();
-      while (!lru_.empty() && live_bytes_ + cached_bytes_ + size > bound) evict_oldest();
       misses_++;
-      lock.unlock();
-      p = c10::alloc_cpu(size);  // throws c10::Error when out of memory
-      lock.lock();
+      b = new_segment(size, lock);
     }
-    live_[p] = size;
-    live_bytes_ += size;
+    // What is left of the block stays free if it is itself a large buffer's worth; a smaller
+    // remainder goes with the block (at most kHostCacheMinBytes - kHostBlockAlign bytes).
+    if (b->size - size >= kHostCacheMinBytes) {
+      auto* rest = new Block{b->ptr + size, b->size - size, true, b->segment, b, b->next};
+      if (b->next) b->next->prev = rest;
+      b->next = rest;
+      b->size = size;
+      free_.insert(rest);
+    }
+    b->free = false;
+    live_.emplace(b->ptr, b);
+    live_bytes_ += b->size;
     if (live_bytes_ > peak_live_bytes_) peak_live_bytes_ = live_bytes_;
-    return p;
+    return b->ptr;
+  }
+
+  // A new segment of `size` rounded up to kHostSegmentRound, as one free block (not in free_),
+  // after giving idle segments back to the system (least recently idle first) while segments
+  // would exceed the bound.
+  Block* new_segment(size_t size, std::unique_lock<std::mutex>& lock) {
+    const size_t seg_size = round_up(size, kHostSegmentRound);
+    const size_t bound = bound_bytes(size);
+    while (!idle_.empty() && segment_bytes_ + seg_size > bound) free_segment(idle_.front());
+    lock.unlock();
+    void* p = nullptr;
+    try {
+      p = c10::alloc_cpu(seg_size);
+    } catch (const c10::Error&) {
+      // Out of memory: every idle segment goes back and the request is tried once more (throws
+      // c10::Error if it fails again).
+      lock.lock();
+      while (!idle_.empty()) free_segment(idle_.front());
+      lock.unlock();
+      p = c10::alloc_cpu(seg_size);
+    }
+    lock.lock();
+    auto* seg = new Segment{static_cast<char*>(p), seg_size, nullptr};
+    seg->head = new Block{seg->base, seg_size, true, seg, nullptr, nullptr};
+    segment_bytes_ += seg_size;
+    segment_count_++;
+    return seg->head;
   }
 
   void give_back(void* p) {
@@ -133,33 +165,58 @@ class CachingHostAllocator final : public c10::Allocator {
       c10::free_cpu(p);  // a small buffer
       return;
     }
-    const size_t size = it->second;
+    Block* b = it->second;
     live_.erase(it);
-    live_bytes_ -= size;
-    lru_.push_back({size, p});
-    by_size_[size].push_back(std::prev(lru_.end()));
-    cached_bytes_ += size;
+    live_bytes_ -= b->size;
+    b->free = true;
+    // Merge with free neighbours, so the segment's free space serves requests of any size.
+    if (b->next && b->next->free) {
+      Block* n = b->next;
+      free_.erase(n);
+      b->size += n->size;
+      b->next = n->next;
+      if (n->next) n->next->prev = b;
+      delete n;
+    }
+    if (b->prev && b->prev->free) {
+      Block* q = b->prev;
+      free_.erase(q);
+      q->size += b->size;
+      q->next = b->next;
+      if (b->next) b->next->prev = q;
+      delete b;
+      b = q;
+    }
+    free_.insert(b);
+    if (b->prev == nullptr && b->next == nullptr) {
+      Segment* seg = b->segment;
+      seg->idle = true;
+      seg->idle_at = idle_.insert(idle_.end(), seg);
+    }
   }
 
-  void evict_oldest() {
-    const Cached c = lru_.front();
-    auto& v = by_size_[c.size];
-    for (auto i = v.begin(); i != v.end(); ++i) {
-      if (*i == lru_.begin()) {
-        v.erase(i);
-        break;
-      }
-    }
-    lru_.pop_front();
-    cached_bytes_ -= c.size;
-    c10::free_cpu(c.ptr);
+  void set_busy(Segment* seg) {
+    if (!seg->idle) return;
+    idle_.erase(seg->idle_at);
+    seg->idle = false;
+  }
+
+  // An idle segment back to the system.
+  void free_segment(Segment* seg) {
+    free_.erase(seg->head);
+    set_busy(seg);
+    segment_bytes_ -= seg->size;
+    segment_count_--;
+    c10::free_cpu(seg->base);
+    delete seg->head;
+    delete seg;
   }
 
   std::mutex mu_;
-  std::unordered_map<void*, size_t> live_;                              // large buffers in use
-  std::list<Cached> lru_;                                               // freed, oldest first
-  std::unordered_map<size_t, std::vector<std::list<Cached>::iterator>> by_size_;
-  size_t live_bytes_ = 0, cached_bytes_ = 0, peak_live_bytes_ = 0;
+  std::unordered_map<void*, Block*> live_;  // blocks in use, by address
+  std::set<Block*, BySize> free_;           // free blocks of every segment
+  std::list<Segment*> idle_;                // segments with nothing in use, least recently first
+  size_t live_bytes_ = 0, segment_bytes_ = 0, peak_live_bytes_ = 0, segment_count_ = 0;
   uint64_t hits_ = 0, misses_ = 0;
 };
 
