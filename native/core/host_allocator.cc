@@ -170,29 +170,26 @@ class CachingHostAllocator final : public c10::Allocator {
     live_bytes_ -= b->size;
     b->free = true;
     // Merge with free neighbours, so the segment's free space serves requests of any size.
-    if (b->next && b->next->free) {
-      Block* n = b->next;
-      free_.erase(n);
-      b->size += n->size;
-      b->next = n->next;
-      if (n->next) n->next->prev = b;
-      delete n;
-    }
-    if (b->prev && b->prev->free) {
-      Block* q = b->prev;
-      free_.erase(q);
-      q->size += b->size;
-      q->next = b->next;
-      if (b->next) b->next->prev = q;
-      delete b;
-      b = q;
-    }
+    if (b->next && b->next->free) b = merge(b, b->next);
+    if (b->prev && b->prev->free) b = merge(b->prev, b);
     free_.insert(b);
     if (b->prev == nullptr && b->next == nullptr) {
       Segment* seg = b->segment;
       seg->idle = true;
       seg->idle_at = idle_.insert(idle_.end(), seg);
     }
+  }
+
+  // `right` joined to its left neighbour `left` (both free; either may be in free_), which is
+  // returned, out of free_.
+  Block* merge(Block* left, Block* right) {
+    free_.erase(left);
+    free_.erase(right);
+    left->size += right->size;
+    left->next = right->next;
+    if (right->next) right->next->prev = left;
+    delete right;
+    return left;
   }
 
   void set_busy(Segment* seg) {
