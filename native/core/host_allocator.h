@@ -12,7 +12,7 @@
 // neighbours in its segment. So memory freed at one size serves requests of any other size, and a
 // process settles on about its largest live total. (The allocator before this one kept whole freed
 // buffers by size class; a Mask R-CNN step, whose moments need different sizes, made it hold twice
-// its live total: 2182 MiB peak RSS against 1612 MiB now, torchvision 1672.)
+// its live total: 2182 MiB peak RSS against 1596 MiB now, torchvision 1672.)
 //
 // The bound: segments (live plus free) stay within (1 + kHostCacheSlack) times the largest live
 // total the process reached; a request that would go beyond it first gives segments with nothing
