@@ -144,9 +144,7 @@ class CachingHostAllocator final : public c10::Allocator {
     } catch (const c10::Error&) {
       // Out of memory: every idle segment goes back and the request is tried once more (throws
       // c10::Error if it fails again).
-      lock.lock();
-      while (!idle_.empty()) free_segment(idle_.front());
-      lock.unlock();
+      release_cache();
       p = c10::alloc_cpu(seg_size);
     }
     lock.lock();
