@@ -8,13 +8,14 @@
 // mtpd/torchvision per round, as median (min..max): below 1 is faster or smaller. Single-shot
 // figures on a shared machine swing by 2x; quote the ratios with their spreads.
 // Env: MTPD_BENCH_ARCHS (resnet18,resnet50,swin_t; maskrcnn_resnet50 for Mask R-CNN R50 FPN), MTPD_BENCH_ROUNDS, MTPD_BENCH_REPS,
-// MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores).
+// MTPD_BENCH_SIZE (512), MTPD_BENCH_BATCH (2), MTPD_BENCH_THREADS (default: all cores),
+// MTPD_BENCH_ISA (native; avx2: both sides' kernels capped at AVX2, see lib/stats.mjs).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runJson as run, spread, workerSettings } from './lib/stats.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { reps, rounds, size, batch, threads, archs } = workerSettings({ reps: '4', archs: 'resnet18,resnet50,swin_t' });
+const { reps, rounds, size, batch, threads, archs, isa } = workerSettings({ reps: '4', archs: 'resnet18,resnet50,swin_t' });
 const FIELDS = [
   ['infer_ms', 'inference ms'],
   ['train_ms', 'train step ms'],
@@ -22,7 +23,7 @@ const FIELDS = [
   ['sys_s', 'system CPU s'],
 ];
 
-console.log(`RetinaNet (maskrcnn_*: Mask R-CNN), batch ${batch} of ${size}x${size}, ${threads} threads; ${rounds} rounds of whole processes in turn (torchvision, mtpd), median of ${reps} steps each after 1 warm-up`);
+console.log(`RetinaNet (maskrcnn_*: Mask R-CNN), batch ${batch} of ${size}x${size}, ${threads} threads; ${rounds} rounds of whole processes in turn (torchvision, mtpd), median of ${reps} steps each after 1 warm-up; kernels: ${isa}`);
 let ok = true;
 for (const arch of archs) {
   const res = { tv: [], mt: [] };

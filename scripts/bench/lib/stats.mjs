@@ -6,7 +6,9 @@ import { cpus } from 'node:os';
 /** The detectors workers' settings from the environment (each bench gives its own defaults). */
 export function workerSettings(defaults) {
   const env = process.env;
+  benchEnv(env); // MTPD_BENCH_ISA checked before anything runs
   return {
+    isa: env.MTPD_BENCH_ISA || 'native',
     reps: env.MTPD_BENCH_REPS ?? defaults.reps,
     rounds: Number(env.MTPD_BENCH_ROUNDS ?? 3),
     size: env.MTPD_BENCH_SIZE ?? '512',
@@ -16,8 +18,26 @@ export function workerSettings(defaults) {
   };
 }
 
+// MTPD_BENCH_ISA=avx2 caps the instruction set of both sides' kernels at AVX2 (ATen's CPU
+// dispatch, oneDNN's JIT and OpenBLAS's kernels), to measure on an AVX-512 machine what a CPU
+// without AVX-512 runs. Unset or "native": whatever the machine has.
+const ISA_ENV = {
+  native: {},
+  avx2: { ATEN_CPU_CAPABILITY: 'avx2', ONEDNN_MAX_CPU_ISA: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' },
+};
+
+/** The environment of the measured processes: this one's, with MTPD_BENCH_ISA's caps. */
+export function benchEnv(env = process.env) {
+  const isa = env.MTPD_BENCH_ISA || 'native';
+  if (!Object.hasOwn(ISA_ENV, isa)) {
+    console.error(`MTPD_BENCH_ISA must be one of ${Object.keys(ISA_ENV).join(', ')}, got "${isa}"`);
+    process.exit(2);
+  }
+  return { ...env, ...ISA_ENV[isa] };
+}
+
 /** Runs one process and returns the JSON of its last output line; null (and its stderr printed) if it failed. */
-export function runJson(cmd, args, env = process.env) {
+export function runJson(cmd, args, env = benchEnv()) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 1_200_000, env });
   if (r.status !== 0) {
     console.error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
