@@ -185,10 +185,12 @@ void SerialExecutor::run(const std::function<void()>& fn) {
         err = std::current_exception();
       }
 #if defined(__GLIBC__)
-      // MTPD_MALLOC_TRIM=1: hand the freed working set of each call back to the OS. Without it
-      // the thread's (non-main) glibc arena keeps fragments of earlier steps: in
-      // scripts/bench/detectors.mjs peak RSS is 1.1-1.35x torchvision's without trimming and
-      // 0.96x with it, at the price of re-faulting pages each call (R18 inference ~10% slower).
+      // MTPD_MALLOC_TRIM=1: hand the freed working set of each call back to the OS (the host
+      // cache's empty segments, glibc's free heap pages), at the price of re-faulting it on the
+      // next call. With the segment cache it pays only where a call's moments need different
+      // sizes (worker.mjs ARCH 2 512 3 2, two runs each): Mask R-CNN peak RSS 1499-1508 MiB
+      // against 1641-1654, inference 17-45% and train step 24-29% slower; RetinaNet R18 peak 830
+      // against 813 MiB, 30-45% slower.
       static const bool trim = [] {
         const char* v = std::getenv("MTPD_MALLOC_TRIM");
         return v && *v && std::string(v) != "0";
