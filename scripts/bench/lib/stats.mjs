@@ -20,7 +20,7 @@ export function workerSettings(defaults) {
 
 // MTPD_BENCH_ISA=avx2 caps the instruction set of both sides' kernels at AVX2 (ATen's CPU
 // dispatch, oneDNN's JIT and OpenBLAS's kernels), to measure on an AVX-512 machine what a CPU
-// without AVX-512 runs. Unset or "native": whatever the machine has.
+// without AVX-512 runs (x86-64 only). Unset or "native": whatever the machine has.
 const ISA_ENV = {
   native: {},
   avx2: { ATEN_CPU_CAPABILITY: 'avx2', ONEDNN_MAX_CPU_ISA: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' },
