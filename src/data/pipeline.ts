@@ -8,6 +8,7 @@
  * is, the flip done by sharp too (`flop`, an exact mirror), so no JavaScript touches a pixel; the
  * decode runs on libuv's thread pool, off the main thread, with or without loader workers.
  */
+import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { annToRle, decode } from '../coco/mask.js';
 import type { BadDataKind } from './baddata.js';
@@ -81,9 +82,11 @@ async function decodeImage(job: SampleJob, flop = false): Promise<RawImage | { k
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width, channels: 3 };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' || /missing|no such file|not found|does not exist/i.test(err.message)) {
-      return { kind: 'missing-image-file', message: `${where}: image file not found` };
-    }
+    // Missing or not: asked of the file system, not read from the message (libvips keeps one
+    // error buffer for all threads, so a decode that fails beside a missing file can carry that
+    // file's "missing" text).
+    const isFile = await stat(job.path).then((st) => st.isFile(), () => false);
+    if (!isFile) return { kind: 'missing-image-file', message: `${where}: image file not found` };
     return { kind: 'unreadable-image', message: `${where}: cannot decode image (${err.message.split('\n')[0]})` };
   }
 }

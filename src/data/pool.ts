@@ -80,12 +80,16 @@ export class WorkerPool<Req, Res> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(
-      this.workers.map((w) => {
-        w.ref(); // an unref'd worker's exit would not keep the process waiting for terminate()
-        return w.terminate();
-      }),
-    );
+    // A timer keeps the event loop alive until every worker has exited. terminate() alone does
+    // not always (Node 20, workers still answering requests): a loop opening pools of 2 workers
+    // and closing each with decodes in flight ended within its first few pools, inside
+    // `await close()` with a termination pending (test/data/loader.test.ts).
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      await Promise.all(this.workers.map((w) => w.terminate()));
+    } finally {
+      clearInterval(keepAlive);
+    }
     for (const [, w] of this.waiting) w.reject(new Error('worker pool closed'));
     this.waiting.clear();
   }

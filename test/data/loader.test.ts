@@ -243,6 +243,21 @@ t.test('worker threads keep the process alive only while they work (no hang with
   }
 });
 
+t.test('closing a worker pool while its workers decode keeps the process alive until they exit', async (t) => {
+  // Node 20 does not always hold the event loop open while terminate() of a worker that is still
+  // answering is pending: the process ended inside `await close()` (exit code 13, a top-level
+  // await never settled) within the first few of these pools, before close() kept a timer of its
+  // own until every worker had exited. A loader closed with batches in flight did the same.
+  const { spawnSync } = await import('node:child_process');
+  const script = new URL('../fixtures/data/pool_close.ts', import.meta.url).pathname;
+  // The child gets the TypeScript loader but not tap's process-info hooks, whose own handles would
+  // keep its event loop open and hide the failure.
+  const execArgv = process.execArgv.filter((a) => !/@tapjs\/(processinfo|mock)/.test(a));
+  const r = spawnSync(process.execPath, [...execArgv, script, path.join(out, 'train'), '30'], { encoding: 'utf8', timeout: 300_000 });
+  t.equal(r.status, 0, `exit code 0 (stderr: ${r.stderr.slice(0, 300)})`);
+  t.equal(r.stdout.trim(), 'closed 30 pools');
+});
+
 t.test('epoch() yields the rest of the current epoch', async (t) => {
   const loader = new DataLoader(ds, { ...base, masks: false });
   await loader.next();
