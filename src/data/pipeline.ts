@@ -83,8 +83,8 @@ async function decodeImage(job: SampleJob, flop = false): Promise<RawImage | { k
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // Missing or not: asked of the file system, not read from the message (libvips keeps one
-    // error buffer for all threads, so a decode that fails beside a missing file can carry that
-    // file's "missing" text).
+    // error buffer for all threads, so a decode that fails beside a missing file can carry its
+    // "does not exist" text).
     const isFile = await stat(job.path).then((st) => st.isFile(), () => false);
     if (!isFile) return { kind: 'missing-image-file', message: `${where}: image file not found` };
     return { kind: 'unreadable-image', message: `${where}: cannot decode image (${err.message.split('\n')[0]})` };
