@@ -6,9 +6,8 @@ import { cpus } from 'node:os';
 /** The detectors workers' settings from the environment (each bench gives its own defaults). */
 export function workerSettings(defaults) {
   const env = process.env;
-  benchEnv(env); // MTPD_BENCH_ISA checked before anything runs
   return {
-    isa: env.MTPD_BENCH_ISA || 'native',
+    isa: benchIsa(env), // checked before anything runs
     reps: env.MTPD_BENCH_REPS ?? defaults.reps,
     rounds: Number(env.MTPD_BENCH_ROUNDS ?? 3),
     size: env.MTPD_BENCH_SIZE ?? '512',
@@ -26,14 +25,19 @@ const ISA_ENV = {
   avx2: { ATEN_CPU_CAPABILITY: 'avx2', ONEDNN_MAX_CPU_ISA: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' },
 };
 
-/** The environment of the measured processes: this one's, with MTPD_BENCH_ISA's caps. */
-export function benchEnv(env = process.env) {
+/** MTPD_BENCH_ISA's value ("native" when unset); any other name ends the process with code 2. */
+function benchIsa(env) {
   const isa = env.MTPD_BENCH_ISA || 'native';
   if (!Object.hasOwn(ISA_ENV, isa)) {
     console.error(`MTPD_BENCH_ISA must be one of ${Object.keys(ISA_ENV).join(', ')}, got "${isa}"`);
     process.exit(2);
   }
-  return { ...env, ...ISA_ENV[isa] };
+  return isa;
+}
+
+/** The environment of the measured processes: this one's, with MTPD_BENCH_ISA's caps. */
+function benchEnv(env = process.env) {
+  return { ...env, ...ISA_ENV[benchIsa(env)] };
 }
 
 /** Runs one process and returns the JSON of its last output line; null (and its stderr printed) if it failed. */
